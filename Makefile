@@ -1,0 +1,35 @@
+# Two commands on a fresh clone: `make demo` (the main job on the embedded default) and `make test`.
+# Each creates .venv when it is missing. torch is pinned to 2.13.0: the CPU build that installs
+# without a multi-GB download on the project's machines.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hyft-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[demo,dev,scale]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/hyft run configs/demo.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hyft tests bench
+
+bench: $(STAMP)
+	$(PY) bench/adapters.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,86 @@
+"""The base class every adapted ``nn.Linear`` derives from.
+
+An adapted layer keeps the original layer as ``base_layer`` (frozen, never modified) and adds an
+adapter path. Adapter tensors live in fp32 whatever the base dtype: the activation is cast to fp32
+for the adapter path and the result cast back (PEFT's convention).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hyft.adapters.config import AdapterConfig
+
+ADAPTER_DTYPE = torch.float32
+
+
+class AdaptedLinear(nn.Module):
+    """A frozen ``base_layer`` (d_out×d_in) plus an adapter; subclasses define the adapter path.
+
+    Subclasses implement ``forward(x: (..., d_in)) -> (..., d_out)``, ``merged_weight() -> (d_out, d_in)``
+    in fp32, ``branch_parameters()`` (trainable tensors grouped by branch, for per-branch gradient norms
+    and learning rates) and the save/load mapping ``adapter_state`` / ``load_adapter_state``.
+    """
+
+    method: str = "base"
+
+    def __init__(self, base_layer: nn.Linear, config: AdapterConfig):
+        super().__init__()
+        if not isinstance(base_layer, nn.Linear):
+            raise TypeError(f"hyft adapts nn.Linear layers only, got {type(base_layer).__name__}")
+        self.base_layer = base_layer
+        self.base_layer.requires_grad_(False)
+        self.in_features = base_layer.in_features
+        self.out_features = base_layer.out_features
+        self.config = config
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def merged_weight(self) -> torch.Tensor:
+        """The effective weight W_eff (d_out, d_in) in fp32, as the adapter's forward uses it."""
+        raise NotImplementedError
+
+    def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable tensors per branch, e.g. ``{"lora": [A, B]}`` or ``{"rotation": [Q]}``."""
+        raise NotImplementedError
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """Tensors to save, keyed relative to this layer in PEFT style (``lora_A.weight``, ...)."""
+        raise NotImplementedError
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`adapter_state`; raises KeyError/ValueError on missing keys or shapes."""
+        raise NotImplementedError
+
+    def after_backward(self) -> None:
+        """Called once per optimizer step after gradients are complete (the hybrid updates λ here)."""
+
+    # -- shared helpers ------------------------------------------------------------------------
+    def base_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base_layer(x)
+
+    def merged_linear(self) -> nn.Linear:
+        """A plain nn.Linear with the adapter folded in: merged in fp32, cast once to the base dtype."""
+        weight = self.base_layer.weight
+        merged = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.base_layer.bias is not None,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        with torch.no_grad():
+            merged.weight.copy_(self.merged_weight().to(weight.dtype))
+            if self.base_layer.bias is not None:
+                merged.bias.copy_(self.base_layer.bias)
+        return merged
+
+    def extra_repr(self) -> str:
+        return f"method={self.method}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+def check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> torch.Tensor:
+    """Raise a readable error when a loaded tensor does not have the shape this layer needs."""
+    if tuple(tensor.shape) != expected:
+        raise ValueError(f"adapter tensor {name!r} has shape {tuple(tensor.shape)}, expected {expected}")
+    return tensor

@@ -1,0 +1,120 @@
+"""LoRA (and the frozen-init LoRA-GA form): y = W0 x + b + κ·s·[B(Ax) − B0(A0x)].
+
+Plain LoRA has no B0/A0 (B starts at zero). LoRA-GA keeps its gradient-aligned init B0, A0 as frozen
+buffers so that W0 is never mutated (methods.md §2.2); it saves as a standard rank-2r LoRA
+(A' = [A; A0], B' = [B, −B0], α' = 2α) that PEFT loads on the untouched base model.
+κ is the optional Frobenius norm cap (methods.md §1), computed under no-grad from the factors alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from hyft.adapters.config import AdapterConfig
+from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape
+
+
+def lowrank_frobenius_norm(B: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """‖B A‖_F for B (d_out, k), A (k, d_in) via tr((BᵀB)(AAᵀ)), never forming B A: O(k²(d_in + d_out))."""
+    gram = (B.T @ B) * (A @ A.T)
+    return gram.sum().clamp_min(0).sqrt()
+
+
+class LoraLinear(AdaptedLinear):
+    """LoRA on one nn.Linear. ``A`` (r, d_in), ``B`` (d_out, r); optional frozen ``A0``, ``B0``."""
+
+    method = "lora"
+
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        config: AdapterConfig,
+        init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
+        super().__init__(base_layer, config)
+        r, device = config.r, base_layer.weight.device
+        self.scaling = config.scaling
+        self.frozen_init = init is not None or config.method in ("lora_ga", "hybrid")
+        self.lora_A = nn.Parameter(torch.empty(r, self.in_features, device=device, dtype=ADAPTER_DTYPE))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, device=device, dtype=ADAPTER_DTYPE))
+        if self.frozen_init:
+            A0, B0 = init if init is not None else (torch.zeros_like(self.lora_A), torch.zeros_like(self.lora_B))
+            self.register_buffer("lora_A0", A0.to(device, ADAPTER_DTYPE).clone(), persistent=True)
+            self.register_buffer("lora_B0", B0.to(device, ADAPTER_DTYPE).clone(), persistent=True)
+            with torch.no_grad():
+                self.lora_A.copy_(self.lora_A0)
+                self.lora_B.copy_(self.lora_B0)
+        else:
+            # PEFT's default: A Kaiming-uniform, B = 0, so the model is unchanged at init.
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.norm_cap = config.norm_cap
+        if self.norm_cap is not None:
+            w0_norm = base_layer.weight.detach().float().norm()
+            self.register_buffer("w0_norm", w0_norm, persistent=False)
+        self.cap_active_steps = 0
+
+    # -- forward -------------------------------------------------------------------------------
+    def delta_scale(self) -> torch.Tensor | float:
+        """κ·s: the LoRA scale times the norm-cap factor κ = min(1, ρ‖W0‖ / (s‖ΔW‖)), no-grad."""
+        if self.norm_cap is None:
+            return self.scaling
+        with torch.no_grad():
+            B, A = self._factors()
+            delta_norm = self.scaling * lowrank_frobenius_norm(B, A)
+            kappa = torch.clamp(self.norm_cap * self.w0_norm / (delta_norm + 1e-12), max=1.0)
+            if self.training and bool(kappa < 1):
+                self.cap_active_steps += 1
+        return kappa * self.scaling
+
+    def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The LoRA path without the scale: B(A x) − B0(A0 x), in fp32. x: (..., d_in) → (..., d_out)."""
+        x = self.dropout(x.to(ADAPTER_DTYPE))
+        out = (x @ self.lora_A.T) @ self.lora_B.T
+        if self.frozen_init:
+            out = out - (x @ self.lora_A0.T) @ self.lora_B0.T
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base_layer(x)
+        return result + (self.lora_delta(x) * self.delta_scale()).to(result.dtype)
+
+    # -- merge / save --------------------------------------------------------------------------
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B', A') with B'A' = BA − B0A0: the rank-2r form for LoRA-GA, (B, A) for plain LoRA."""
+        if not self.frozen_init:
+            return self.lora_B, self.lora_A
+        return torch.cat([self.lora_B, -self.lora_B0], dim=1), torch.cat([self.lora_A, self.lora_A0], dim=0)
+
+    def delta_weight(self) -> torch.Tensor:
+        """κ·s·(BA − B0A0), (d_out, d_in) fp32."""
+        B, A = self._factors()
+        return (B @ A) * self.delta_scale()
+
+    def merged_weight(self) -> torch.Tensor:
+        return self.base_layer.weight.float() + self.delta_weight()
+
+    def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
+        return {"lora": [self.lora_A, self.lora_B]}
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        B, A = self._factors()
+        kappa_scale = self.delta_scale()
+        # Fold the norm cap into B so a plain-LoRA loader (PEFT) reproduces the capped output.
+        factor = kappa_scale / self.scaling if self.norm_cap is not None else 1.0
+        return {"lora_A.weight": A.detach().contiguous(), "lora_B.weight": (B.detach() * factor).contiguous()}
+
+    def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:
+        r = self.config.r
+        rank = 2 * r if self.frozen_init else r
+        A = check_shape("lora_A.weight", state["lora_A.weight"], (rank, self.in_features))
+        B = check_shape("lora_B.weight", state["lora_B.weight"], (self.out_features, rank))
+        with torch.no_grad():
+            self.lora_A.copy_(A[:r])
+            self.lora_B.copy_(B[:, :r])
+            if self.frozen_init:
+                self.lora_A0.copy_(A[r:])
+                self.lora_B0.copy_(-B[:, r:])

@@ -1,0 +1,266 @@
+"""``hyft.wrap`` / ``hyft.load``: put adapters on a model, save them PEFT-style, merge them away.
+
+On disk an adapter is ``adapter_config.json`` + ``adapter_model.safetensors`` with PEFT's key layout
+(``base_model.model.<module>.lora_A.weight``). LoRA and LoRA-GA (as a rank-2r LoRA) write a config that
+``peft.PeftModel.from_pretrained`` reads; the other methods use the same layout with a hyft method type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hyft.adapters.config import AdapterConfig
+from hyft.adapters.layer import AdaptedLinear
+from hyft.adapters.lora_ga import LoraGaInitReport, estimate_lora_ga_init
+from hyft.adapters.registry import NEEDS_GRADIENT_INIT, layer_builder
+from hyft.adapters.targeting import find_heads, find_targets
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+FULL_WEIGHTS_NAME = "model.safetensors"
+PEFT_PREFIX = "base_model.model."
+FORMAT_VERSION = 1
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _task_type(model: nn.Module) -> str | None:
+    cls = type(model).__name__
+    if cls.endswith("ForCausalLM"):
+        return "CAUSAL_LM"
+    if cls.endswith("ForSequenceClassification"):
+        return "SEQ_CLS"
+    return None
+
+
+class HyftModel(nn.Module):
+    """A base model with adapters in place of its target ``nn.Linear`` layers.
+
+    Behaves like the base model: ``forward`` and ``generate`` take the same arguments; attributes the
+    wrapper does not have (``config``, ``device``...) are read from the base model.
+    """
+
+    def __init__(self, base_model: nn.Module, config: AdapterConfig, init_report: LoraGaInitReport | None = None):
+        super().__init__()
+        self.base_model = base_model
+        self.adapter_config = config
+        self.init_report = init_report
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.base_model(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        return self.base_model.generate(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.base_model, name)
+
+    # -- inspection ------------------------------------------------------------------------------
+    def adapted_layers(self) -> dict[str, AdaptedLinear]:
+        """{dotted name in the base model: adapted layer}."""
+        return {n: m for n, m in self.base_model.named_modules() if isinstance(m, AdaptedLinear)}
+
+    def head_names(self) -> list[str]:
+        if self.adapter_config.method == "full":
+            return []
+        return find_heads(self.base_model, self.adapter_config.modules_to_save)
+
+    def trainable_parameters(self) -> int:
+        """Number of trainable scalars (adapters plus heads; every parameter for full fine-tuning)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def after_backward(self) -> None:
+        """Per-step hook called by the trainer after gradients are final, before clipping (λ updates)."""
+        for layer in self.adapted_layers().values():
+            layer.after_backward()
+
+    def mixing_weights(self) -> dict[str, float]:
+        """{layer name: λ} for hybrid layers (empty for other methods)."""
+        return {n: float(m.mixing_weight) for n, m in self.adapted_layers().items() if hasattr(m, "mixing_weight")}
+
+    # -- save / load / merge -------------------------------------------------------------------------
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor that defines the adapter (and trained heads), with PEFT-style keys, on CPU."""
+        if self.adapter_config.method == "full":
+            return {k: v.detach().cpu().contiguous() for k, v in self.base_model.state_dict().items()}
+        state: dict[str, torch.Tensor] = {}
+        for name, layer in self.adapted_layers().items():
+            for key, tensor in layer.adapter_state().items():
+                state[f"{PEFT_PREFIX}{name}.{key}"] = tensor.detach().cpu().contiguous()
+        for head in self.head_names():
+            for key, tensor in self.base_model.get_submodule(head).state_dict().items():
+                state[f"{PEFT_PREFIX}{head}.{key}"] = tensor.detach().cpu().contiguous()
+        return state
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (no pickle) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = self.adapter_state_dict()
+        name = FULL_WEIGHTS_NAME if self.adapter_config.method == "full" else WEIGHTS_NAME
+        save_file(state, str(directory / name), metadata={"format": "pt"})
+        (directory / CONFIG_NAME).write_text(json.dumps(self._saved_config(), indent=2, sort_keys=True) + "\n")
+        return directory
+
+    def _saved_config(self) -> dict[str, Any]:
+        cfg = self.adapter_config
+        base_name = getattr(getattr(self.base_model, "config", None), "_name_or_path", None) or None
+        targets = sorted({n.split(".")[-1] for n in self.adapted_layers()})
+        hyft_block = {
+            "format_version": FORMAT_VERSION,
+            "adapter": cfg.model_dump(mode="json"),
+            "target_layers": sorted(self.adapted_layers()),
+            "base_fingerprint": base_fingerprint(self),
+        }
+        saved: dict[str, Any] = {
+            "base_model_name_or_path": base_name,
+            "task_type": _task_type(self.base_model),
+            "target_modules": targets,
+            "modules_to_save": [h.split(".")[-1] for h in self.head_names()] or None,
+            "inference_mode": True,
+            "hyft": hyft_block,
+        }
+        if cfg.method in ("lora", "lora_ga"):
+            # LoRA-GA's frozen-init form is exactly a rank-2r LoRA with α doubled (×√2 with rsLoRA).
+            doubled = cfg.method == "lora_ga"
+            alpha = cfg.alpha * ((2**0.5 if cfg.use_rslora else 2.0) if doubled else 1.0)
+            saved.update(
+                peft_type="LORA",
+                r=cfg.r * (2 if doubled else 1),
+                lora_alpha=alpha,
+                lora_dropout=cfg.dropout,
+                use_rslora=cfg.use_rslora,
+                bias="none",
+                fan_in_fan_out=False,
+                init_lora_weights=True,
+            )
+        else:
+            saved["peft_type"] = f"HYFT_{cfg.method.upper()}"
+        return saved
+
+    def merge_and_unload(self) -> nn.Module:
+        """Fold every adapter into its base weight (fp32 merge, one cast) and return the plain model."""
+        for name, layer in self.adapted_layers().items():
+            _set_submodule(self.base_model, name, layer.merged_linear())
+        return self.base_model
+
+
+def base_fingerprint(model: HyftModel) -> dict[str, str]:
+    """Per adapted layer: a short hash of W0 (fp32 norm + a few fixed entries) to refuse a wrong base."""
+    prints = {}
+    for name, layer in model.adapted_layers().items():
+        weight = layer.base_layer.weight.detach().float().cpu()
+        flat = weight.flatten()
+        probe = torch.stack([weight.norm(), flat[0], flat[len(flat) // 2], flat[-1]])
+        prints[name] = hashlib.sha256(f"{tuple(weight.shape)}{probe.tolist()}".encode()).hexdigest()[:16]
+    return prints
+
+
+def wrap(
+    base_model: nn.Module,
+    config: AdapterConfig,
+    init_batches: Iterable[Mapping[str, torch.Tensor]] | None = None,
+    seed: int = 0,
+) -> HyftModel:
+    """Put ``config.method`` adapters on ``base_model`` (modified in place) and freeze the base weights.
+
+    ``init_batches`` (model-input dicts with labels) are required by LoRA-GA and the hybrid: the
+    gradient they produce sets the initial adapter (methods.md §2).
+    """
+    if config.method == "full":
+        base_model.requires_grad_(True)
+        return HyftModel(base_model, config)
+    targets = find_targets(base_model, config.target_modules, config.exclude_modules)
+    heads = find_heads(base_model, config.modules_to_save)
+    targets = [t for t in targets if not any(t == h or t.startswith(h + ".") for h in heads)]
+    inits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    report = None
+    if config.method in NEEDS_GRADIENT_INIT and init_batches is not None:
+        lora_targets = _lora_targets(base_model, targets, config)
+        inits, report = estimate_lora_ga_init(base_model, lora_targets, init_batches, config, seed)
+    elif config.method in NEEDS_GRADIENT_INIT:
+        raise ValueError(
+            f"method {config.method!r} needs init_batches (training batches with labels) to estimate the "
+            "gradient for its LoRA-GA initialisation"
+        )
+    base_model.requires_grad_(False)
+    build = layer_builder(config.method)
+    modules = dict(base_model.named_modules())
+    for name in targets:
+        _set_submodule(base_model, name, build(modules[name], config, name, inits.get(name)))
+    for head in heads:
+        base_model.get_submodule(head).requires_grad_(True)
+    return HyftModel(base_model, config, report)
+
+
+def _lora_targets(model: nn.Module, targets: list[str], config: AdapterConfig) -> list[str]:
+    """Layers that get a LoRA-GA branch (the hybrid's unitary-only layers do not)."""
+    if config.method == "hybrid" and config.unitary_mode == "replace" and config.unitary_modules:
+        from hyft.adapters.targeting import _matches
+
+        return [t for t in targets if not _matches(t, config.unitary_modules)]
+    return targets
+
+
+def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = False) -> HyftModel:
+    """Load an adapter saved by :meth:`HyftModel.save_pretrained` onto ``base_model`` (modified in place)."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: no adapter config (expected {CONFIG_NAME} from save_pretrained)")
+    saved = json.loads(config_path.read_text())
+    if "hyft" not in saved:
+        raise ValueError(f"{config_path}: not a hyft adapter (no 'hyft' block); load PEFT adapters with peft")
+    block = saved["hyft"]
+    if block.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{config_path}: format_version {block.get('format_version')} != {FORMAT_VERSION}")
+    config = AdapterConfig.model_validate(block["adapter"])
+    if config.method == "full":
+        state = load_file(str(directory / FULL_WEIGHTS_NAME))
+        base_model.load_state_dict(state, strict=True)
+        base_model.requires_grad_(is_trainable)
+        return HyftModel(base_model, config)
+    state = load_file(str(directory / WEIGHTS_NAME))
+    base_model.requires_grad_(False)
+    build = layer_builder(config.method)
+    modules = dict(base_model.named_modules())
+    for name in block["target_layers"]:
+        if name not in modules:
+            raise ValueError(f"{config_path}: adapted layer {name!r} does not exist in {type(base_model).__name__}")
+        _set_submodule(base_model, name, build(modules[name], config, name, None))
+    model = HyftModel(base_model, config)
+    mismatched = [n for n, fp in base_fingerprint(model).items() if block["base_fingerprint"].get(n) != fp]
+    if mismatched:
+        raise ValueError(
+            f"{config_path}: the base model's weights differ from the ones the adapter was trained on "
+            f"(layers {mismatched[:3]}...); load it on the same base model"
+        )
+    for name, layer in model.adapted_layers().items():
+        prefix = f"{PEFT_PREFIX}{name}."
+        layer.load_adapter_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    for head in model.head_names():
+        prefix = f"{PEFT_PREFIX}{head}."
+        head_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        model.base_model.get_submodule(head).load_state_dict(head_state, strict=True)
+    if not is_trainable:
+        model.requires_grad_(False)
+    model.eval()
+    return model

@@ -1,0 +1,163 @@
+"""Load YAML/TOML configs into pydantic models with errors a person can act on.
+
+Every error names the file, the line, the dotted key, what was expected and (for unknown keys) the
+closest valid key. All errors are reported at once, never one per run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config could not be used. ``problems`` holds one human-readable line per mistake."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the config:\n{listing}")
+
+
+def _yaml_line_map(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line number."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                lines[path + (key,)] = key_node.start_mark.line + 1
+                walk(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[path + (str(index),)] = item.start_mark.line + 1
+                walk(item, path + (str(index),))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _model_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last key of ``path`` (for did-you-mean)."""
+    current: Any = model
+    for key in path:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(key)
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
+            None,
+        )
+        if current is None:
+            # Lists/dicts of models: look one level into the type arguments.
+            for arg in getattr(annotation, "__args__", ()):
+                for inner in getattr(arg, "__args__", ()):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        current = inner
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def format_validation_error(
+    error: ValidationError,
+    model: type[BaseModel],
+    source: str,
+    line_map: dict[tuple[str, ...], int] | None = None,
+) -> list[str]:
+    """Turn a pydantic ValidationError into one line per problem: ``file:line: key: message``."""
+    problems = []
+    line_map = line_map or {}
+    for item in error.errors():
+        path = tuple(str(p) for p in item["loc"])
+        # Find the deepest path prefix that has a line number.
+        line = None
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in line_map:
+                line = line_map[path[:cut]]
+                break
+        where = f"{source}:{line}" if line else source
+        key = ".".join(path) or "<root>"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            owner = _model_at(model, path[:-1])
+            valid = sorted(owner.model_fields) if owner else []
+            close = difflib.get_close_matches(path[-1], valid, n=1, cutoff=0.5)
+            message = f"unknown key '{path[-1]}'"
+            message += f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in item and item["type"] not in ("value_error", "assertion_error"):
+            message += f" (got {item['input']!r})"
+        problems.append(f"{where}: {key}: {message}")
+    return problems
+
+
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """Parse a YAML or TOML file into a dict plus a key-path → line map (empty for TOML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), [f"{path}: file not found"])
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text), {}
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), [f"{path}: not valid TOML: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text) or {}
+        line_map = _yaml_line_map(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(str(path), [f"{where}: not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"{path}:1: expected a mapping of keys at the top level"])
+    return data, line_map
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars) to a config dict."""
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError("<command line>", [f"override '{override}' must look like key.sub=value"])
+        dotted, raw = override.split("=", 1)
+        target = data
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path, model: type[ModelT], overrides: list[str] | None = None) -> ModelT:
+    """Read ``path`` and validate it as ``model``; raise ConfigError listing every problem."""
+    data, line_map = read_config_file(path)
+    data = apply_overrides(data, overrides or [])
+    return validate_config(data, model, str(path), line_map)
+
+
+def validate_config(
+    data: dict[str, Any],
+    model: type[ModelT],
+    source: str = "<config>",
+    line_map: dict[tuple[str, ...], int] | None = None,
+) -> ModelT:
+    """Validate an already-parsed dict; raise ConfigError listing every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc, model, source, line_map)) from None

@@ -1,0 +1,276 @@
+"""The training loop: one readable function, built on ``accelerate`` (1 CPU, 1 GPU or N GPUs).
+
+Per optimizer step: forward/backward over ``grad_accum`` micro-batches → per-layer gradient norms of
+every adapter branch (before clipping) → ``model.after_backward()`` (the hybrid's λ update) → clip →
+AdamW step → LR schedule. Every step is logged to ``progress.jsonl`` (loss, LR, norms, λ, ETA);
+checkpoints every N steps make the same command resume where it stopped, bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from hyft.adapters.layer import AdaptedLinear
+from hyft.evaluation.memory import peak_memory_bytes, reset_peak_memory
+from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hyft.training.config import TrainConfig
+from hyft.training.data import collate, epoch_order, micro_batches
+from hyft.training.seeding import seed_everything
+
+BRANCH_LR_FIELD = {"lora": "lr_lora", "rotation": "lr_rotation", "unitary": "lr_rotation"}
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-step and per-epoch history plus the footprint figures."""
+
+    history: dict[str, list[dict[str, Any]]]
+    step_time_median_s: float
+    peak_memory_bytes: int
+    trainable_parameters: int
+    total_parameters: int
+    steps: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: one per adapter branch kind (η_LoRA, η_rotation), heads, and everything else."""
+    assigned: dict[int, str] = {}
+    for layer in (m for m in model.modules() if isinstance(m, AdaptedLinear)):
+        for branch, params in layer.branch_parameters().items():
+            for p in params:
+                assigned[id(p)] = branch
+    groups: dict[str, list[nn.Parameter]] = {}
+    for p in model.parameters():
+        if p.requires_grad:
+            groups.setdefault(assigned.get(id(p), "other"), []).append(p)
+    result = []
+    for name, params in sorted(groups.items()):
+        lr_field = BRANCH_LR_FIELD.get(name)
+        lr = getattr(config, lr_field) if lr_field else None
+        if name == "other":
+            lr = config.lr_head
+        result.append({"params": params, "lr": lr or config.lr, "name": name})
+    return result
+
+
+def lr_lambda(total_steps: int, config: TrainConfig):
+    warmup = int(config.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if config.scheduler == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if config.scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class BranchNorms:
+    """Per-layer gradient norm of each adapter branch, computed in one fused call per step."""
+
+    def __init__(self, model: nn.Module):
+        self.keys: list[tuple[str, str]] = []
+        self.params: list[list[nn.Parameter]] = []
+        for name, layer in model.named_modules():
+            if isinstance(layer, AdaptedLinear):
+                for branch, params in layer.branch_parameters().items():
+                    self.keys.append((name.removeprefix("base_model."), branch))
+                    self.params.append(params)
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        flat = [p.grad if p.grad is not None else torch.zeros(1) for group in self.params for p in group]
+        if not flat:
+            return {}
+        norms = torch._foreach_norm(flat)
+        squares = torch.stack([n.float().cpu() ** 2 for n in norms]).tolist()
+        result: dict[str, dict[str, float]] = {}
+        index = 0
+        for (layer, branch), group in zip(self.keys, self.params, strict=True):
+            result.setdefault(layer, {})[branch] = math.sqrt(sum(squares[index : index + len(group)]))
+            index += len(group)
+        return result
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, examples: Sequence[dict], batch_size: int, pad_token_id: int, device) -> float:
+    """Mean loss over ``examples`` (weighted by batch size), model in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in collate(chunk, pad_token_id).items()}
+        total += float(model(**batch).loss) * len(chunk)
+        count += len(chunk)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train(
+    model: nn.Module,
+    train_examples: Sequence[dict],
+    config: TrainConfig,
+    output_dir: str | Path | None = None,
+    eval_examples: Sequence[dict] | None = None,
+    pad_token_id: int = 0,
+    resume: bool = True,
+    stop_after_steps: int | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` (a :class:`hyft.HyftModel` or any module returning ``.loss``) on tokenised examples.
+
+    ``train_examples``: dicts as :func:`hyft.training.data.collate` takes them. ``output_dir`` gets
+    ``progress.jsonl``, ``history.json`` and ``checkpoints/``; with ``resume`` the latest checkpoint is
+    loaded first. ``stop_after_steps`` stops early after that global step (an interruption, for tests
+    and time-boxed runs) after writing a checkpoint.
+    """
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.mixed_precision)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    out = Path(output_dir) if output_dir is not None else None
+    seed_everything(config.seed)
+    unwrapped = model
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    batches_per_epoch = len(micro_batches(list(range(len(train_examples))), config.batch_size, rank, world))
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, config))
+    norms = BranchNorms(unwrapped)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device
+
+    position = {"step": 0, "epoch": 0, "batch": 0}
+    history: dict[str, list[dict[str, Any]]] = {"steps": [], "epochs": []}
+    checkpoint_dir = out / "checkpoints" if out else None
+    if out and resume and (found := latest_checkpoint(checkpoint_dir)) is not None:
+        position, history = load_checkpoint(found, unwrapped, optimizer, scheduler)
+    if out and accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    reset_peak_memory(device)
+
+    def checkpoint() -> None:
+        if checkpoint_dir is not None and accelerator.is_main_process:
+            save_checkpoint(checkpoint_dir, unwrapped, optimizer, scheduler, position, history, config.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+    model.train()
+    bar = tqdm(total=total_steps, initial=position["step"], desc="train", unit="step",
+               disable=not (show_progress and accelerator.is_main_process))
+    step_times: list[float] = []
+    run_start = time.perf_counter()
+    stopped = False
+    while position["step"] < total_steps and not stopped:
+        order = epoch_order(len(train_examples), config.seed, position["epoch"])
+        epoch_batches = micro_batches(order, config.batch_size, rank, world)
+        while position["batch"] < len(epoch_batches) and position["step"] < total_steps:
+            group = epoch_batches[position["batch"] : position["batch"] + config.grad_accum]
+            start = time.perf_counter()
+            step_loss = torch.zeros((), device=device)
+            for index, ids in enumerate(group):
+                batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in ids], pad_token_id).items()}
+                sync = index == len(group) - 1
+                context = accelerator.no_sync(model) if not sync else _null()
+                with context:
+                    loss = model(**batch).loss / len(group)
+                    accelerator.backward(loss)
+                step_loss += loss.detach()
+            branch_norms = norms.compute()
+            unwrapped.after_backward() if hasattr(unwrapped, "after_backward") else None
+            grad_norm = accelerator.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], config.max_grad_norm or float("inf")
+            )
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_times.append(time.perf_counter() - start)
+            position["step"] += 1
+            position["batch"] += len(group)
+            row = {
+                "step": position["step"],
+                "epoch": position["epoch"],
+                "loss": float(accelerator.reduce(step_loss, "mean")),
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "step_time_s": step_times[-1],
+                "branch_grad_norms": branch_norms,
+            }
+            if hasattr(unwrapped, "mixing_weights") and (lam := unwrapped.mixing_weights()):
+                row["lambda"] = lam
+            history["steps"].append(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if out and accelerator.is_main_process and position["step"] % config.log_every == 0:
+                _log_progress(out, row, total_steps, time.perf_counter() - run_start, bar)
+            due = config.checkpoint_every and position["step"] % config.checkpoint_every == 0
+            if stop_after_steps is not None and position["step"] >= stop_after_steps:
+                checkpoint()
+                stopped = True
+                break
+            if due:
+                checkpoint()
+        if stopped:
+            break
+        if position["batch"] >= len(epoch_batches):
+            epoch_rows = [r for r in history["steps"] if r["epoch"] == position["epoch"]]
+            summary = {
+                "epoch": position["epoch"],
+                "train_loss": statistics.fmean(r["loss"] for r in epoch_rows) if epoch_rows else None,
+                "grad_norm": statistics.fmean(r["grad_norm"] for r in epoch_rows) if epoch_rows else None,
+                "epoch_time_s": sum(r["step_time_s"] for r in epoch_rows),
+                "peak_memory_bytes": peak_memory_bytes(device),
+            }
+            if eval_examples:
+                summary["val_loss"] = evaluate_loss(model, eval_examples, config.batch_size, pad_token_id, device)
+            history["epochs"].append(summary)
+            position["epoch"] += 1
+            position["batch"] = 0
+    bar.close()
+    if not stopped:
+        checkpoint()
+    if out and accelerator.is_main_process:
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+    measured = step_times[1:] or step_times
+    trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
+    return TrainResult(
+        history=history,
+        step_time_median_s=statistics.median(measured) if measured else float("nan"),
+        peak_memory_bytes=peak_memory_bytes(device),
+        trainable_parameters=trainable,
+        total_parameters=sum(p.numel() for p in unwrapped.parameters()),
+        steps=position["step"],
+        extra={"stopped_early": stopped},
+    )
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _log_progress(out: Path, row: dict[str, Any], total: int, elapsed: float, bar: tqdm) -> None:
+    done = row["step"]
+    rate = bar.format_dict.get("rate") or (done / elapsed if elapsed > 0 else None)
+    remaining = (total - done) / rate if rate else None
+    line = {**row, "total": total, "percent": round(100 * done / total, 2), "elapsed_s": round(elapsed, 3),
+            "remaining_s": round(remaining, 3) if remaining is not None else None}
+    with (out / "progress.jsonl").open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
