@@ -84,3 +84,12 @@ def check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> t
     if tuple(tensor.shape) != expected:
         raise ValueError(f"adapter tensor {name!r} has shape {tuple(tensor.shape)}, expected {expected}")
     return tensor
+
+
+def adapted_layers(model: nn.Module) -> dict[str, AdaptedLinear]:
+    """{dotted name: layer} of the outermost adapted layers (a hybrid's own branches are not listed)."""
+    found: dict[str, AdaptedLinear] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, AdaptedLinear) and not any(name.startswith(outer + ".") for outer in found):
+            found[name] = module
+    return found

@@ -18,12 +18,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyft.adapters.config import AdapterConfig
-from hyft.evaluation.memory import peak_memory_bytes, reset_peak_memory
+from hyft.evaluation.footprint import FootprintMeter
 
 
 @dataclass
 class LoraGaInitReport:
-    """What the gradient pass cost: wall time and peak memory (CUDA allocated, else process RSS)."""
+    """What the gradient pass cost: wall time and peak memory (CUDA max allocated, else peak RSS of the pass)."""
 
     n_batches: int
     gradient_seconds: float
@@ -127,8 +127,8 @@ def estimate_lora_ga_init(
 
         return hook
 
-    reset_peak_memory(device)
     handles = []
+    meter = FootprintMeter(device)
     try:
         model.requires_grad_(False)
         for name, weight in weights.items():
@@ -136,7 +136,7 @@ def estimate_lora_ga_init(
             handles.append(weight.register_post_accumulate_grad_hook(make_hook(name)))
         model.train()
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
+        with meter, torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for batch in tqdm(batches, desc="LoRA-GA gradient estimate", unit="batch", leave=False):
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -145,7 +145,7 @@ def estimate_lora_ga_init(
                     raise ValueError("LoRA-GA init batches must contain labels so that the model returns a loss")
                 loss.backward()
         gradient_seconds = time.perf_counter() - start - svd_seconds
-        peak = peak_memory_bytes(device)
+        peak = meter.summary().peak_memory_bytes
     finally:
         for handle in handles:
             handle.remove()

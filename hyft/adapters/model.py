@@ -18,10 +18,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hyft.adapters.config import AdapterConfig
-from hyft.adapters.layer import AdaptedLinear
+from hyft.adapters.layer import AdaptedLinear, adapted_layers
 from hyft.adapters.lora_ga import LoraGaInitReport, estimate_lora_ga_init
 from hyft.adapters.registry import NEEDS_GRADIENT_INIT, layer_builder
-from hyft.adapters.targeting import find_heads, find_targets
+from hyft.adapters.targeting import find_heads, find_targets, matches_pattern
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -64,6 +64,10 @@ class HyftModel(nn.Module):
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         return self.base_model.generate(*args, **kwargs)
 
+    def get_base_model(self) -> nn.Module:
+        """The wrapped transformers model (PEFT's name for it)."""
+        return self.base_model
+
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
@@ -73,7 +77,7 @@ class HyftModel(nn.Module):
     # -- inspection ------------------------------------------------------------------------------
     def adapted_layers(self) -> dict[str, AdaptedLinear]:
         """{dotted name in the base model: adapted layer}."""
-        return {n: m for n, m in self.base_model.named_modules() if isinstance(m, AdaptedLinear)}
+        return adapted_layers(self.base_model)
 
     def head_names(self) -> list[str]:
         if self.adapter_config.method == "full":
@@ -214,9 +218,7 @@ def wrap(
 def _lora_targets(model: nn.Module, targets: list[str], config: AdapterConfig) -> list[str]:
     """Layers that get a LoRA-GA branch (the hybrid's unitary-only layers do not)."""
     if config.method == "hybrid" and config.unitary_mode == "replace" and config.unitary_modules:
-        from hyft.adapters.targeting import _matches
-
-        return [t for t in targets if not _matches(t, config.unitary_modules)]
+        return [t for t in targets if not matches_pattern(t, config.unitary_modules)]
     return targets
 
 

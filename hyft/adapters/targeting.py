@@ -22,7 +22,7 @@ class TargetError(ValueError):
     """A target pattern matched nothing, or matched something that is not an nn.Linear."""
 
 
-def _matches(name: str, patterns: list[str] | str) -> bool:
+def matches_pattern(name: str, patterns: list[str] | str) -> bool:
     if isinstance(patterns, str):
         return re.fullmatch(patterns, name) is not None
     return any(name == p or name.endswith("." + p) for p in patterns)
@@ -53,12 +53,12 @@ def find_targets(
     if target_modules == "all-linear":
         chosen = [n for n in linear_names if not _is_head(n)]
     else:
-        chosen = [n for n in linear_names if _matches(n, target_modules) and not _is_head(n)]
+        chosen = [n for n in linear_names if matches_pattern(n, target_modules) and not _is_head(n)]
         patterns = [target_modules] if isinstance(target_modules, str) else target_modules
         all_names = [n for n, _ in model.named_modules() if n]
         for pattern in patterns:
             as_patterns: list[str] | str = pattern if isinstance(target_modules, str) else [pattern]
-            hits = [n for n in all_names if _matches(n, as_patterns)]
+            hits = [n for n in all_names if matches_pattern(n, as_patterns)]
             if not hits:
                 suffixes = sorted({n.split(".")[-1] for n in linear_names})
                 close = difflib.get_close_matches(pattern, suffixes, n=5, cutoff=0.4)
@@ -72,7 +72,7 @@ def find_targets(
                     "(hyft adapts nn.Linear layers only)"
                 )
     if exclude_modules is not None:
-        chosen = [n for n in chosen if not _matches(n, exclude_modules)]
+        chosen = [n for n in chosen if not matches_pattern(n, exclude_modules)]
     if not chosen:
         raise TargetError(f"target_modules={target_modules!r} selects no nn.Linear in {type(model).__name__}")
     return chosen

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hyft.adapters.layer import AdaptedLinear
+from hyft.adapters.layer import adapted_layers
 from hyft.training.seeding import rng_state, set_rng_state
 
 STATE_FILE = "trainer_state.json"
@@ -26,7 +26,7 @@ def training_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Trainable parameters plus persistent adapter buffers (not the frozen base weights)."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     state = {}
-    adapter_prefixes = [n + "." for n, m in model.named_modules() if isinstance(m, AdaptedLinear)]
+    adapter_prefixes = [n + "." for n in adapted_layers(model)]
     for name, tensor in model.state_dict().items():
         in_adapter = any(name.startswith(p) and ".base_layer." not in name[len(p) - 1 :] for p in adapter_prefixes)
         if name in trainable or in_adapter:

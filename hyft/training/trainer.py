@@ -8,6 +8,7 @@ checkpoints every N steps make the same command resume where it stopped, bit for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -22,8 +23,8 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from hyft.adapters.layer import AdaptedLinear
-from hyft.evaluation.memory import peak_memory_bytes, reset_peak_memory
+from hyft.adapters.layer import adapted_layers
+from hyft.evaluation.footprint import FootprintMeter
 from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hyft.training.config import TrainConfig
 from hyft.training.data import collate, epoch_order, micro_batches
@@ -48,7 +49,7 @@ class TrainResult:
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups: one per adapter branch kind (η_LoRA, η_rotation), heads, and everything else."""
     assigned: dict[int, str] = {}
-    for layer in (m for m in model.modules() if isinstance(m, AdaptedLinear)):
+    for layer in adapted_layers(model).values():
         for branch, params in layer.branch_parameters().items():
             for p in params:
                 assigned[id(p)] = branch
@@ -88,11 +89,10 @@ class BranchNorms:
     def __init__(self, model: nn.Module):
         self.keys: list[tuple[str, str]] = []
         self.params: list[list[nn.Parameter]] = []
-        for name, layer in model.named_modules():
-            if isinstance(layer, AdaptedLinear):
-                for branch, params in layer.branch_parameters().items():
-                    self.keys.append((name.removeprefix("base_model."), branch))
-                    self.params.append(params)
+        for name, layer in adapted_layers(model).items():
+            for branch, params in layer.branch_parameters().items():
+                self.keys.append((name.removeprefix("base_model."), branch))
+                self.params.append(params)
 
     def compute(self) -> dict[str, dict[str, float]]:
         flat = [p.grad if p.grad is not None else torch.zeros(1) for group in self.params for p in group]
@@ -162,7 +162,8 @@ def train(
         position, history = load_checkpoint(found, unwrapped, optimizer, scheduler)
     if out and accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-    reset_peak_memory(device)
+    meter = FootprintMeter(device)
+    meter.__enter__()  # closed after the loop; its window covers every step of this process
 
     def checkpoint() -> None:
         if checkpoint_dir is not None and accelerator.is_main_process:
@@ -172,7 +173,6 @@ def train(
     model.train()
     bar = tqdm(total=total_steps, initial=position["step"], desc="train", unit="step",
                disable=not (show_progress and accelerator.is_main_process))
-    step_times: list[float] = []
     run_start = time.perf_counter()
     stopped = False
     while position["step"] < total_steps and not stopped:
@@ -180,25 +180,11 @@ def train(
         epoch_batches = micro_batches(order, config.batch_size, rank, world)
         while position["batch"] < len(epoch_batches) and position["step"] < total_steps:
             group = epoch_batches[position["batch"] : position["batch"] + config.grad_accum]
-            start = time.perf_counter()
-            step_loss = torch.zeros((), device=device)
-            for index, ids in enumerate(group):
-                batch = {k: v.to(device) for k, v in collate([train_examples[i] for i in ids], pad_token_id).items()}
-                sync = index == len(group) - 1
-                context = accelerator.no_sync(model) if not sync else _null()
-                with context:
-                    loss = model(**batch).loss / len(group)
-                    accelerator.backward(loss)
-                step_loss += loss.detach()
-            branch_norms = norms.compute()
-            unwrapped.after_backward() if hasattr(unwrapped, "after_backward") else None
-            grad_norm = accelerator.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], config.max_grad_norm or float("inf")
-            )
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step_times.append(time.perf_counter() - start)
+            with meter.step():
+                step_loss, branch_norms, grad_norm = _optimizer_step(
+                    model, unwrapped, group, train_examples, pad_token_id, device, accelerator, norms, optimizer,
+                    scheduler, config.max_grad_norm,
+                )
             position["step"] += 1
             position["batch"] += len(group)
             row = {
@@ -207,7 +193,7 @@ def train(
                 "loss": float(accelerator.reduce(step_loss, "mean")),
                 "lr": scheduler.get_last_lr()[0],
                 "grad_norm": float(grad_norm),
-                "step_time_s": step_times[-1],
+                "step_time_s": meter.step_times_s[-1],
                 "branch_grad_norms": branch_norms,
             }
             if hasattr(unwrapped, "mixing_weights") and (lam := unwrapped.mixing_weights()):
@@ -233,7 +219,7 @@ def train(
                 "train_loss": statistics.fmean(r["loss"] for r in epoch_rows) if epoch_rows else None,
                 "grad_norm": statistics.fmean(r["grad_norm"] for r in epoch_rows) if epoch_rows else None,
                 "epoch_time_s": sum(r["step_time_s"] for r in epoch_rows),
-                "peak_memory_bytes": peak_memory_bytes(device),
+                "peak_memory_bytes": meter.current_peak_bytes(),
             }
             if eval_examples:
                 summary["val_loss"] = evaluate_loss(model, eval_examples, config.batch_size, pad_token_id, device)
@@ -241,16 +227,17 @@ def train(
             position["epoch"] += 1
             position["batch"] = 0
     bar.close()
+    meter.__exit__(None, None, None)
     if not stopped:
         checkpoint()
     if out and accelerator.is_main_process:
         (out / "history.json").write_text(json.dumps(history, indent=1))
-    measured = step_times[1:] or step_times
+    measured = meter.step_times_s[1:] or meter.step_times_s  # the first step pays one-off costs
     trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
     return TrainResult(
         history=history,
         step_time_median_s=statistics.median(measured) if measured else float("nan"),
-        peak_memory_bytes=peak_memory_bytes(device),
+        peak_memory_bytes=meter.summary().peak_memory_bytes,
         trainable_parameters=trainable,
         total_parameters=sum(p.numel() for p in unwrapped.parameters()),
         steps=position["step"],
@@ -258,12 +245,28 @@ def train(
     )
 
 
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
+def _optimizer_step(model, unwrapped, group, examples, pad_token_id, device, accelerator, norms, optimizer,
+                    scheduler, max_grad_norm):
+    """Backward over the micro-batches of one step, λ update, clip, AdamW step; returns (loss, norms, grad norm)."""
+    step_loss = torch.zeros((), device=device)
+    for index, ids in enumerate(group):
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_token_id).items()}
+        # Gradients are all-reduced only on the last micro-batch of the step.
+        context = accelerator.no_sync(model) if index < len(group) - 1 else contextlib.nullcontext()
+        with context:
+            loss = model(**batch).loss / len(group)
+            accelerator.backward(loss)
+        step_loss += loss.detach()
+    branch_norms = norms.compute()  # before clipping: the hybrid's λ reads the raw branch norms
+    if hasattr(unwrapped, "after_backward"):
+        unwrapped.after_backward()
+    grad_norm = accelerator.clip_grad_norm_(
+        [p for p in model.parameters() if p.requires_grad], max_grad_norm or float("inf")
+    )
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss, branch_norms, grad_norm
 
 
 def _log_progress(out: Path, row: dict[str, Any], total: int, elapsed: float, bar: tqdm) -> None:

@@ -1,0 +1,135 @@
+"""Generation tasks (FLORES translation, GSM8K, HumanEval, MT-Bench) → a results dict.
+
+Greedy decoding with the task template's stop strings; the task's own scorer gives the metric
+(BLEU/chrF per direction, exact match, pass@1, or answers only for MT-Bench). Shots and the
+``max_examples`` cut follow the same protocol as classification (see :mod:`hyft.evaluation.evaluate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from hyft.evaluation import metrics
+from hyft.evaluation.evaluate import results_header
+from hyft.evaluation.generate import greedy_generate
+from hyft.tasks.base import Task, direction
+from hyft.tasks.kshot import draw_shots
+from hyft.tasks.loading import DataSource
+from hyft.tasks.templates import (
+    GenerationTemplate,
+    Template,
+    render_conversation,
+    render_prompt,
+    template_for,
+)
+
+
+def _generate_answers(
+    model, tokenizer, task, template: GenerationTemplate, rows, shots, batch_size, max_new_tokens, progress
+) -> list[list[str]]:
+    """One answer per turn (MT-Bench has two; every other task one)."""
+    if not task.extra.get("multi_turn"):
+        prompts = [render_prompt(task, template, row, shots) for row in rows]
+        outputs = greedy_generate(
+            model, tokenizer, prompts, max_new_tokens, template.stop_strings, batch_size, progress
+        )
+        # Translations lose the space the template puts before the target; code keeps its indentation.
+        keep = task.kind != "translation"
+        return [[output.text if keep else output.text.strip()] for output in outputs]
+    answers: list[list[str]] = [[] for _ in rows]
+    for turn in range(max(len(row["turns"]) for row in rows)):
+        active = [i for i, row in enumerate(rows) if turn < len(row["turns"])]
+        prompts = [render_conversation(template, rows[i], answers[i]) for i in active]
+        outputs = greedy_generate(
+            model, tokenizer, prompts, max_new_tokens, template.stop_strings, batch_size, progress
+        )
+        for i, output in zip(active, outputs, strict=True):
+            answers[i].append(output.text.strip())
+    return answers
+
+
+def evaluate_generation(
+    model: Any,
+    tokenizer: Any,
+    task: Task,
+    languages: Sequence[str],
+    *,
+    num_fewshot: int = 0,
+    seed: int = 0,
+    batch_size: int = 8,
+    max_examples: int | None = None,
+    data: DataSource | None = None,
+    templates: Mapping[str, Template] | None = None,
+    max_new_tokens: int | None = None,
+    sandbox_timeout_s: float = 10.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Greedy generation scored by the task (translation: ``languages`` are directions ``src-tgt``)."""
+    per_language, samples, shot_ids = {}, [], {}
+    for lang in languages:
+        template = template_for(task, lang, templates)
+        rows = task.load(task.eval_split, lang, data)
+        shots, rows = draw_shots(task, lang, num_fewshot, seed, rows, data)
+        rows = rows[:max_examples] if max_examples else rows
+        shot_ids[lang] = [shot["id"] for shot in shots]
+        answers = _generate_answers(
+            model,
+            tokenizer,
+            task,
+            template,
+            rows,
+            shots,
+            batch_size,
+            max_new_tokens or task.max_new_tokens,
+            progress,
+        )
+        texts = [answer[0] if len(answer) == 1 else "\n\n".join(answer) for answer in answers]
+        scores = task.score_generations(texts, rows, {"sandbox_timeout_s": sandbox_timeout_s})
+        per_example = scores.pop("per_example", None)  # e.g. HumanEval pass/fail per problem
+        per_language[lang] = {"n": len(rows), **scores}
+        if task.kind == "translation":
+            per_language[lang]["bleu_signature"] = metrics.bleu_signature(rows[0]["tgt_lang"])
+        for i, (row, answer) in enumerate(zip(rows, answers, strict=True)):
+            sample = {"id": row["id"], "lang": lang, "prediction": answer[0] if len(answer) == 1 else answer}
+            if task.kind == "translation" or "reference_field" in task.extra:
+                sample["reference"] = task.reference(row)
+            if per_example is not None:
+                sample.update(per_example[i])
+            samples.append(sample)
+    result = results_header(task, languages, "decoder", num_fewshot, seed, shot_ids) | {
+        "per_language": per_language
+    }
+    if task.kind == "translation":
+        for name in ("bleu", "chrf"):
+            by_direction = {lang: entry[name] for lang, entry in per_language.items()}
+            result[name] = by_direction
+            result[f"avg_{name}"] = metrics.macro_average(by_direction)
+            result[f"delta_{name}"] = _direction_gap_or_none(by_direction)
+    else:
+        result[task.metric] = {lang: entry.get(task.metric) for lang, entry in per_language.items()}
+    result["samples"] = samples
+    return result
+
+
+def _direction_gap_or_none(by_direction: Mapping[str, float]) -> float | None:
+    """Δ between the two directions of each pair; None when no direction has its reverse (EN→X only)."""
+    keys = set(by_direction)
+    if not any(f"{b}-{a}" in keys for a, b in (key.split("-", 1) for key in keys)):
+        return None
+    return metrics.direction_gap(by_direction)
+
+
+def translation_directions(
+    targets: Sequence[str],
+    source_language: str = "en",
+    directions: Literal["both", "from_source", "to_source"] = "both",
+) -> list[str]:
+    """Direction keys for ``targets``: ``en-de`` (from_source), ``de-en`` (to_source), or both in turn."""
+    keys = []
+    for target in targets:
+        if directions in ("both", "from_source"):
+            keys.append(direction(source_language, target))
+        if directions in ("both", "to_source"):
+            keys.append(direction(target, source_language))
+    return keys

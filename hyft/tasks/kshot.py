@@ -1,0 +1,92 @@
+"""k-shot demonstrations: per language, stratified by label, seeded, disjoint from what is evaluated.
+
+Protocol (paper: "32-shot per language"): ``k`` is the number of shots **per language in total**,
+split as evenly as possible across the labels present. With ``L`` labels each gets ``k // L``; the
+``k % L`` remaining shots go to the labels at positions ``(seed + i) mod L`` (``i < k % L``) of the
+label names sorted as strings, so which labels get the extra shot rotates with the seed instead of
+always favouring one class. XNLI, k = 32, seed 0: contradiction 11, entailment 11, neutral 10.
+
+The shots depend only on (pool, k, seed): every method run with seed index s sees the same shots.
+Since XNLI dev files are row-aligned across languages, the same seed picks the same rows (parallel
+shots) in every language.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from hyft.tasks.base import Example, Task
+from hyft.tasks.loading import DataError, DataSource
+
+PAPER_K_VALUES = (0, 8, 32, 128)
+
+
+def k_shot_label_counts(labels: Sequence[Hashable], k: int, seed: int) -> dict[Hashable, int]:
+    """How many shots each label gets (see the module docstring for the remainder rule)."""
+    names = sorted(set(labels), key=str)
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if not names:
+        return {}
+    base, remainder = divmod(k, len(names))
+    counts = dict.fromkeys(names, base)
+    for i in range(remainder):
+        counts[names[(seed + i) % len(names)]] += 1
+    return counts
+
+
+def sample_k_shot(examples: Sequence[Any], k: int, seed: int, label_key: str | None = "label") -> list[Any]:
+    """Draw ``k`` examples stratified by ``label_key`` (``None``: plain seeded sample), in seeded order.
+
+    Raises ValueError when ``k`` exceeds the pool or a label has fewer examples than its quota.
+    The returned shots are shuffled (with the same seed) so demonstrations are not grouped by label.
+    """
+    if k == 0:
+        return []
+    if k > len(examples):
+        raise ValueError(f"cannot draw {k} shots from a pool of {len(examples)} examples")
+    rng = random.Random(f"hyft-kshot/{seed}/{k}")
+    if label_key is None:
+        return [examples[i] for i in rng.sample(range(len(examples)), k)]
+    by_label: dict[Hashable, list[int]] = {}
+    for index, example in enumerate(examples):
+        by_label.setdefault(example[label_key], []).append(index)
+    chosen: list[int] = []
+    for label, count in k_shot_label_counts(list(by_label), k, seed).items():
+        pool = by_label[label]
+        if count > len(pool):
+            raise ValueError(f"label {label!r} needs {count} shots but the pool has only {len(pool)}")
+        chosen.extend(rng.sample(pool, count))
+    rng.shuffle(chosen)
+    return [examples[i] for i in chosen]
+
+
+def draw_shots(
+    task: Task,
+    language: str,
+    k: int,
+    seed: int,
+    eval_examples: list[Example],
+    data: DataSource | None = None,
+) -> tuple[list[Example], list[Example]]:
+    """``(shots, examples_to_evaluate)`` for one language.
+
+    Shots come from ``task.shot_split`` (e.g. XNLI dev) when the task has one, else from the eval split
+    itself, and then the drawn examples are removed from ``eval_examples`` (pass the full split, before
+    any ``max_examples`` cut, so shots and evaluated rows come from one fixed pool). Separate splits are
+    disjoint by construction of the data (XNLI dev and test share no premise, shared/data/README.md).
+    """
+    if k == 0:
+        return [], eval_examples
+    if not task.supports_fewshot:
+        raise DataError(f"task {task.name!r} is zero-shot only (num_fewshot must be 0, got {k})")
+    label_key = "label" if task.kind == "classification" else None
+    pool = task.load(task.shot_split, language, data) if task.shot_split else eval_examples
+    try:
+        shots = sample_k_shot(pool, k, seed, label_key=label_key)
+    except ValueError as exc:
+        raise DataError(f"{task.name} ({language}): {exc}") from None
+    shot_ids = {shot["id"] for shot in shots}
+    return shots, [example for example in eval_examples if example["id"] not in shot_ids]
