@@ -1,13 +1,96 @@
-"""`hyft curate`: being built (see the open issue); registered so the CLI layout is visible."""
+"""`hyft curate`: C0 -> C1 -> C2 with a per-language ledger and report.
+
+Two ways in: a config file (see configs/curate-example.yaml), or flags only. Flags given next to a
+config file override it; `--set key.sub=value` reaches any other setting.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+from hyft.cli.errors import UserError, user_errors
+
+if TYPE_CHECKING:
+    from hyft.governance.config import CurateJob
+
+EPILOG = """Examples:
+
+  hyft curate configs/curate-example.yaml
+
+  hyft curate --input pool.jsonl --text-fields premise,hypothesis --lang-field lang \\
+      --label-field label --out runs/pool/curation
+
+  hyft curate configs/curate-example.yaml --set curation.quality.ppl_quantile=0.9 --workers 2 \\
+      --executor datatrove_local
+"""
+
+
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
+def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[str]) -> CurateJob:
+    """Merge a config file (optional), flag values and --set overrides into a validated CurateJob."""
+    from hyft.config.loading import apply_overrides, read_config_file, validate_config
+    from hyft.governance.config import CurateJob
+
+    if config_path is not None:
+        data, line_map = read_config_file(config_path)
+        source = str(config_path)
+    else:
+        data, line_map, source = {}, {}, "<command line>"
+    curation = data.setdefault("curation", {})
+    if not isinstance(curation, dict):
+        raise UserError(f"{source}: 'curation' must be a mapping of settings")
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("input", "output_dir"):
+            data[key] = value
+        else:
+            curation[key] = value
+    data = apply_overrides(data, sets)
+    missing = [flag for flag, key in (("--input", "input"), ("--out", "output_dir")) if key not in data]
+    if config_path is None and "text_fields" not in curation:
+        missing.append("--text-fields")
+    if missing:
+        raise UserError(f"without a config file, {', '.join(missing)} must be given (see hyft curate --help)")
+    return validate_config(data, CurateJob, source, line_map)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("curate")
-    def _curate() -> None:
-        """Not available yet in this build."""
-        typer.echo("hyft curate is not available yet in this build", err=True)
-        raise typer.Exit(2)
+    @app.command("curate", epilog=EPILOG)
+    def curate_command(
+        config: Path | None = typer.Argument(None, help="YAML/TOML with input, output_dir and a curation section."),
+        input: str | None = typer.Option(None, "--input", help="The pool: JSONL, one record per line."),
+        out: str | None = typer.Option(None, "--out", help="Output folder (ledger, C0/C1/C2, report)."),
+        text_fields: str | None = typer.Option(None, help="Comma-separated text fields, e.g. premise,hypothesis."),
+        lang_field: str | None = typer.Option(None, help="Field with the declared language (default: lang)."),
+        default_language: str | None = typer.Option(None, help="Language for records without the language field."),
+        label_field: str | None = typer.Option(None, help="Optional label field (near pairs with different labels are kept)."),
+        id_field: str | None = typer.Option(None, help="Optional id field (default: the line number)."),
+        languages: str | None = typer.Option(None, help="Comma-separated allow-list of languages."),
+        executor: str | None = typer.Option(None, help="inline (default) or datatrove_local."),
+        workers: int | None = typer.Option(None, help="Tasks for the datatrove executor."),
+        set_: list[str] = typer.Option([], "--set", help="Override any setting: key.sub=value (repeatable)."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Curate a multilingual pool: validate, LID + dedup (C1), length + perplexity (C2)."""
+        with user_errors():
+            overrides = {
+                "input": input, "output_dir": out, "text_fields": _split(text_fields), "lang_field": lang_field,
+                "default_language": default_language, "label_field": label_field, "id_field": id_field, "languages": _split(languages),
+                "executor": executor, "workers": workers, "progress": False if quiet else None,
+            }
+            job = build_job(config, overrides, set_)
+            from hyft.governance import curate
+
+            result = curate(job.input, job.curation, job.output_dir)
+            total = result.report["total"]
+            typer.echo(
+                f"curated {total['n_input']} records: C0 {total['n_c0']}, C1 {total['n_c1']}, "
+                f"C2 {total['n_c2']} -> {result.out_dir} (ledger.jsonl, report.md)"
+            )

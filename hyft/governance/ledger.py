@@ -1,0 +1,98 @@
+"""The ledger: one row per input record, and the invariants a run must satisfy to count as done.
+
+Row fields: ``id`` (id field, else the line number), ``source``, ``line``, ``lang`` ("und" when it
+could not be read), ``kept``, ``reason`` (None when kept, else one closed-set reason), ``stage``
+(the stage that dropped it, or "done"), ``view`` (last of c0/c1/c2 holding it, None if invalid),
+``dup_of``, ``flags``, ``detail`` (file:line and what was wrong, for validate drops), ``evidence``
+(LID scores, Hamming/Jaccard, tokens, perplexity).
+
+Counts in the report are rebuilt from the ledger as written to disk, never summed from worker
+counters (datatrove#360: merged stats after a relaunch left out ranks of the earlier run).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hyft.governance.reasons import Reason, stage_of, view_of
+
+
+class LedgerError(RuntimeError):
+    """The ledger does not reconcile with the input: the run's outputs must not be trusted."""
+
+
+def ledger_row(entry: dict[str, Any], decision: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge a validate/LID entry with its language-stage decision (None if it never got there)."""
+    reason = entry["reason"]
+    flags = set(entry["flags"])
+    evidence = dict(entry["evidence"])
+    dup_of = None
+    if decision is not None:
+        reason = decision["reason"]
+        flags |= set(decision["flags"])
+        evidence.update(decision["evidence"])
+        dup_of = decision["dup_of"]
+    return {
+        "id": entry["id"], "source": entry["source"], "line": entry["line"], "lang": entry["lang"],
+        "kept": reason is None, "reason": reason, "stage": stage_of(reason).value, "view": view_of(reason),
+        "dup_of": dup_of, "flags": sorted(flags), "detail": entry["detail"], "evidence": evidence,
+    }
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """UTF-8 JSONL, one object per line, keys in insertion order (deterministic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="\n") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def check_ledger(rows: list[dict[str, Any]], n_input: int, views: dict[str, list[dict[str, Any]]]) -> None:
+    """Raise LedgerError unless every invariant holds (governance.md §6).
+
+    - one row per input line, no line twice, and the per-language totals add up to the input;
+    - per language: rows = kept + sum of drops; reasons, stages and views consistent;
+    - every dup_of names a record of the same language that survived dedup (view c1 or c2);
+    - the written C0/C1/C2 views hold exactly the records the ledger says they hold.
+    """
+    problems = []
+    if len(rows) != n_input:
+        problems.append(f"ledger has {len(rows)} rows for {n_input} input records")
+    lines = Counter((r["source"], r["line"]) for r in rows)
+    twice = [key for key, count in lines.items() if count > 1]
+    if twice:
+        problems.append(f"{len(twice)} input lines appear more than once, e.g. {twice[0]}")
+    per_lang = Counter(r["lang"] for r in rows)
+    kept = Counter(r["lang"] for r in rows if r["kept"])
+    dropped = Counter(r["lang"] for r in rows if not r["kept"])
+    for lang, total in per_lang.items():
+        if kept[lang] + dropped[lang] != total:
+            problems.append(f"{lang}: {total} rows but {kept[lang]} kept + {dropped[lang]} dropped")
+    if sum(per_lang.values()) != n_input:
+        problems.append(f"per-language rows sum to {sum(per_lang.values())}, input has {n_input}")
+    survivors = {(r["lang"], json.dumps(r["id"])) for r in rows if r["view"] in ("c1", "c2")}
+    for r in rows:
+        reason = r["reason"]
+        if reason is not None and reason not in Reason.__members__.values():
+            problems.append(f"line {r['line']}: reason {reason!r} is not in the closed set")
+            continue
+        if r["kept"] != (reason is None) or r["stage"] != stage_of(reason) or r["view"] != view_of(reason):
+            problems.append(f"line {r['line']}: kept/stage/view disagree with reason {reason!r}")
+        if r["dup_of"] is not None and (r["lang"], json.dumps(r["dup_of"])) not in survivors:
+            problems.append(f"line {r['line']}: dup_of {r['dup_of']!r} is not a record kept by dedup")
+    for view, members in views.items():
+        # Views nest (c2 within c1 within c0), and "c0" < "c1" < "c2" as strings.
+        expected = Counter(r["lang"] for r in rows if r["view"] is not None and r["view"] >= view)
+        found = Counter(m["_provenance"]["lang"] for m in members)
+        if expected != found:
+            problems.append(f"{view}: view holds {dict(found)} records, ledger says {dict(expected)}")
+    if problems:
+        raise LedgerError("ledger does not reconcile:\n" + "\n".join(f"  - {p}" for p in problems[:20]))

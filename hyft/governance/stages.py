@@ -1,0 +1,93 @@
+"""The two plain functions every executor runs, in this order:
+
+1. ``annotate`` (map, any shard): validate + LID for each input item -> entries.
+2. ``decide_language`` (one language at a time): exact/near dedup, then length and perplexity, on
+   that language's LID survivors sorted by record key -> one decision per record.
+
+``assemble`` (assembly.py) then merges entries and decisions into the ledger, views and report. The
+in-process runner and the datatrove steps call exactly these functions, which is why their outputs
+are byte-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tqdm import tqdm
+
+from hyft.governance.config import CurationConfig
+from hyft.governance.dedup import dedup_language
+from hyft.governance.lid import Detectors, identify_record
+from hyft.governance.quality import PplScorer, quality_language
+from hyft.governance.validate import validate_item
+
+
+def annotate(
+    items: Iterable[tuple[str, int, Any]], config: CurationConfig, detectors: Detectors,
+    total: int | None = None, progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Validate and language-identify each (source, line, raw) item; one entry per item."""
+    entries = []
+    bar = tqdm(items, total=total, desc="validate+LID", unit="rec", disable=not progress, mininterval=1.0)
+    for source, line, raw in bar:
+        entry = validate_item(source, line, raw, config)
+        if entry["reason"] is None:
+            reason, flags, evidence = identify_record(
+                entry["fields"], config.text_fields, entry["lang"], config.lid, detectors
+            )
+            entry["evidence"]["lid"] = evidence
+            entry["flags"] = flags
+            if reason is not None:
+                entry["reason"] = reason.value
+        entries.append(entry)
+    return entries
+
+
+def lid_survivors_by_language(entries: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group entries that passed validate and LID by language, each list sorted by record key."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry["reason"] is None:
+            groups.setdefault(entry["lang"], []).append(entry)
+    for members in groups.values():
+        members.sort(key=lambda e: e["key"])
+    return dict(sorted(groups.items()))
+
+
+def decide_language(
+    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None = None
+) -> dict[str, Any]:
+    """Dedup and quality decisions for one language's LID survivors (``entries`` sorted by key).
+
+    Returns {"lang", "decisions": {line: {reason, dup_of, evidence, flags}}, "stats"}; JSON-ready.
+    """
+    fields = [e["fields"] for e in entries]
+    labels = [e["label"] for e in entries]
+    dedup = dedup_language(fields, labels, config.dedup, config.seed)
+    decisions: dict[str, dict[str, Any]] = {}
+    c1 = []
+    for index, entry in enumerate(entries):
+        reason = dedup.reasons[index]
+        decision: dict[str, Any] = {
+            "reason": reason.value if reason else None, "dup_of": None,
+            "evidence": dict(dedup.evidence[index]), "flags": sorted(dedup.flags[index]) if dedup.flags[index] else [],
+        }
+        if reason is not None:
+            decision["dup_of"] = entries[dedup.representative[index]]["id"]
+            if "near_match" in decision["evidence"]:
+                decision["evidence"]["near_match"] = entries[decision["evidence"]["near_match"]]["id"]
+        else:
+            c1.append(index)
+        decisions[str(entry["line"])] = decision
+    quality = quality_language([fields[i] for i in c1], lang, config.quality, ppl_scorer)
+    for position, index in enumerate(c1):
+        decision = decisions[str(entries[index]["line"])]
+        reason = quality.reasons[position]
+        decision["reason"] = reason.value if reason else None
+        decision["evidence"].update(quality.evidence[position])
+        if quality.flags[position]:
+            decision["flags"] = sorted(set(decision["flags"]) | quality.flags[position])
+    threshold = config.lid.threshold_per_language.get(lang, config.lid.threshold)
+    stats = {"lid_threshold": threshold, "dedup": dedup.stats, "quality": quality.stats, "pool_c1": len(c1)}
+    return {"lang": lang, "decisions": decisions, "stats": stats}

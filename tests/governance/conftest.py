@@ -1,0 +1,37 @@
+"""Fixtures for the governance tests: real XNLI/FLORES slices from ../shared/data, loaded detectors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def require_shared() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real benchmark data not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+def xnli_rows(lang: str, split: str = "dev") -> list[dict]:
+    path = require_shared() / "xnli" / f"{split}.{lang}.jsonl"
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def flores_lines(lang: str) -> list[str]:
+    path = require_shared() / "flores" / f"devtest.{lang}.txt"
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.fixture(scope="session")
+def detectors():
+    from hyft.governance.lid import Detectors
+
+    loaded = Detectors()
+    loaded.fasttext, loaded.py3langid  # noqa: B018 - load both once per session
+    return loaded
