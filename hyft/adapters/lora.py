@@ -71,12 +71,12 @@ class LoraLinear(AdaptedLinear):
         return kappa * self.scaling
 
     def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
-        """The LoRA path without the scale: B(A x) − B0(A0 x), in fp32. x: (..., d_in) → (..., d_out)."""
-        x = self.dropout(x.to(ADAPTER_DTYPE))
-        out = (x @ self.lora_A.T) @ self.lora_B.T
-        if self.frozen_init:
-            out = out - (x @ self.lora_A0.T) @ self.lora_B0.T
-        return out
+        """The LoRA path without the scale: B(A x) − B0(A0 x), in fp32. x: (..., d_in) → (..., d_out).
+
+        The frozen-init form runs as one rank-2r product ([B, −B0] · [A; A0] x): x is read once.
+        """
+        B, A = self._factors()
+        return (self.dropout(x.to(ADAPTER_DTYPE)) @ A.T) @ B.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
