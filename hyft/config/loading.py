@@ -48,28 +48,30 @@ def _yaml_line_map(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """(pydantic model inside ``annotation``, whether a dict/list index comes before its keys)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for arg in getattr(annotation, "__args__", ()):
+        found, _ = _model_in(arg)
+        if found is not None:
+            origin = getattr(annotation, "__origin__", None)
+            return found, origin in (dict, list)
+    return None, False
+
+
 def _model_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:
     """The pydantic model class that owns the last key of ``path`` (for did-you-mean)."""
-    current: Any = model
-    for key in path:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = current.model_fields.get(key)
+    current: type[BaseModel] | None = model
+    keys = list(path)
+    while keys and current is not None:
+        field = current.model_fields.get(keys.pop(0))
         if field is None:
             return None
-        annotation = field.annotation
-        candidates = [annotation, *getattr(annotation, "__args__", ())]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
-            None,
-        )
-        if current is None:
-            # Lists/dicts of models: look one level into the type arguments.
-            for arg in getattr(annotation, "__args__", ()):
-                for inner in getattr(arg, "__args__", ()):
-                    if isinstance(inner, type) and issubclass(inner, BaseModel):
-                        current = inner
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+        current, indexed = _model_in(field.annotation)
+        if indexed and keys:
+            keys.pop(0)  # the dict key or list index
+    return current
 
 
 def format_validation_error(

@@ -12,7 +12,7 @@ method and seed), after shots are removed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -118,8 +118,11 @@ def evaluate_classification(
     orthographic: bool = False,
     ece_bins: int = 15,
     progress: bool = True,
+    exclude_ids: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Any]:
     """Per-language accuracy/ECE and aggregates; see the module docstring for the protocol.
+
+    ``exclude_ids[lang]``: rows never evaluated (training examples drawn from the evaluation split).
 
     ``dev_scores[lang] = (scores [N, C], labels [N])`` fits the temperature directly; otherwise, with
     ``temperature_scaling``, the first ``calibration_examples`` dev rows that are not shots are scored.
@@ -134,6 +137,8 @@ def evaluate_classification(
         template = template_for(task, lang, templates) if model_kind == "decoder" else None
         test = task.load(task.eval_split, lang, data)
         shots, test = draw_shots(task, lang, num_fewshot, seed, test, data)
+        excluded = set((exclude_ids or {}).get(lang, ()))
+        test = [row for row in test if row["id"] not in excluded]
         test = test[:max_examples] if max_examples else test
         shot_ids[lang] = [shot["id"] for shot in shots]
 

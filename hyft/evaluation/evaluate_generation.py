@@ -7,7 +7,7 @@ Greedy decoding with the task template's stop strings; the task's own scorer giv
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from hyft.evaluation import metrics
@@ -64,13 +64,20 @@ def evaluate_generation(
     max_new_tokens: int | None = None,
     sandbox_timeout_s: float = 10.0,
     progress: bool = True,
+    exclude_ids: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Any]:
-    """Greedy generation scored by the task (translation: ``languages`` are directions ``src-tgt``)."""
+    """Greedy generation scored by the task (translation: ``languages`` are directions ``src-tgt``).
+
+    ``exclude_ids[lang]``: rows never evaluated (e.g. the examples an adapter was trained on, for tasks
+    whose shots come from the evaluation split).
+    """
     per_language, samples, shot_ids = {}, [], {}
     for lang in languages:
         template = template_for(task, lang, templates)
         rows = task.load(task.eval_split, lang, data)
         shots, rows = draw_shots(task, lang, num_fewshot, seed, rows, data)
+        excluded = set((exclude_ids or {}).get(lang, ()))
+        rows = [row for row in rows if row["id"] not in excluded]
         rows = rows[:max_examples] if max_examples else rows
         shot_ids[lang] = [shot["id"] for shot in shots]
         answers = _generate_answers(

@@ -1,0 +1,150 @@
+"""LoRA, LoRA-GA and the Hybrid against PEFT's LoRA (and LoRA-GA init), on the anchor's configs.
+
+Step time: every method is built on a copy of one base and timed round-robin in one process (median
+of the timed rounds after warm-up, ratios to PEFT-LoRA from the same run). Memory: exact bytes saved
+for backward in one step (deterministic; the memory target is judged on these). LoRA-GA init: a fresh
+process per (implementation, model) measures the gradient pass + SVD wall time and the process's peak
+RSS during the init window (``FootprintMeter``), hyft's streaming estimate against PEFT's
+``preprocess_loraga``, both with the same number of batches.
+
+    .venv/bin/python bench/adapters.py                                   # all models, writes bench/results/adapters.md
+    .venv/bin/python bench/adapters.py --models minilm --steps 3 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+from harness import SHAPES, TARGETS, build_base, environment_line, interleaved, make_batch, ratio_table  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "adapters.md"
+METHODS = ["peft-lora", "hyft-lora", "hyft-lora-ga", "hyft-hybrid", "hyft-hybrid-unitary"]
+UNITARY_TARGETS = {"minilm": ["attention.output.dense"], "bloom": ["self_attention.dense"], "llama": ["o_proj"]}
+INIT_BATCHES = 2
+
+
+def builders(model_name: str) -> dict:
+    import peft
+
+    import hyft
+
+    targets = TARGETS[model_name]
+    task = "SEQ_CLS" if model_name == "minilm" else "CAUSAL_LM"
+    hybrid = {"method": "hybrid", "r": 16, "alpha": 32, "boft_block_size": 8, "boft_n_butterfly_factor": 3,
+              "target_modules": targets}
+
+    def with_init(settings):
+        return lambda base, batch: hyft.wrap(base, hyft.AdapterConfig(**settings), init_batches=[batch])
+
+    return {
+        "peft-lora": lambda base, batch: peft.get_peft_model(
+            base, peft.LoraConfig(task_type=task, r=16, lora_alpha=32, target_modules=targets)),
+        "hyft-lora": lambda base, batch: hyft.wrap(base, hyft.AdapterConfig(method="lora", r=16, alpha=32,
+                                                                             target_modules=targets)),
+        "hyft-lora-ga": with_init({"method": "lora_ga", "r": 16, "alpha": 32, "target_modules": targets}),
+        "hyft-hybrid": with_init(hybrid),
+        "hyft-hybrid-unitary": with_init({**hybrid, "unitary_modules": UNITARY_TARGETS[model_name]}),
+    }
+
+
+def init_probe(implementation: str, model_name: str) -> dict:
+    """LoRA-GA init of one implementation in this (fresh) process: wall time and peak RSS of the window."""
+    from hyft.evaluation.footprint import FootprintMeter
+
+    base = build_base(model_name)
+    base.train()
+    batch = make_batch(model_name, base.config.vocab_size)
+    targets = TARGETS[model_name]
+    with FootprintMeter("cpu") as meter:
+        start = time.perf_counter()
+        if implementation == "hyft":
+            import hyft
+
+            hyft.wrap(base, hyft.AdapterConfig(method="lora_ga", r=16, alpha=32, target_modules=targets),
+                      init_batches=[batch] * INIT_BATCHES)
+        else:
+            import peft
+
+            task = "SEQ_CLS" if model_name == "minilm" else "CAUSAL_LM"
+            config = peft.LoraConfig(task_type=task, r=16, lora_alpha=32, target_modules=targets,
+                                     init_lora_weights="lora_ga", lora_ga_config=peft.LoraGAConfig())
+
+            def train_step():
+                for _ in range(INIT_BATCHES):
+                    base(**batch).loss.backward()
+
+            peft.preprocess_loraga(base, config, train_step)
+            peft.get_peft_model(base, config)
+        seconds = time.perf_counter() - start
+    summary = meter.summary()
+    return {"seconds": seconds, "peak_rss": summary.peak_memory_bytes, "baseline_rss": summary.baseline_memory_bytes}
+
+
+def init_table(models: list[str], repeats: int) -> str:
+    lines = [f"### LoRA-GA initialisation (fresh process each, {INIT_BATCHES} batches; median of {repeats})", "",
+             "| model | implementation | init s | × PEFT | peak RSS in init MiB | added over baseline MiB | × PEFT (added) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for model_name in models:
+        figures = {}
+        for implementation in ("peft", "hyft"):
+            runs = []
+            for _ in range(repeats):
+                out = subprocess.run([sys.executable, __file__, "--init-probe", implementation, "--models", model_name],
+                                     capture_output=True, text=True, check=True)
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs.sort(key=lambda r: r["seconds"])
+            figures[implementation] = runs[len(runs) // 2]
+        peft_fig = figures["peft"]
+        for implementation, fig in figures.items():
+            added = fig["peak_rss"] - fig["baseline_rss"]
+            peft_added = peft_fig["peak_rss"] - peft_fig["baseline_rss"]
+            lines.append(f"| {model_name} | {implementation} | {fig['seconds']:.2f} | {fig['seconds'] / peft_fig['seconds']:.2f} | "
+                         f"{fig['peak_rss'] / 2**20:.0f} | {added / 2**20:.0f} | {added / max(peft_added, 1):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="minilm,bloom,llama")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--steps", type=int, default=20, help="timed rounds after warm-up")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init-repeats", type=int, default=3)
+    parser.add_argument("--init-probe", choices=["hyft", "peft"], help=argparse.SUPPRESS)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = [m for m in args.models.split(",") if m]
+    if args.init_probe:
+        print(json.dumps(init_probe(args.init_probe, models[0])))
+        return
+    started = time.perf_counter()
+    methods = [m for m in args.methods.split(",") if m]
+    sections = []
+    for model_name in models:
+        chosen = {name: build for name, build in builders(model_name).items() if name in methods}
+        info = interleaved(model_name, chosen, args.steps, args.warmup)
+        sections.append(ratio_table(model_name, info, "peft-lora"))
+        print(sections[-1], flush=True)
+    sections.append(init_table(models, args.init_repeats))
+    header = (f"# Adapters on CPU: hyft LoRA / LoRA-GA / Hybrid vs PEFT LoRA ({datetime.date.today()})\n\n"
+              f"{environment_line(args.threads)}; {args.steps} timed rounds after {args.warmup} warm-up, interleaved; "
+              f"shapes {SHAPES}; total {time.perf_counter() - started:.0f} s. Hybrid: r 16, α 32, BOFT b 8, m 3; "
+              f"hybrid-unitary adds the unitary adapter on the attention output projection.\n")
+    report = header + "\n" + "\n".join(sections)
+    print(report)
+    if not args.no_write:
+        RESULTS.write_text(report)
+
+
+if __name__ == "__main__":
+    main()

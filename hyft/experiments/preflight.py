@@ -1,0 +1,60 @@
+"""Checks that need the file system (data, pool, models): all problems at once, before any training."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hyft.config import ConfigError
+from hyft.experiments.config import RunConfig
+
+
+def _model_problem(index: int, name_or_path: str) -> str | None:
+    from hyft.models import BUILTIN_MODELS, resolve_model_path
+
+    try:
+        resolved = resolve_model_path(name_or_path)
+    except FileNotFoundError as exc:
+        return f"models.{index}.name_or_path: {exc}"
+    if Path(resolved).is_dir() or name_or_path.removeprefix("builtin:") in BUILTIN_MODELS:
+        return None
+    if resolved.startswith((".", "/")) or os.sep in resolved and not resolved.count("/") == 1:
+        return f"models.{index}.name_or_path: folder {resolved!r} does not exist"
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        try:
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(resolved, local_files_only=True)
+        except Exception:
+            return (f"models.{index}.name_or_path: {resolved!r} is not in the local Hugging Face cache and "
+                    "HF_HUB_OFFLINE=1 forbids downloading it (use a local folder or builtin:minilm)")
+    return None
+
+
+def check_run_config(config: RunConfig, source: str = "<config>") -> None:
+    """Raise ConfigError listing every missing file, unloadable model or inconsistent protocol setting."""
+    from hyft.experiments.runner import resolve_pool
+    from hyft.tasks.loading import DataError, DataSource
+    from hyft.tasks.registry import get_task
+
+    problems: list[str] = []
+    for index, model in enumerate(config.models):
+        if (problem := _model_problem(index, model.name_or_path)) is not None:
+            problems.append(problem)
+    task = get_task(config.data.task)
+    data = DataSource.default(config.data.data_dir)
+    for lang in config.data.languages or task.languages:
+        for split in {task.eval_split, task.shot_split} - {None}:
+            try:
+                task.load(split, lang, data)
+            except DataError as exc:
+                problems.append(f"data: {exc}")
+    if config.curation is not None and not resolve_pool(config.curation.pool).is_file():
+        problems.append(f"curation.pool: file {config.curation.pool!r} not found")
+    if config.eval.temperature_scaling and config.data.val_examples < 10:
+        problems.append("eval.temperature_scaling needs data.val_examples ≥ 10 held-out dev rows per language")
+    decoder_only = task.kind != "classification"
+    if decoder_only and any(m.kind == "encoder" for m in config.models):
+        problems.append(f"models: task {task.name!r} generates text and needs decoder models")
+    if problems:
+        raise ConfigError(source, problems)

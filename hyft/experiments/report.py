@@ -1,0 +1,224 @@
+"""``report.md`` and ``figures/*.png`` for a run folder, from its ``results.json`` (and ``manifest.json``).
+
+Reads top to bottom: load and check results.json, group cells over seeds, render Tables I–VI, draw the
+figures, run the paired bootstrap of the hybrid against every other method, then write one Markdown
+file. Nothing is trained or evaluated, and nothing depends on the clock, so the same input gives the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hyft.cli.errors import UserError
+from hyft.evaluation.tables import MISSING
+from hyft.experiments import tables
+from hyft.experiments.aggregate import (
+    CellGroup,
+    Comparison,
+    MainSetting,
+    compare_methods,
+    group_cells,
+    main_setting,
+    stage_sort_key,
+)
+
+SCHEMA_VERSION = 1
+CELL_KEYS = ("model", "method", "task", "k_shot", "seed", "status")
+MANIFEST_ENTRIES = 40  # flattened manifest values shown in the setup section
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    """results.json of ``run_dir``, checked for what the report needs; UserError names what is wrong."""
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; expected the results.json that `hyft run` writes into the run folder")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(results, dict) or results.get("schema_version") != SCHEMA_VERSION:
+        found = results.get("schema_version") if isinstance(results, dict) else type(results).__name__
+        raise UserError(f"{path}: expected schema_version {SCHEMA_VERSION} (docs/results-schema.md), got {found!r}")
+    if not isinstance(results.get("cells"), list):
+        raise UserError(f"{path}: expected a list under 'cells'")
+    for index, cell in enumerate(results["cells"]):
+        missing = [key for key in CELL_KEYS if key not in cell]
+        if cell.get("status") == "done" and not isinstance(cell.get("eval"), dict):
+            missing.append("eval")
+        if missing:
+            raise UserError(f"{path}: cells[{index}] ({cell.get('cell_id', '?')}) lacks {missing}; "
+                            f"every cell needs {list(CELL_KEYS)} and a done cell an 'eval' dict")
+    results.setdefault("run", {})
+    return results
+
+
+def _flatten(value: Any, prefix: str = "", depth: int = 3) -> list[tuple[str, str]]:
+    if isinstance(value, Mapping) and depth > 0:
+        return [item for key, sub in value.items() for item in _flatten(sub, f"{prefix}{key}.", depth - 1)]
+    if isinstance(value, list) and all(not isinstance(v, Mapping | list) for v in value):
+        return [(prefix.rstrip("."), ", ".join(map(str, value)))]
+    if isinstance(value, Mapping | list):
+        return [(prefix.rstrip("."), f"({len(value)} {'entry' if len(value) == 1 else 'entries'})")]
+    return [(prefix.rstrip("."), str(value))]
+
+
+def _join(values: Sequence[Any]) -> str:
+    return ", ".join(map(str, values)) if values else MISSING
+
+
+def _setup(results: Mapping[str, Any], groups: Mapping, setting: MainSetting, manifest: Any) -> list[str]:
+    run, cells = results["run"], results["cells"]
+    done = sum(cell["status"] == "done" for cell in cells)
+
+    def seen(key: str) -> list[Any]:
+        return list(dict.fromkeys(cell[key] for cell in cells))
+
+    lines = ["## Setup", "",
+             f"- Run: `{run.get('name', MISSING)}`, created {run.get('created', MISSING)}, "
+             f"config hash `{run.get('config_hash', MISSING)}`",
+             f"- Models: {_join(run.get('models') or seen('model'))}",
+             f"- Methods: {_join(run.get('methods') or seen('method'))}",
+             f"- Tasks: {_join(run.get('tasks') or seen('task'))} (primary: {setting.primary_task})",
+             f"- Seeds: {_join(run.get('seeds') or seen('seed'))}",
+             f"- k (shots per language): {_join(run.get('k_shots') or seen('k_shot'))}",
+             f"- Curation stages: {_join(run.get('curation_stages') or seen('curation'))}",
+             f"- Cells: {len(cells)} ({done} done, {len(cells) - done} failed or pending)",
+             f"- Main setting for Tables I–IV, VI and Figures 2–4: k = {setting.k_shot}, "
+             f"curation {setting.curation or 'none'}"]
+    primary = [g for g in groups.values() if g.key.task == setting.primary_task and g.key.k_shot == setting.k_shot
+               and g.key.curation == setting.curation]
+    if primary:
+        per_language = primary[0].mean.get("per_language") or {}
+        sizes = [f"{lang} {entry['n']:.0f}" for lang, entry in per_language.items() if "n" in entry]
+        lines.append(f"- Evaluation examples per language ({setting.primary_task}): {_join(sizes)}")
+    data_files = manifest.get("data_files") if isinstance(manifest, dict) else None
+    if isinstance(data_files, list) and data_files:
+        lines += ["", "Data files (manifest.json):", ""]
+        lines += [f"- `{Path(str(f.get('path', '?'))).name}`: {f.get('bytes', '?')} bytes, sha256 "
+                  f"`{str(f.get('sha256', '?'))[:16]}…`" for f in data_files[:MANIFEST_ENTRIES] if isinstance(f, dict)]
+    if manifest is not None:
+        items = _flatten(manifest)
+        lines += ["", "Manifest (manifest.json):", ""]
+        lines += [f"- `{key}`: {value}" for key, value in items[:MANIFEST_ENTRIES]]
+        if len(items) > MANIFEST_ENTRIES:
+            lines.append(f"- … {len(items) - MANIFEST_ENTRIES} more entries in manifest.json")
+    lines += ["", "### Data governance", "", "Examples kept per language after each curation stage "
+              "(C0 raw, C1 + language ID and dedup, C2 + quality filters).", "",
+              tables.table_curation_counts(results.get("curation")).rstrip(), ""]
+    return lines
+
+
+def _notes(results: Mapping[str, Any], groups: Mapping[Any, CellGroup], comparisons: Sequence[Comparison],
+           skipped: Sequence[str]) -> list[str]:
+    """Caveats a reader needs before trusting a difference."""
+    run, cells = results["run"], results["cells"]
+    seeds = run.get("seeds") or sorted({cell["seed"] for cell in cells})
+    notes = []
+    if len(seeds) == 1:
+        notes.append("1 seed: every number is a single run with no ± std; differences between methods may "
+                     "not repeat with another seed.")
+    elif len(seeds) == 2:
+        notes.append("2 seeds: each ± std rests on two runs, so spreads are rough, and CIs are wide; "
+                     "treat small differences as unresolved.")
+    else:
+        notes.append(f"{len(seeds)} seeds: ± is the sample standard deviation over seeds (n − 1).")
+    if run.get("complete") is False:
+        notes.append("results.json marks the run incomplete (`complete: false`): cells still to run are absent "
+                     "from every table, figure and comparison.")
+    notes.append("Accuracy, Macro, Δ, ECE and drops are in percent (points); BLEU/chrF on their 0–100 scale.")
+    if comparisons:
+        widths = sorted((c.high - c.low) / 2 for c in comparisons)
+        notes.append(f"Bootstrap CIs resample test examples (per-example correctness averaged over seeds); they "
+                     f"leave out seed-to-seed training variance. Median half-width {widths[len(widths) // 2]:.1f} "
+                     f"pp on {min(c.n_examples for c in comparisons)}–{max(c.n_examples for c in comparisons)} "
+                     "examples.")
+    for cell in cells:
+        if cell["status"] != "done":
+            notes.append(f"Cell `{cell.get('cell_id', '?')}` is {cell['status']} and left out: "
+                         f"{cell.get('error', 'no error message')}")
+    for group in groups.values():
+        if len(group.seeds) < len(seeds):
+            notes.append(f"{group.key.model} · {group.key.method} · {group.key.task} · k={group.key.k_shot} · "
+                         f"{group.key.curation}: only seeds {group.seeds} of {list(seeds)}.")
+    for group in groups.values():
+        step = group.footprint_mean.get("step_time_median_s")
+        spread = group.footprint_std.get("step_time_median_s")
+        if step and spread is not None and spread > 0.5 * step:
+            notes.append(f"{group.key.model} · {group.key.method} · k={group.key.k_shot} · {group.key.curation}: "
+                         f"median step time varies by more than half its mean across seeds ({step:.3f} ± "
+                         f"{spread:.3f} s); the machine was probably shared, so read timings with care.")
+    frozen = [g for g in groups.values() if _lambda_never_moved(g)]
+    if frozen:
+        notes.append(f"λ never left its initial value in {len(frozen)} hybrid cell group(s) (e.g. the mixer's warm-up "
+                     "outlasted training): the λ figure shows flat lines.")
+    unjudged = [g for g in groups.values() if g.key.task == "mtbench"
+                and all(v is None for v in (g.mean.get("judge_score") or {}).values())]
+    if unjudged:
+        notes.append("MT-Bench answers were written but not judged (no LLM judge is called); its row is empty.")
+    return ["## Notes", "", *[f"- {note}" for note in [*notes, *skipped]], ""]
+
+
+def _lambda_never_moved(group: CellGroup) -> bool:
+    series = [values for cell in group.cells for values in ((cell.get("dynamics") or {}).get("lambda") or {}).values()]
+    return bool(series) and all(max(values) - min(values) < 1e-9 for values in series if values)
+
+
+def _significance(comparisons: Sequence[Comparison], reference: str, confidence: float) -> list[str]:
+    lines = ["## Significance", ""]
+    if not comparisons:
+        return lines + [f"_No paired comparison: the run has no `{reference}` cells with per-example samples "
+                        "beside other methods._", ""]
+    lines += [f"Paired bootstrap of {reference} minus each other method on the same test examples (matched by "
+              f"id within each seed); difference in accuracy points with its {confidence:.0%} CI; significant "
+              "means the CI excludes 0.", ""]
+    rows = [[c.model, c.task, str(c.k_shot), str(c.curation), f"{c.reference} − {c.other}",
+             ",".join(map(str, c.seeds)), str(c.n_examples), f"{c.mean_difference:+.2f}",
+             f"[{c.low:+.2f}, {c.high:+.2f}]", "yes" if c.significant else "no"] for c in comparisons]
+    header = ["Model", "Task", "k", "Curation", "Comparison", "Seeds", "N", "Mean diff (pp)",
+              f"{confidence:.0%} CI (pp)", "Significant"]
+    return lines + [tables.render(header, rows, label_columns=6).rstrip(), ""]
+
+
+def write_report(run_dir: Path, reference_method: str = "hybrid", n_resamples: int = 1000,
+                 confidence: float = 0.95, progress: bool = True) -> Path:
+    """Write ``run_dir/report.md`` and ``run_dir/figures/*.png`` from ``run_dir/results.json``.
+
+    reference_method: the method compared against every other in the Significance section.
+    Returns the path of report.md. Raises UserError when results.json is missing or malformed.
+    """
+    from hyft.experiments.figures import FIGURES
+
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    groups = group_cells(results["cells"])
+    setting = main_setting(results)
+    run = results["run"]
+    comparisons, skipped = compare_methods(run_dir, groups, reference_method, n_resamples, confidence, progress)
+    comparisons.sort(key=lambda c: (c.model, c.task, c.k_shot, stage_sort_key(c.curation)))  # stable: run order
+
+    lines = [f"# Report: {run.get('name', run_dir.name)}", ""]
+    lines += _setup(results, groups, setting, manifest)
+    lines += _notes(results, groups, comparisons, skipped)
+    lines += ["## Tables", ""]
+    builders = [tables.table_general, tables.table_multilingual, tables.table_translation, tables.table_robustness,
+                tables.table_curation, tables.table_footprint]
+    lines += [builder(groups, run, setting).rstrip() + "\n" for builder in builders]
+    lines += ["## Figures", ""]
+    figures_dir = run_dir / "figures"
+    for file_name, caption, draw, requirement in FIGURES:
+        path = figures_dir / file_name
+        if draw(results, path) is None:
+            path.unlink(missing_ok=True)  # a figure from an older report would no longer match the data
+            lines += [f"_{caption}: skipped ({requirement})._", ""]
+        else:
+            lines += [f"![{caption}](figures/{file_name})", ""]
+    lines += _significance(comparisons, reference_method, confidence)
+    report_path = run_dir / "report.md"
+    report_path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return report_path

@@ -1,0 +1,136 @@
+"""``hyft run``: curate → train (models × methods × k-shots × seeds) → evaluate → report.
+
+Resumable at two levels: a finished cell (``cells/<id>/result.json``) is skipped, and an interrupted
+cell resumes from its last training checkpoint. ``results.json`` is rebuilt from the cell files, so
+an interrupted and an uninterrupted run end with the same results.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from hyft.experiments.cell_run import RESULT_FILE, run_cell
+from hyft.experiments.cells import NO_CURATION, Cell, plan_cells
+from hyft.experiments.config import RunConfig
+from hyft.experiments.manifest import build_manifest, config_hash
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def resolve_pool(pool: str) -> Path:
+    if pool == "builtin:demo-pool":
+        from hyft.data import demo_path
+
+        return demo_path("pool.jsonl")
+    return Path(pool)
+
+
+def curate_stage(config: RunConfig, run_dir: Path) -> tuple[dict[str, list[dict]] | None, dict | None]:
+    """Run (or reuse) curation; returns ({"c0": [...], "c1": [...], "c2": [...]}, report) or (None, None)."""
+    if config.curation is None:
+        return None, None
+    from hyft.governance import curate
+
+    out = run_dir / "curation"
+    marker = out / "settings.sha256"
+    digest = config.curation.settings.decision_hash() + ":" + str(resolve_pool(config.curation.pool))
+    if marker.is_file() and marker.read_text() == digest and (out / "report.json").is_file():
+        views = {v: [json.loads(line) for line in (out / f"{v}.jsonl").read_text().splitlines() if line]
+                 for v in ("c0", "c1", "c2")}
+        return views, json.loads((out / "report.json").read_text())
+    result = curate(resolve_pool(config.curation.pool), config.curation.settings, out)
+    marker.write_text(digest)
+    return result.views, result.report
+
+
+def load_cell_results(run_dir: Path, cells: list[Cell]) -> list[dict[str, Any]]:
+    records = []
+    for cell in cells:
+        path = run_dir / "cells" / cell.cell_id / RESULT_FILE
+        if path.is_file():
+            records.append(json.loads(path.read_text()))
+    return records
+
+
+def data_files_used(config: RunConfig) -> list[Path]:
+    """Files behind the run's task and pool, for the manifest's hashes."""
+    from hyft.tasks.registry import get_task
+
+    task = get_task(config.data.task)
+    files: list[Path] = []
+    if task.name == "demo-nli":
+        from hyft.data import demo_path, nli_file_name
+
+        languages = config.data.languages or list(task.languages)
+        files += [demo_path(nli_file_name(s, lang)) for s in ("dev", "test") for lang in languages]
+    else:
+        from hyft.tasks.loading import DataSource
+
+        root = DataSource.default(config.data.data_dir).root
+        files += [p for p in root.rglob("*") if p.is_file() and f"/{task.family}/" in f"/{p.relative_to(root)}"]
+    if config.curation is not None:
+        files.append(resolve_pool(config.curation.pool))
+    return files
+
+
+def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool = True,
+        write_report: bool = True) -> Path:
+    """Run every stage; ``max_cells`` stops after that many newly computed cells (for tests/time boxes)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = config.model_dump(mode="json")
+    if state.is_main_process:
+        (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        (run_dir / "launch.txt").write_text(" ".join(shlex.quote(a) for a in sys.argv) + "\n")
+    curated, curation_report = curate_stage(config, run_dir)
+    cells = plan_cells(config)
+    computed = 0
+    bar = tqdm(cells, desc="cells", unit="cell", disable=not (show_progress and state.is_main_process))
+    for cell in bar:
+        bar.set_postfix_str(cell.cell_id)
+        if (run_dir / "cells" / cell.cell_id / RESULT_FILE).is_file():
+            continue
+        if max_cells is not None and computed >= max_cells:
+            break
+        run_cell(config, cell, run_dir, curated, is_main=state.is_main_process, show_progress=show_progress)
+        state.wait_for_everyone()
+        computed += 1
+    bar.close()
+    if not state.is_main_process:
+        return run_dir
+    records = load_cell_results(run_dir, cells)
+    complete = len(records) == len(cells)
+    results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "run": {
+            "name": config.run.name, "config_hash": config_hash(resolved),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": complete,
+            "seeds": config.run.seeds, "models": [m.name for m in config.models], "methods": list(config.methods),
+            "tasks": [config.data.task], "k_shots": config.data.k_shots, "primary_task": config.data.task,
+            "curation_stages": sorted({c.curation for c in cells}),
+            "train_stage": config.curation.train_stage if config.curation else NO_CURATION,
+            "main_k_shot": max(config.data.k_shots),
+        },
+        "curation": curation_report,
+        "cells": records,
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    manifest = build_manifest(resolved, data_files_used(config),
+                              {m.name: m.name_or_path for m in config.models}, config.run.seeds)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if write_report and complete:
+        from hyft.experiments.report import write_report as render
+
+        render(run_dir)
+    return run_dir

@@ -1,0 +1,233 @@
+"""Tables I–VI of the paper from a run's grouped cells, as Markdown (one table per task and model).
+
+Per-task layouts come from :mod:`hyft.evaluation.tables`: each is rendered once from the seed means and
+once from the seed stds, and :func:`with_spread` joins the two cell by cell into ``mean ± std``. Tables I
+(benchmark × model) and VI (footprint) have no counterpart there and are rendered here. Every builder
+returns Markdown; when the run has no data for a table it returns one italic line saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from hyft.evaluation import tables as task_tables
+from hyft.evaluation.tables import MISSING, parse_markdown_table
+from hyft.experiments.aggregate import (
+    CellGroup,
+    GroupKey,
+    MainSetting,
+    headline_score,
+    mean_std,
+    ordered,
+    stage_sort_key,
+)
+
+Groups = Mapping[GroupKey, CellGroup]
+GLUE_TASKS = ("mnli", "qqp", "sst2", "qnli")  # Table I's GLUE row: macro accuracy over these
+GENERAL_BENCHMARKS = (("gsm8k", "GSM8K (%)"), ("mtbench", "MT-Bench"), ("humaneval", "HumanEval pass@1 (%)"))
+GB = 1e9  # the paper's "GB"
+STAGES = ("C0", "C1", "C2")
+
+
+def render(header: Sequence[str], rows: Sequence[Sequence[str]], label_columns: int = 1) -> str:
+    """A pipe table in the layout of :mod:`hyft.evaluation.tables` (labels left, numbers right)."""
+    align = ["---"] * label_columns + ["---:"] * (len(header) - label_columns)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def mean_pm_std(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    """``61.0 ± 1.2`` (scaled), just the mean without a std, ``–`` without a mean."""
+    if mean is None:
+        return MISSING
+    text = f"{mean * scale:.{digits}f}"
+    return text if std is None else f"{text} ± {std * scale:.{digits}f}"
+
+
+def with_spread(mean_table: str, std_table: str) -> str:
+    """Join two tables of identical layout into one whose number cells read ``mean ± std``."""
+    means, stds = parse_markdown_table(mean_table), parse_markdown_table(std_table)
+    header = list(means[0]) if means else []
+    rows = []
+    for mean_row, std_row in zip(means, stds, strict=True):
+        row = [mean_row[header[0]]]
+        for column in header[1:]:
+            mean, std = mean_row[column], std_row[column]
+            row.append(mean if MISSING in (mean, std) else f"{mean} ± {std}")
+        rows.append(row)
+    return render(header, rows)
+
+
+def _spread_table(renderer: Callable[..., str], groups: Mapping[str, CellGroup], **options: Any) -> str:
+    means = {label: group.mean for label, group in groups.items()}
+    stds = {label: group.std for label, group in groups.items()}
+    return with_spread(renderer(means, **options), renderer(stds, **options))
+
+
+def _slice(groups: Groups, setting: MainSetting, kind: str | None = None, task: str | None = None) -> list[CellGroup]:
+    return [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.key.curation == setting.curation
+            and (kind is None or g.mean.get("kind") == kind) and (task is None or g.key.task == task)]
+
+
+def _by_task_and_model(selected: Sequence[CellGroup], run: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
+    """``{(task, model): {method: group}}`` in the run's task/model/method order."""
+    out: dict[tuple[str, str], dict[str, CellGroup]] = {}
+    for task in ordered((g.key.task for g in selected), run.get("tasks", ())):
+        for model in ordered((g.key.model for g in selected), run.get("models", ())):
+            members = {g.key.method: g for g in selected if g.key.task == task and g.key.model == model}
+            methods = ordered(members, run.get("methods", ()))
+            if members:
+                out[(task, model)] = {method: members[method] for method in methods}
+    return out
+
+
+def _setting_line(setting: MainSetting) -> str:
+    return f"k = {setting.k_shot} shots per language, curation {setting.curation or 'none'}; mean ± std over seeds."
+
+
+def table_general(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
+    """Table I: GLUE (macro accuracy over its tasks), GSM8K, MT-Bench, HumanEval; rows benchmark ×
+    method, one column per model; each cell mean ± std over seeds of the per-seed benchmark score."""
+    selected = [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.key.curation == setting.curation]
+    models = ordered((g.key.model for g in selected), run.get("models", ()))
+    methods = ordered((g.key.method for g in selected), run.get("methods", ()))
+    rows = []
+    for benchmark, tasks in [("GLUE (%)", GLUE_TASKS)] + [(label, (name,)) for name, label in GENERAL_BENCHMARKS]:
+        for method in methods:
+            cells = [_benchmark_cell(selected, model, method, tasks) for model in models]
+            if any(cell != MISSING for cell in cells):
+                rows.append([benchmark, method, *cells])
+    if not rows:
+        return "_Table I skipped: the run has no GLUE, GSM8K, MT-Bench or HumanEval cells._\n"
+    return "### Table I · general benchmarks\n\n" + _setting_line(setting) + "\n\n" + render(
+        ["Benchmark", "Method", *models], rows, label_columns=2)
+
+
+def _benchmark_cell(selected: Sequence[CellGroup], model: str, method: str, tasks: Sequence[str]) -> str:
+    """Mean ± std over seeds of one benchmark score per seed (GLUE: the mean over its tasks that seed)."""
+    members = [g for g in selected if g.key.model == model and g.key.method == method and g.key.task in tasks]
+    if not members:
+        return MISSING
+    per_seed = []
+    for seed in sorted(set.intersection(*(set(g.seeds) for g in members))):
+        scores = [headline_score(c["eval"])[0] for g in members for c in g.cells if c["seed"] == seed]
+        if scores and None not in scores:
+            per_seed.append(sum(scores) / len(scores))
+    mean, std = mean_std(per_seed)
+    return mean_pm_std(mean, std)
+
+
+def table_multilingual(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
+    """Table II: per-language accuracy, Macro, Δ, Avg-ECE (percent) for each multilingual
+    classification task (GLUE tasks go to Table I) and model."""
+    selected = [g for g in _slice(groups, setting, "classification") if g.key.task not in GLUE_TASKS]
+    if not selected:
+        return "_Table II skipped: the run has no multilingual classification (XNLI-style) cells._\n"
+    parts = []
+    for (task, model), by_method in _by_task_and_model(selected, run).items():
+        parts += [f"### Table II · {task} · {model}\n\n{_setting_line(setting)}\n\n",
+                  _spread_table(task_tables.classification_table, by_method), "\n"]
+    return "".join(parts)
+
+
+def table_translation(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
+    """Table III: BLEU (then chrF) per direction, Avg and direction gap Δ, per translation task and model."""
+    selected = _slice(groups, setting, "translation")
+    if not selected:
+        return "_Table III skipped: the run has no translation (FLORES) cells._\n"
+    parts = []
+    for (task, model), by_method in _by_task_and_model(selected, run).items():
+        parts.append(f"### Table III · {task} · {model}\n\n{_setting_line(setting)}\n\n")
+        for metric, label in (("bleu", "BLEU"), ("chrf", "chrF")):
+            parts += [f"{label}\n\n", _spread_table(task_tables.translation_table, by_method, metric=metric), "\n"]
+    return "".join(parts)
+
+
+def table_robustness(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
+    """Table IV: accuracy drop on orthographic variants per language and macro (percent points)."""
+    selected = [g for g in _slice(groups, setting, "classification") if g.mean.get("orthographic")]
+    if not selected:
+        return "_Table IV skipped: no cell was evaluated on orthographic variants._\n"
+    parts = []
+    for (task, model), by_method in _by_task_and_model(selected, run).items():
+        parts += [f"### Table IV · {task} · {model}\n\n{_setting_line(setting)} Drop = clean − variant "
+                  "accuracy (lower is better); 'changed' = share of examples an operation altered.\n\n",
+                  _spread_table(task_tables.robustness_table, by_method), "\n"]
+    return "".join(parts)
+
+
+def table_curation(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
+    """Table V: the same task, model, method and k at different curation stages (rows ``stage · method``)."""
+    selected = [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.mean.get("kind") == "classification"]
+    parts = []
+    for task in ordered((g.key.task for g in selected), run.get("tasks", ())):
+        for model in ordered((g.key.model for g in selected), run.get("models", ())):
+            members = [g for g in selected if g.key.task == task and g.key.model == model]
+            by_method: dict[str, list[CellGroup]] = {}
+            for group in members:
+                by_method.setdefault(group.key.method, []).append(group)
+            rows = {f"{g.key.curation} · {method}": g
+                    for method in ordered(by_method, run.get("methods", ())) if len(by_method[method]) >= 2
+                    for g in sorted(by_method[method], key=lambda g: stage_sort_key(g.key.curation))}
+            if rows:
+                parts += [f"### Table V · {task} · {model}\n\nk = {setting.k_shot}; rows are curation stage · "
+                          "method; mean ± std over seeds.\n\n",
+                          _spread_table(task_tables.classification_table, rows), "\n"]
+    if not parts:
+        return "_Table V skipped: no method was run at two or more curation stages._\n"
+    return "".join(parts)
+
+
+def table_footprint(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
+    """Table VI: peak memory (GB = 10⁹ bytes), median step time (s), tunable and total parameters
+    (millions) and training time (s) per method, for the primary task at the main setting."""
+    selected = [g for g in _slice(groups, setting, task=setting.primary_task) if g.footprint_mean]
+    if not selected:
+        return "_Table VI skipped: no cell recorded a training footprint._\n"
+    columns = [("Peak mem. (GB)", "peak_memory_bytes", 1 / GB, 2), ("Step time (s)", "step_time_median_s", 1, 3),
+               ("Tunable (M)", "trainable_parameters", 1e-6, 3), ("Total (M)", "total_parameters", 1e-6, 1),
+               ("Train (s)", "train_seconds", 1, 1)]
+    parts = []
+    for (task, model), by_method in _by_task_and_model(selected, run).items():
+        rows = [[method, *[mean_pm_std(g.footprint_mean.get(key), g.footprint_std.get(key), scale, digits)
+                           for _, key, scale, digits in columns]] for method, g in by_method.items()]
+        parts += [f"### Table VI · {task} · {model}\n\n{_setting_line(setting)}\n\n",
+                  render(["Method", *[c[0] for c in columns]], rows), "\n"]
+    return "".join(parts)
+
+
+def curation_counts(curation: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{lang: {"input", "C0", "C1", "C2", "dropped"}}`` from either the schema-doc shape
+    (``per_language`` with ``kept``, or ``stages``) or the governance report (``languages`` with ``n_c0``…)."""
+    if not curation:
+        return {}
+    counts: dict[str, dict[str, Any]] = {}
+    if "languages" in curation:
+        for lang, summary in curation["languages"].items():
+            counts[lang] = {"input": summary.get("n_input"), "dropped": summary.get("dropped", {}),
+                            **{stage: summary.get(f"n_{stage.lower()}") for stage in STAGES}}
+    elif "per_language" in curation:
+        for lang, summary in curation["per_language"].items():
+            counts[lang] = {"input": summary.get("input"), "dropped": summary.get("dropped", {}),
+                            **{stage: summary.get("kept", {}).get(stage) for stage in STAGES}}
+    for stage, by_lang in (curation.get("stages") or {}).items():
+        for lang, n in by_lang.items():
+            if stage in STAGES and isinstance(n, int | float):
+                counts.setdefault(lang, {"input": None, "dropped": {}}).setdefault(stage, n)
+    return counts
+
+
+def table_curation_counts(curation: Mapping[str, Any] | None) -> str:
+    """Examples per language kept at each stage, the C0→C2 retention and the top drop reasons."""
+    counts = curation_counts(curation)
+    if not counts:
+        return "_No curation counts: the run has no governance report (results.json `curation` is null)._\n"
+    rows = []
+    for lang, c in counts.items():
+        kept = [c.get(stage) for stage in STAGES]
+        retention = f"{100 * kept[2] / kept[0]:.1f}" if kept[0] and kept[2] is not None else MISSING
+        reasons = sorted((c.get("dropped") or {}).items(), key=lambda item: (-item[1], item[0]))[:3]
+        rows.append([lang, *[MISSING if v is None else str(v) for v in (c.get("input"), *kept)], retention,
+                     ", ".join(f"{reason} {n}" for reason, n in reasons) or MISSING])
+    return render(["Language", "Input", "C0", "C1", "C2", "C0→C2 kept (%)", "Top drop reasons"], rows)

@@ -1,0 +1,150 @@
+"""Units of the report: seed aggregation, Pareto front, paired matching, Tables I and III, curation counts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hyft.evaluation.tables import parse_markdown_table
+from hyft.experiments import tables
+from hyft.experiments.aggregate import (
+    GroupKey,
+    MainSetting,
+    compare_methods,
+    group_cells,
+    mean_std,
+    paired_scores,
+)
+from hyft.experiments.figures import figure_1_fewshot_scaling, pareto_front
+
+
+def test_mean_std_is_leafwise_with_sample_std_and_keeps_labels():
+    mean, std = mean_std([{"kind": "classification", "accuracy": {"en": 0.5, "zh": 0.2}, "macro": 0.35},
+                          {"kind": "classification", "accuracy": {"en": 0.7, "zh": None}, "macro": 0.45}])
+    assert mean == {"kind": "classification", "accuracy": {"en": pytest.approx(0.6), "zh": 0.2},
+                    "macro": pytest.approx(0.4)}
+    assert std["kind"] == "classification"
+    assert std["accuracy"]["en"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert std["accuracy"]["zh"] is None  # one seed has it: no spread
+    assert mean_std([3.0]) == (3.0, None)
+
+
+def test_pareto_front_on_a_hand_made_case():
+    #        cost  quality
+    points = [(1.0, 50.0),   # 0 cheapest: on the front
+              (2.0, 70.0),   # 1 on the front
+              (2.5, 65.0),   # 2 dominated by 1 (dearer and worse)
+              (3.0, 80.0),   # 3 on the front
+              (3.0, 75.0),   # 4 dominated by 3 (same cost, worse)
+              (4.0, 80.0),   # 5 dominated by 3 (dearer, same quality)
+              (2.0, 70.0)]   # 6 equal to 1: kept as well
+    costs, qualities = zip(*points, strict=True)
+    assert pareto_front(costs, qualities) == [0, 1, 6, 3]  # sorted by cost, ties by index
+    assert pareto_front([1.0], [0.0]) == [0]
+    with pytest.raises(ValueError):
+        pareto_front([1.0, 2.0], [1.0])
+
+
+def test_paired_scores_match_by_id_not_by_position_and_average_over_seeds():
+    reference = [{"a": 1.0, "b": 1.0, "c": 0.0}, {"a": 1.0, "b": 0.0, "c": 1.0}]
+    other = [{"c": 1.0, "b": 0.0, "a": 0.0, "zz": 1.0}, {"b": 1.0, "a": 0.0}]  # shuffled, extra and missing ids
+    a, b = paired_scores(reference, other)
+    np.testing.assert_allclose(a, [1.0, 0.5, 0.0])  # ids a, b, c; c only scored by both in seed 0
+    np.testing.assert_allclose(b, [0.0, 0.5, 1.0])
+
+
+def _cell(method: str, task: str, seed: int, eval_: dict, samples_path: str | None = None) -> dict:
+    return {"cell_id": f"m__{method}__{task}__k32__C2__seed{seed}", "model": "m", "method": method, "task": task,
+            "k_shot": 32, "curation": "C2", "seed": seed, "status": "done", "eval": eval_,
+            "samples_path": samples_path}
+
+
+def test_bootstrap_identical_methods_are_not_significant_and_a_large_gap_is(tmp_path):
+    rng = np.random.default_rng(0)
+    cells = []
+    for seed in (0, 1):
+        strong = rng.random(300) < 0.9
+        for method, correct in (("hybrid", strong), ("twin", strong), ("weak", rng.random(300) < 0.4)):
+            path = f"{method}{seed}.jsonl"
+            (tmp_path / path).write_text("".join(
+                json.dumps({"id": f"x{i}", "gold": "y", "prediction": "y" if ok else "n"}) + "\n"
+                for i, ok in enumerate(correct)))
+            cells.append(_cell(method, "nli", seed, {"kind": "classification", "macro": 0.5}, path))
+    comparisons, notes = compare_methods(tmp_path, group_cells(cells), progress=False)
+    verdict = {c.other: c for c in comparisons}
+    assert not notes
+    assert verdict["weak"].significant and verdict["weak"].low > 30
+    assert not verdict["twin"].significant and verdict["twin"].mean_difference == 0.0
+    assert verdict["weak"].n_examples == 300 and verdict["weak"].seeds == (0, 1)
+
+
+def test_table_i_general_benchmarks_per_model_with_glue_as_task_mean():
+    scores = {("lora", 0): (0.80, 0.70, 0.30, 0.40), ("lora", 1): (0.82, 0.74, 0.34, 0.44),
+              ("hybrid", 0): (0.90, 0.80, 0.40, 0.50), ("hybrid", 1): (0.86, 0.78, 0.44, 0.52)}
+    cells = []
+    for (method, seed), (sst2, mnli, gsm8k, humaneval) in scores.items():
+        for task, value in (("sst2", sst2), ("mnli", mnli)):
+            cells.append(_cell(method, task, seed, {"kind": "classification", "accuracy": {"en": value},
+                                                    "macro": value}))
+        cells.append(_cell(method, "gsm8k", seed, {"kind": "generation", "metric": "exact_match",
+                                                   "exact_match": {"en": gsm8k}}))
+        cells.append(_cell(method, "humaneval", seed, {"kind": "generation", "metric": "pass@1",
+                                                       "pass@1": {"en": humaneval}}))
+        cells.append(_cell(method, "mtbench", seed, {"kind": "generation", "metric": "judge_score",
+                                                     "judge_score": {"en": None}}))
+    markdown = tables.table_general(group_cells(cells), {"methods": ["lora", "hybrid"]}, MainSetting(32, "C2", "sst2"))
+    rows = {(r["Benchmark"], r["Method"]): r["m"] for r in parse_markdown_table(markdown[markdown.index("|"):])}
+    glue = [100 * (0.90 + 0.80) / 2, 100 * (0.86 + 0.78) / 2]
+    assert rows[("GLUE (%)", "hybrid")] == f"{np.mean(glue):.1f} ± {np.std(glue, ddof=1):.1f}"
+    assert rows[("GSM8K (%)", "lora")] == f"{np.mean([30, 34]):.1f} ± {np.std([30, 34], ddof=1):.1f}"
+    assert rows[("HumanEval pass@1 (%)", "hybrid")] == "51.0 ± 1.4"
+    assert not any(benchmark == "MT-Bench" for benchmark, _ in rows)  # unjudged: no numbers, no row
+    # the multilingual Table II leaves GLUE tasks to Table I
+    assert "skipped" in tables.table_multilingual(group_cells(cells), {}, MainSetting(32, "C2", "sst2"))
+
+
+def test_table_iii_translation_per_direction():
+    cells = []
+    for method, seed, en_zh, zh_en in (("lora", 0, 20.0, 24.0), ("lora", 1, 22.0, 26.0), ("hybrid", 0, 25.0, 27.0)):
+        bleu = {"en-zh": en_zh, "zh-en": zh_en}
+        cells.append(_cell(method, "flores", seed, {
+            "kind": "translation", "bleu": bleu, "avg_bleu": (en_zh + zh_en) / 2, "delta_bleu": abs(en_zh - zh_en),
+            "chrf": {"en-zh": 30.0, "zh-en": 40.0}, "avg_chrf": 35.0, "delta_chrf": 10.0}))
+    markdown = tables.table_translation(group_cells(cells), {}, MainSetting(32, "C2", "flores"))
+    bleu_rows = {r["Method"]: r for r in parse_markdown_table(markdown[markdown.index("BLEU"):])}
+    assert bleu_rows["lora"]["EN→ZH"] == f"21.0 ± {np.std([20, 22], ddof=1):.1f}"
+    assert bleu_rows["lora"]["Avg"] == f"23.0 ± {np.std([22, 24], ddof=1):.1f}"
+    assert bleu_rows["hybrid"]["Δ"] == "2.0"  # one seed: mean only
+    chrf_rows = parse_markdown_table(markdown[markdown.index("chrF"):])
+    assert chrf_rows[0]["Avg"] == "35.0 ± 0.0"
+
+
+def test_curation_counts_read_both_report_shapes():
+    schema_doc = {"stages": {"C0": {"en": 9}}, "per_language": {
+        "en": {"input": 10, "dropped": {"lid": 1}, "kept": {"C0": 9, "C1": 8, "C2": 7}}}}
+    governance = {"languages": {"en": {"n_input": 10, "n_c0": 9, "n_c1": 8, "n_c2": 7, "dropped": {"lid": 1}}}}
+    for shape in (schema_doc, governance):
+        assert tables.curation_counts(shape) == {"en": {"input": 10, "dropped": {"lid": 1}, "C0": 9, "C1": 8, "C2": 7}}
+    assert tables.curation_counts({"stages": {"C0": {"hi": 4}, "C2": {"hi": 3}}})["hi"]["C2"] == 3
+    assert "No curation counts" in tables.table_curation_counts(None)
+
+
+def test_figures_return_none_without_data(tmp_path):
+    one_k = {"run": {}, "cells": [_cell("lora", "nli", 0, {"kind": "classification", "macro": 0.5})]}
+    assert figure_1_fewshot_scaling(one_k, tmp_path / "f1.png") is None
+    assert not (tmp_path / "f1.png").exists()
+    assert GroupKey("m", "lora", "nli", 32, "C2") in group_cells(one_k["cells"])
+
+
+def test_figure_1_starts_every_method_at_the_shared_zero_shot_cell(tmp_path):
+    import matplotlib.image
+
+    cells = [_cell("zero-shot", "nli", seed, {"kind": "classification", "macro": 0.3}) | {"k_shot": 0}
+             for seed in (0, 1)]
+    cells += [_cell(method, "nli", seed, {"kind": "classification", "macro": value + 0.01 * seed})
+              for method, value in (("lora", 0.5), ("hybrid", 0.6)) for seed in (0, 1)]
+    results = {"run": {"methods": ["lora", "hybrid"], "primary_task": "nli"}, "cells": cells}
+    path = figure_1_fewshot_scaling(results, tmp_path / "f1.png")
+    assert path is not None and matplotlib.image.imread(path)[..., :3].std() > 0.05

@@ -1,0 +1,222 @@
+"""End to end: a synthetic, schema-faithful run folder → report.md + figures, checked against results.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from hyft.cli.errors import UserError
+from hyft.evaluation.tables import parse_markdown_table
+from hyft.experiments.report import write_report
+from tests.experiments_report import synthetic_run as syn
+
+FIGURES = ("fig1_fewshot_scaling.png", "fig2_cost_quality.png", "fig3_epoch_cost.png", "fig4_training_dynamics.png",
+           "lambda_per_layer.png")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict, str]:
+    run_dir = syn.make_run(tmp_path_factory.mktemp("run"))
+    report = write_report(run_dir, progress=False).read_text(encoding="utf-8")
+    return run_dir, json.loads((run_dir / "results.json").read_text(encoding="utf-8")), report
+
+
+def section(report: str, heading: str) -> str:
+    """Text from the line ``heading`` up to the next heading."""
+    start = report.index(heading + "\n")
+    rest = report[start + len(heading) + 1:]
+    ends = [i for i in (rest.find("\n## "), rest.find("\n### ")) if i >= 0]
+    return rest[: min(ends)] if ends else rest
+
+
+def split(cell: str) -> tuple[float, float | None]:
+    """``"61.0 ± 1.2"`` → (61.0, 1.2); ``"61.0"`` → (61.0, None)."""
+    parts = cell.split(" ± ")
+    return float(parts[0]), float(parts[1]) if len(parts) == 2 else None
+
+
+def expected(values: list[float], scale: float = 100.0) -> tuple[float, float]:
+    array = np.asarray(values, dtype=np.float64) * scale
+    return float(array.mean()), float(array.std(ddof=1))
+
+
+def assert_printed(cell: str, values: list[float], scale: float = 100.0, digits: int = 1) -> None:
+    mean, std = split(cell)
+    want_mean, want_std = expected(values, scale)
+    tolerance = 0.5 * 10 ** -digits + 1e-9  # equal to the printed precision
+    assert abs(mean - want_mean) <= tolerance, (cell, want_mean)
+    assert std is not None and abs(std - want_std) <= tolerance, (cell, want_std)
+
+
+def evals(results: dict, method: str, k: int = 32, stage: str = "C2", key: str = "eval") -> list[dict]:
+    cells = [c for c in results["cells"] if c["method"] == method and c["k_shot"] == k and c["curation"] == stage]
+    assert len(cells) == len(syn.SEEDS)
+    return [c[key] for c in cells]
+
+
+def test_every_file_exists_and_every_png_is_a_real_image(run):
+    run_dir, _, report = run
+    assert (run_dir / "report.md").is_file()
+    for name in FIGURES:
+        assert f"](figures/{name})" in report
+        image = matplotlib.image.imread(run_dir / "figures" / name)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+        ink = (image[..., :3] < 0.9).any(axis=2).mean()  # share of non-white pixels
+        assert 0.01 < ink < 0.8 and image[..., :3].std() > 0.05
+
+
+def test_table_ii_numbers_are_seed_means_and_stds(run):
+    _, results, report = run
+    rows = parse_markdown_table(section(report, f"### Table II · {syn.TASK} · {syn.MODEL}"))
+    assert [row["Method"] for row in rows] == list(syn.METHODS)
+    for row in rows:
+        cells = evals(results, row["Method"])
+        for lang in syn.LANGUAGES:
+            assert_printed(row[lang.upper()], [e["accuracy"][lang] for e in cells])
+        assert_printed(row["Macro"], [e["macro"] for e in cells])
+        assert_printed(row["Δ"], [e["delta"] for e in cells])
+        assert_printed(row["Avg-ECE"], [e["avg_ece"] for e in cells])
+        assert_printed(row["Avg-ECE (TS)"], [e["avg_ece_temperature_scaled"] for e in cells])
+    # the planted ordering survives aggregation: hybrid far above lora
+    macro = {row["Method"]: split(row["Macro"])[0] for row in rows}
+    assert macro["hybrid"] - macro["lora"] > 30
+
+
+def test_table_iv_robustness_and_table_vi_footprint(run):
+    _, results, report = run
+    for row in parse_markdown_table(section(report, f"### Table IV · {syn.TASK} · {syn.MODEL}")):
+        cells = evals(results, row["Method"])
+        assert_printed(row["Macro drop"], [e["orthographic"]["macro"]["drop"] for e in cells])
+        assert_printed(row["HI drop"], [e["per_language"]["hi"]["orthographic"]["drop_all"] for e in cells])
+    for row in parse_markdown_table(section(report, f"### Table VI · {syn.TASK} · {syn.MODEL}")):
+        footprints = evals(results, row["Method"], key="footprint")
+        assert_printed(row["Peak mem. (GB)"], [f["peak_memory_bytes"] for f in footprints], 1e-9, 2)
+        assert_printed(row["Step time (s)"], [f["step_time_median_s"] for f in footprints], 1.0, 3)
+        assert_printed(row["Tunable (M)"], [f["trainable_parameters"] for f in footprints], 1e-6, 3)
+
+
+def test_table_v_curation_ablation_and_counts(run):
+    _, results, report = run
+    rows = parse_markdown_table(section(report, f"### Table V · {syn.TASK} · {syn.MODEL}"))
+    assert [row["Method"] for row in rows] == [f"{s} · {m}" for m in syn.METHODS for s in syn.STAGES]
+    for row in rows:
+        stage, method = row["Method"].split(" · ")
+        cells = evals(results, method, 32, stage)
+        assert_printed(row["Macro"], [e["macro"] for e in cells])
+        assert_printed(row["Avg-ECE"], [e["avg_ece"] for e in cells])
+    counts = parse_markdown_table(section(report, "### Data governance"))
+    languages = results["curation"]["languages"]
+    assert [row["Language"] for row in counts] == list(languages)
+    for row in counts:
+        summary = languages[row["Language"]]
+        assert [int(row[c]) for c in ("Input", "C0", "C1", "C2")] == [
+            summary["n_input"], summary["n_c0"], summary["n_c1"], summary["n_c2"]]
+        assert float(row["C0→C2 kept (%)"]) == pytest.approx(100 * summary["n_c2"] / summary["n_c0"], abs=0.05)
+
+
+def test_tables_without_data_are_skipped_with_a_note(run):
+    _, _, report = run
+    assert "### Table III" not in report and "_Table III skipped: the run has no translation (FLORES) cells._" in report
+    assert "### Table I ·" not in report and "_Table I skipped" in report
+
+
+def test_significance_planted_difference_yes_identical_methods_no(run):
+    run_dir, results, report = run
+    rows = parse_markdown_table(section(report, "## Significance"))
+    assert len(rows) == len(syn.K_SHOTS) * len(syn.STAGES) * (len(syn.METHODS) - 1)
+    by = {(row["Comparison"], int(row["k"]), row["Curation"]): row for row in rows}
+    for k in syn.K_SHOTS:
+        for stage in syn.STAGES:
+            assert by[("hybrid − lora", k, stage)]["Significant"] == "yes"
+            identical = by[("hybrid − lora_ga", k, stage)]
+            assert identical["Significant"] == "no" and float(identical["Mean diff (pp)"]) == 0.0
+            # mean difference = micro accuracy difference recomputed from the samples files
+            diffs = []
+            for seed in syn.SEEDS:
+                correct = {}
+                for method in ("hybrid", "lora"):
+                    path = run_dir / f"cells/{syn.MODEL}__{method}__{syn.TASK}__k{k}__{stage}__seed{seed}/samples.jsonl"
+                    lines = [json.loads(line) for line in path.read_text().splitlines()]
+                    correct[method] = np.mean([s["prediction"] == s["gold"] for s in lines])
+                diffs.append(correct["hybrid"] - correct["lora"])
+            row = by[("hybrid − lora", k, stage)]
+            assert float(row["Mean diff (pp)"]) == pytest.approx(100 * np.mean(diffs), abs=0.005)
+            low, high = (float(v) for v in row["95% CI (pp)"].strip("[]").split(", "))
+            assert 0 < low < float(row["Mean diff (pp)"]) < high
+
+
+def test_report_states_setup_and_honest_notes(run):
+    _, _, report = run
+    setup = section(report, "## Setup")
+    for expected_line in ("- Methods: lora, lora_ga, boft, hybrid", "- Seeds: 0, 1", "- k (shots per language): 8, 32",
+                          "k = 32, curation C2", "en 40, zh 40, hi 40", "`git_commit`: abc123",
+                          "`packages.torch`: 2.13.0", "`xnli.test.en.jsonl`: 1234 bytes, sha256 `abababab"):
+        assert expected_line in setup
+    assert "2 seeds" in section(report, "## Notes") and "CIs are wide" in section(report, "## Notes")
+
+
+def test_same_input_gives_identical_report_and_figures(run, tmp_path):
+    run_dir, _, report = run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "figures")
+    assert write_report(copy, progress=False).read_text(encoding="utf-8") == report
+    for name in FIGURES:
+        assert (copy / "figures" / name).read_bytes() == (run_dir / "figures" / name).read_bytes()
+
+
+def test_failed_cell_is_left_out_and_named(run, tmp_path):
+    run_dir, results, _ = run
+    copy = tmp_path / "failed"
+    shutil.copytree(run_dir, copy)
+    broken = json.loads(json.dumps(results))
+    victim = next(c for c in broken["cells"] if c["method"] == "boft" and c["k_shot"] == 32 and c["curation"] == "C2")
+    victim.update(status="failed", error="CUDA out of memory")
+    (copy / "results.json").write_text(json.dumps(broken), encoding="utf-8")
+    report = write_report(copy, progress=False).read_text(encoding="utf-8")
+    assert f"`{victim['cell_id']}` is failed and left out: CUDA out of memory" in report
+    rows = {r["Method"]: r for r in parse_markdown_table(section(report, f"### Table II · {syn.TASK} · {syn.MODEL}"))}
+    survivor = next(c for c in broken["cells"] if c["method"] == "boft" and c["k_shot"] == 32
+                    and c["curation"] == "C2" and c["status"] == "done")
+    assert rows["boft"]["Macro"] == f"{100 * survivor['eval']['macro']:.1f}"  # one seed: no ± std
+
+
+def test_cli_verb_writes_the_report_and_reports_user_errors(run, tmp_path):
+    from hyft.cli import report as report_cli
+
+    app = typer.Typer()
+    report_cli.register(app)
+
+    @app.callback()
+    def main() -> None:  # a callback keeps "report" a named sub-command, as in hyft's app
+        pass
+
+    run_dir, _, _ = run
+    copy = tmp_path / "cli"
+    shutil.copytree(run_dir, copy)
+    (copy / "report.md").unlink()
+    result = CliRunner().invoke(app, ["report", str(copy), "--resamples", "200"])
+    assert result.exit_code == 0, result.output
+    assert (copy / "report.md").is_file()
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "results.json: not found" in missing.output
+
+
+def test_malformed_results_name_the_problem(tmp_path):
+    (tmp_path / "results.json").write_text('{"schema_version": 1,\n "cells": [}', encoding="utf-8")
+    with pytest.raises(UserError, match=r"results.json:2: not valid JSON"):
+        write_report(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 2, "cells": []}), encoding="utf-8")
+    with pytest.raises(UserError, match="expected schema_version 1"):
+        write_report(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 1, "cells": [
+        {"cell_id": "x", "model": "m", "method": "lora", "task": "t", "k_shot": 8, "seed": 0, "status": "done"}]}))
+    with pytest.raises(UserError, match=r"cells\[0\] \(x\) lacks \['eval'\]"):
+        write_report(tmp_path)
