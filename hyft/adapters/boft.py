@@ -33,8 +33,10 @@ from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape
 from hyft.adapters.registry import register_method
 from hyft.config.loading import ConfigError
 
-# Fold the m factors into dense g×g blocks (one activation matmul) while g = b·2^(m−1) is at most this;
-# beyond it the factor-by-factor path (m matmuls of size b) needs fewer FLOPs.
+# Fold the m factors into R's dense g×g diagonal blocks (g = b·2^(m−1)) while g is at most this: one
+# activation matmul of width g costs 2^(m−1)/m times the FLOPs of m width-b matmuls, but needs no
+# activation gathers, keeps only its input for backward and runs at BLAS speed. For large g (the full
+# butterfly has g = d) the factor-by-factor path is cheaper.
 GROUPED_LIMIT = 128
 NEUMANN_WARN_NORM = 0.3  # the truncated series is off by > 1e-3 above this ‖Q‖ (methods.md §3.2)
 NEUMANN_CHECK_EVERY = 100
@@ -93,6 +95,7 @@ class BoftLinear(AdaptedLinear):
         self.dropout = config.boft_dropout
         self._cache: tuple[tuple, torch.Tensor] | None = None
         self._neumann_calls = 0
+        self._neumann_warned = False
 
     # -- the rotation (helpers the hybrid reuses) -----------------------------------------------
     def generator(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
@@ -102,24 +105,24 @@ class BoftLinear(AdaptedLinear):
             return skew
         return skew * generator_scale
 
-    def rotation_blocks(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
-        """Orthogonal blocks ``Cayley(μQ)`` (m, d/b, b, b) fp32; in training, dropout swaps blocks for I."""
+    def rotation_blocks(self, generator_scale: GeneratorScale = 1.0, dropout: bool = False) -> torch.Tensor:
+        """Orthogonal blocks ``Cayley(μQ)`` (m, d/b, b, b) fp32; ``dropout`` swaps random blocks for I."""
         skew = self.generator(generator_scale)
         if self.cayley_form == "neumann" and self.training:
             self._check_neumann_range(skew)
         blocks = cayley(skew, self.cayley_form, self.neumann_terms)
-        if self.training and self.dropout > 0:
+        if dropout and self.dropout > 0:
             keep = torch.rand(blocks.shape[:2], device=blocks.device) >= self.dropout
             eye = torch.eye(self.block_size, device=blocks.device, dtype=blocks.dtype)
             blocks = torch.where(keep[..., None, None], blocks, eye)
         return blocks
 
-    def operator_blocks(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
+    def operator_blocks(self, generator_scale: GeneratorScale = 1.0, dropout: bool = False) -> torch.Tensor:
         """R as its diagonal blocks for :func:`apply_blocks`: (d/g, g, g), or the factor blocks when g is big."""
-        key = self._cache_key(generator_scale)
+        key = None if dropout else self._cache_key(generator_scale)
         if key is not None and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        blocks = self.rotation_blocks(generator_scale)
+        blocks = self.rotation_blocks(generator_scale, dropout)
         if self.n_factors == 1:
             result = blocks[0]
         elif self.group <= GROUPED_LIMIT:
@@ -130,11 +133,16 @@ class BoftLinear(AdaptedLinear):
             self._cache = (key, result)
         return result
 
-    def rotate(self, t: torch.Tensor, generator_scale: GeneratorScale = 1.0, transpose: bool = False) -> torch.Tensor:
-        """``t @ R(μQ)`` (or ``t @ R(μQ)ᵀ``) on the rotated dimension, in fp32: (..., d) → (..., d) fp32."""
+    def rotate(self, t: torch.Tensor, generator_scale: GeneratorScale = 1.0, transpose: bool = False,
+               dropout: bool = False) -> torch.Tensor:
+        """``t @ R(μQ)`` (or ``t @ R(μQ)ᵀ``) on the rotated dimension, in fp32: (..., d) → (..., d) fp32.
+
+        The generic operator (merges use it on the rows of W0); ``dropout`` applies the multiplicative
+        block dropout, which only the training forward should do. Never touches ``base_layer``.
+        """
         with torch.autocast(device_type=t.device.type, enabled=False):
             t = t.to(self.boft_R.dtype)
-            blocks = self.operator_blocks(generator_scale)
+            blocks = self.operator_blocks(generator_scale, dropout)
             if blocks.dim() == 4:  # factor-by-factor path (large groups)
                 return apply_factors(t, blocks, self.perms, transpose=transpose)
             return apply_blocks(t, blocks.transpose(-1, -2) if transpose else blocks)
@@ -144,11 +152,12 @@ class BoftLinear(AdaptedLinear):
 
         Per token this is ``R(μQ)ᵀ x``, so ``base(rotate_input(x))`` realises ``W0 R(μQ)ᵀ``.
         ``generator_scale`` μ (float or 0-d tensor, no grad needed) scales the skew generator before the
-        Cayley map, which keeps the rotation exactly orthogonal (methods.md §6.2 "generator" mix).
+        Cayley map, which keeps the rotation exactly orthogonal (methods.md §6.2 "generator" mix). In
+        training mode the block dropout (``boft_dropout``) applies, as in :meth:`forward`.
         """
         if self.side != "input":
             raise ValueError("rotate_input needs rotation_side='input'; this layer rotates its output")
-        return self.rotate(x, generator_scale)
+        return self.rotate(x, generator_scale, dropout=self.training)
 
     def rotation_matrix(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
         """Dense R (d×d, fp32): the weight-side product, for merges of small layers and tests only."""
@@ -159,11 +168,11 @@ class BoftLinear(AdaptedLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.base_layer.weight, self.base_layer.bias
         if self.side == "input":
-            rotated = self.rotate(x).to(x.dtype)
+            rotated = self.rotate(x, dropout=self.training).to(x.dtype)
             if self.boft_s is None:
                 return self.base_layer(rotated)
             return F.linear(rotated, weight) * self.boft_s.view(-1).to(x.dtype) + (0 if bias is None else bias)
-        hidden = self.rotate(F.linear(x, weight), transpose=True)  # (W0 x)ᵀ Rᵀ = (R W0 x)ᵀ
+        hidden = self.rotate(F.linear(x, weight), transpose=True, dropout=self.training)  # (R W0 x)ᵀ
         if self.boft_s is not None:
             hidden = hidden * self.boft_s.view(-1)
         hidden = hidden.to(x.dtype)
@@ -230,11 +239,11 @@ class BoftLinear(AdaptedLinear):
     def _check_neumann_range(self, skew: torch.Tensor) -> None:
         # A host sync, so only every NEUMANN_CHECK_EVERY training forwards, and one warning per layer.
         self._neumann_calls += 1
-        if self._neumann_calls % NEUMANN_CHECK_EVERY != 1 or self._neumann_calls < 0:
+        if self._neumann_warned or (self._neumann_calls - 1) % NEUMANN_CHECK_EVERY:
             return
         largest = float(torch.linalg.matrix_norm(skew.detach()).max())
         if largest > NEUMANN_WARN_NORM:
-            self._neumann_calls = -(2**62)  # never again for this layer
+            self._neumann_warned = True
             warnings.warn(
                 f"BOFT generator norm {largest:.3f} > {NEUMANN_WARN_NORM}: the Cayley–Neumann series is no longer "
                 "accurately orthogonal; use cayley='exact' or a smaller learning rate", stacklevel=3)

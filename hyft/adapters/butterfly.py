@@ -53,12 +53,42 @@ def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
 def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     """Block-diagonal product ``x @ blockdiag(blocks)``: x (..., k·b), blocks (k, b, b) → (..., k·b).
 
-    One batched matmul over the k blocks (BLAS reads the strided per-block view; no dense d×d matrix).
+    One batched matmul over the k blocks (no dense d×d matrix). BLAS reads the strided per-block view
+    of x directly, so autograd keeps x itself (shared with the caller) for backward.
     """
     k, size, _ = blocks.shape
     lead = x.shape[:-1]
+    if size < SMALL_BLOCK:
+        return _SmallBlockMatmul.apply(x.reshape(-1, k * size), blocks).view(*lead, k * size)
     grouped = x.reshape(-1, k, size).transpose(0, 1)  # (k, tokens, b)
     return torch.bmm(grouped, blocks).transpose(0, 1).reshape(*lead, k * size)
+
+
+SMALL_BLOCK = 16  # below this, bmm on the strided view is up to 2× slower than on a contiguous copy
+
+
+class _SmallBlockMatmul(torch.autograd.Function):
+    """``apply_blocks`` for small blocks: bmm on contiguous (k, tokens, b) copies, saving only x."""
+
+    @staticmethod
+    def forward(ctx, x, blocks):
+        k, size, _ = blocks.shape
+        ctx.save_for_backward(x, blocks)
+        grouped = x.view(-1, k, size).transpose(0, 1).contiguous()
+        return torch.bmm(grouped, blocks).transpose(0, 1).reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, blocks = ctx.saved_tensors
+        k, size, _ = blocks.shape
+        grad_grouped = grad.reshape(-1, k, size).transpose(0, 1).contiguous()
+        grad_x = grad_blocks = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.bmm(grad_grouped, blocks.transpose(1, 2)).transpose(0, 1).reshape(x.shape)
+        if ctx.needs_input_grad[1]:
+            grouped = x.view(-1, k, size).transpose(0, 1).contiguous()
+            grad_blocks = torch.bmm(grouped.transpose(1, 2), grad_grouped)
+        return grad_x, grad_blocks
 
 
 def factor_gathers(perms: torch.Tensor) -> list[torch.Tensor | None]:

@@ -66,9 +66,11 @@ def cayley_exact(skew: torch.Tensor) -> torch.Tensor:
 
     (I + Q) and (I − Q)^{-1} commute, so the left solve ``(I − Q)^{-1}(I + Q)`` is the same matrix.
     Q = 0 gives R = I exactly. Run it in fp32 or fp64 (``linalg.solve`` has no half-precision kernel).
+    I − Q is never singular (its eigenvalues are 1 − iλ), so the solve skips the error check, which
+    would otherwise synchronise with the device on every call.
     """
     eye = torch.eye(skew.shape[-1], dtype=skew.dtype, device=skew.device)
-    return torch.linalg.solve(eye - skew, eye + skew)
+    return torch.linalg.solve_ex(eye - skew, eye + skew, check_errors=False).result
 
 
 def cayley_neumann(skew: torch.Tensor, terms: int = 6) -> torch.Tensor:

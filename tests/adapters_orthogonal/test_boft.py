@@ -137,15 +137,17 @@ def test_multiplicative_dropout_swaps_blocks_for_the_identity_in_training_only()
     layer = make_layer(boft_dropout=0.5)
     randomize(layer)
     torch.manual_seed(3)
-    blocks = layer.rotation_blocks().detach()
+    blocks = layer.rotation_blocks(dropout=True).detach()
     is_eye = (blocks - torch.eye(4)).abs().amax(dim=(-1, -2)) == 0
     assert 0 < is_eye.float().mean() < 1
     assert (blocks.transpose(-1, -2) @ blocks - torch.eye(4)).abs().max() < 1e-5
-    layer.eval()
     x = torch.randn(3, 64)
     with torch.no_grad():
+        assert not torch.equal(layer(x), layer(x))  # training forward: a new dropout draw each call
+        assert torch.equal(layer.merged_weight(), layer.merged_weight())  # merges never drop blocks
+        layer.eval()
         assert torch.equal(layer(x), layer(x))
-        assert not (layer.rotation_blocks() - torch.eye(4)).abs().amax(dim=(-1, -2)).eq(0).any()
+        assert torch.allclose(layer(x), x @ layer.merged_weight().T + layer.base_layer.bias, atol=1e-5)
 
 
 def test_rotate_input_and_generator_for_the_hybrid():

@@ -104,14 +104,15 @@ def test_butterfly_permutations_match_peft_and_the_dense_oracle(dim, size, facto
         assert dense[:size, size:].abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("limit", [boft_module.GROUPED_LIMIT, 1])
+@pytest.mark.parametrize(("limit", "size", "dim"), [(boft_module.GROUPED_LIMIT, 2, 8), (1, 2, 8),
+                                                   (boft_module.GROUPED_LIMIT, 4, 16)])
 @pytest.mark.parametrize("side", ["input", "output"])
-def test_rotation_gradcheck_fp64(monkeypatch, limit, side):
+def test_rotation_gradcheck_fp64(monkeypatch, limit, size, dim, side):
     monkeypatch.setattr(boft_module, "GROUPED_LIMIT", limit)  # 1 forces the factor-by-factor path
-    config = hyft.AdapterConfig(method="boft", boft_block_size=2, boft_n_butterfly_factor=3, boft_scale=True,
+    config = hyft.AdapterConfig(method="boft", boft_block_size=size, boft_n_butterfly_factor=3, boft_scale=True,
                                 rotation_side=side)
-    layer = BoftLinear(torch.nn.Linear(8, 8), config).double()
+    layer = BoftLinear(torch.nn.Linear(dim, dim), config).double()
     with torch.no_grad():
         layer.boft_R.normal_(0, 0.5)
-    x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(3, dim, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t, q, s: layer(t), (x, layer.boft_R, layer.boft_s))
