@@ -131,8 +131,9 @@ def run_program(z: torch.Tensor, program: list[Stage], ops: Operands, inplace: b
 
 def _chunk_rows(n: int) -> int:
     # Token chunks whose complex working set (~0.5 MiB a tensor) stays in a core's L2 cache across all
-    # stages: the ops are memory-bound, and this makes the whole transform 1.5–3× faster on CPU.
-    return max(64, 65536 // max(n, 1))
+    # stages: the ops are memory-bound, and this makes the whole transform 1.3–3× faster on CPU. Much
+    # smaller chunks only add per-op overhead.
+    return max(128, 65536 // max(n, 1))
 
 
 def _store_unpaired(dst: torch.Tensor, z: torch.Tensor, rest: torch.Tensor, pairing: str) -> None:
@@ -186,8 +187,10 @@ class _UnitaryTransform(torch.autograd.Function):
             g, grad_rest = pair_features(grad[rows], ctx.pairing)
             for stage, z_in in zip(reversed(program), reversed(stage_inputs), strict=True):
                 g = _stage_backward(stage, g, z_in, ops, grads)
-            _store_unpaired(grad_x[rows], g, grad_rest, ctx.pairing)
+            if ctx.needs_input_grad[0]:
+                _store_unpaired(grad_x[rows], g, grad_rest, ctx.pairing)
         # grads["theta"] holds Σ_t conj(g)·y per phase stage (signed); ∂L/∂θ is its negated imaginary part.
+        grad_x = grad_x if ctx.needs_input_grad[0] else None
         return grad_x, -grads["theta"].imag, torch.view_as_real(grads["v"]), None, None, None, None
 
 

@@ -25,6 +25,16 @@ METHODS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two intra-op threads on two shared, busy cores stall at every parallel region (seen: single steps
+    # 20× slower); one thread keeps this test's run time predictable.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def sst2(shared_data):
     from transformers import AutoTokenizer
