@@ -135,7 +135,8 @@ def main() -> None:
         info = interleaved(model_name, chosen, args.steps, args.warmup)
         sections.append(ratio_table(model_name, info, "peft-lora"))
         print(sections[-1], flush=True)
-    sections.append(init_table(models, args.init_repeats))
+    if args.init_repeats > 0:
+        sections.append(init_table(models, args.init_repeats))
     header = (f"# Adapters on CPU: hyft LoRA / LoRA-GA / Hybrid vs PEFT LoRA ({datetime.date.today()})\n\n"
               f"{environment_line(args.threads)}; {args.steps} timed rounds after {args.warmup} warm-up, interleaved; "
               f"shapes {SHAPES}; total {time.perf_counter() - started:.0f} s. Hybrid: r 16, α 32, BOFT b 8, m 3; "

@@ -159,6 +159,24 @@ class BoftLinear(AdaptedLinear):
             raise ValueError("rotate_input needs rotation_side='input'; this layer rotates its output")
         return self.rotate(x, generator_scale, dropout=self.training)
 
+    def blend_input(self, x: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
+        """``x @ ((1 − w)I + w·R)`` (..., d_in) → (..., d_in) fp32: the hybrid's linear mix, per token
+        ``x + w(Rᵀx − x)``.
+
+        With folded groups the blend is applied to R's diagonal blocks (a g×g affine map, independent
+        of the token count), so the activations see one batched matmul and no extra elementwise pass.
+        ``weight`` (float or 0-d tensor) needs no gradient. Block dropout applies in training mode.
+        """
+        if self.side != "input":
+            raise ValueError("blend_input needs rotation_side='input'; this layer rotates its output")
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x32 = x.to(self.boft_R.dtype)
+            blocks = self.operator_blocks(dropout=self.training)
+            if blocks.dim() == 4:  # factor-by-factor path: the blend cannot be folded into one operator
+                return x32 + weight * (apply_factors(x32, blocks, self.perms) - x32)
+            eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
+            return apply_blocks(x32, torch.lerp(eye, blocks, weight))
+
     def rotation_matrix(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
         """Dense R (d×d, fp32): the weight-side product, for merges of small layers and tests only."""
         dim = self.n_blocks * self.block_size

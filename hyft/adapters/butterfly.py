@@ -53,18 +53,52 @@ def inverse_permutation(perm: torch.Tensor) -> torch.Tensor:
 def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     """Block-diagonal product ``x @ blockdiag(blocks)``: x (..., k·b), blocks (k, b, b) → (..., k·b).
 
-    One batched matmul over the k blocks (no dense d×d matrix). BLAS reads the strided per-block view
-    of x directly, so autograd keeps x itself (shared with the caller) for backward.
+    One batched matmul over the k blocks (no dense d×d matrix); autograd keeps x itself (shared with
+    the caller) and the blocks for backward.
     """
     k, size, _ = blocks.shape
     lead = x.shape[:-1]
-    if size < SMALL_BLOCK:
-        return _SmallBlockMatmul.apply(x.reshape(-1, k * size), blocks).view(*lead, k * size)
-    grouped = x.reshape(-1, k, size).transpose(0, 1)  # (k, tokens, b)
-    return torch.bmm(grouped, blocks).transpose(0, 1).reshape(*lead, k * size)
+    flat = x.reshape(-1, k * size)
+    product = _SmallBlockMatmul if size < SMALL_BLOCK else _BlockMatmul
+    return product.apply(flat, blocks).view(*lead, k * size)
 
 
-SMALL_BLOCK = 16  # below this, bmm on the strided view is up to 2× slower than on a contiguous copy
+SMALL_BLOCK = 16  # below this, BLAS on the strided per-block views is up to 3× slower than on contiguous copies
+
+
+def _strided_bmm(grouped: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """(k, T, b) strided view @ (k, b, b) → (T, k·b), written straight into the token-major layout.
+
+    ``bmm(out=)`` on the transposed view lets BLAS store with a leading dimension of k·b: measured 1.5–2×
+    faster on CPU than bmm followed by the transposing copy back to (T, k·b), for b ≥ 16.
+    """
+    k, tokens, size = grouped.shape
+    out = torch.empty(tokens, k, size, dtype=grouped.dtype, device=grouped.device)
+    torch.bmm(grouped, blocks, out=out.transpose(0, 1))
+    return out.view(tokens, k * size)
+
+
+class _BlockMatmul(torch.autograd.Function):
+    """``apply_blocks`` for b ≥ 16 on (T, k·b): BLAS reads and writes the strided per-block views."""
+
+    @staticmethod
+    def forward(ctx, x, blocks):
+        k, size, _ = blocks.shape
+        ctx.save_for_backward(x, blocks)
+        return _strided_bmm(x.view(-1, k, size).transpose(0, 1), blocks)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, blocks = ctx.saved_tensors
+        k, size, _ = blocks.shape
+        grad_grouped = grad.reshape(-1, k, size).transpose(0, 1)  # (k, T, b)
+        grad_x = grad_blocks = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _strided_bmm(grad_grouped, blocks.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            grad_blocks = torch.bmm(x.view(-1, k, size).permute(1, 2, 0), grad_grouped)
+        return grad_x, grad_blocks
 
 
 class _SmallBlockMatmul(torch.autograd.Function):
@@ -78,6 +112,7 @@ class _SmallBlockMatmul(torch.autograd.Function):
         return torch.bmm(grouped, blocks).transpose(0, 1).reshape(x.shape)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, blocks = ctx.saved_tensors
         k, size, _ = blocks.shape

@@ -71,14 +71,9 @@ class HybridLinear(AdaptedLinear):
         mu = 1.0 - lam
         if self.unitary is not None:
             x = self.unitary.transform_input(x).to(x.dtype)
-        if self.mix == "generator":
-            mixed = self.boft.rotate_input(x, mu)
-        else:
-            x32 = x.to(ADAPTER_DTYPE)
-            mixed = x32 + mu * (self.boft.rotate_input(x) - x32)
+        mixed = self.boft.rotate_input(x, mu) if self.mix == "generator" else self.boft.blend_input(x, mu)
         result = self.base_layer(mixed.to(x.dtype))
-        lora = self.lora.lora_delta(x) * (lam * self.lora.delta_scale())
-        return result + lora.to(result.dtype)
+        return self.lora.add_delta(result, x, lam * self.lora.delta_scale(), type(self.base_layer) is nn.Linear)
 
     # -- λ ---------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -70,17 +70,33 @@ class LoraLinear(AdaptedLinear):
                 self.cap_active_steps += 1
         return kappa * self.scaling
 
-    def lora_delta(self, x: torch.Tensor) -> torch.Tensor:
-        """The LoRA path without the scale: B(A x) − B0(A0 x), in fp32. x: (..., d_in) → (..., d_out).
+    def add_delta(self, result: torch.Tensor, x: torch.Tensor, scale: torch.Tensor | float,
+                  in_place: bool = False) -> torch.Tensor:
+        """``result + scale·[B(Ax) − B0(A0x)]``: result (..., d_out), x (..., d_in) → (..., d_out).
 
-        The frozen-init form runs as one rank-2r product ([B, −B0] · [A; A0] x): x is read once.
+        The scale goes onto the (d_out, r) factor instead of the activations, and for an fp32 result
+        the last product and the sum are one ``addmm``: fewer passes over (tokens, d_out). The
+        frozen-init form runs as one rank-2r product ([B, −B0] · [A; A0] x): x is read once.
+        ``in_place`` accumulates into ``result`` itself; only for outputs autograd has not saved
+        (a plain ``nn.Linear``'s output is not needed by its backward).
         """
         B, A = self._factors()
-        return (self.dropout(x.to(ADAPTER_DTYPE)) @ A.T) @ B.T
+        hidden = self.dropout(x.to(ADAPTER_DTYPE)) @ A.T
+        scaled_B = B * scale
+        if result.dtype != ADAPTER_DTYPE:
+            return result + (hidden @ scaled_B.T).to(result.dtype)
+        # In place on ``result`` itself, never on a view of it: autograd's backward for an in-place op
+        # on a view copies the whole gradient (CopySlices).
+        if in_place and result.dim() == 2:
+            return result.addmm_(hidden, scaled_B.T)
+        if in_place and result.dim() == 3:
+            return result.baddbmm_(hidden, scaled_B.T.expand(result.shape[0], -1, -1))
+        flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+        return torch.addmm(result.reshape(-1, self.out_features), flat_hidden, scaled_B.T).view(result.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.base_layer(x)
-        return result + (self.lora_delta(x) * self.delta_scale()).to(result.dtype)
+        in_place = type(self.base_layer) is nn.Linear
+        return self.add_delta(self.base_layer(x), x, self.delta_scale(), in_place)
 
     # -- merge / save --------------------------------------------------------------------------
     def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:

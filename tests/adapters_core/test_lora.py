@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import hyft
-from hyft.adapters.lora import lowrank_frobenius_norm
+from hyft.adapters.lora import LoraLinear, lowrank_frobenius_norm
 from hyft.adapters.targeting import TargetError
 from tests.conftest import MODEL_FACTORIES, model_inputs
 
@@ -114,3 +114,22 @@ def test_wrapped_model_generates_like_a_transformers_model():
     plain = tiny_llama().generate(ids, max_new_tokens=4, do_sample=False)
     wrapped = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=2)).generate(ids, max_new_tokens=4, do_sample=False)
     assert torch.equal(plain, wrapped)
+
+
+@pytest.mark.parametrize("shape", [(7, 12), (3, 5, 12), (2, 2, 3, 12)])
+@pytest.mark.parametrize("in_place", [True, False])
+def test_lora_layer_output_and_gradients_match_the_explicit_formula(shape, in_place):
+    torch.manual_seed(0)
+    base = nn.Linear(12, 9)
+    layer = LoraLinear(base, hyft.AdapterConfig(method="lora", r=4, alpha=8))
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(*shape, requires_grad=True)
+    result = layer.add_delta(base(x), x, 0.7, in_place)
+    expected = base(x) + 0.7 * (x @ layer.lora_A.T) @ layer.lora_B.T
+    assert torch.allclose(result, expected, atol=1e-5)
+    weights = torch.randn(expected.shape)
+    grads = torch.autograd.grad((result * weights).sum(), [x, layer.lora_A, layer.lora_B])
+    reference = torch.autograd.grad((expected * weights).sum(), [x, layer.lora_A, layer.lora_B])
+    for got, want in zip(grads, reference, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)

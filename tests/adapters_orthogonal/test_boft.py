@@ -191,3 +191,20 @@ def test_half_precision_base_keeps_an_fp32_rotation():
     out = layer(torch.ones(2, 64, dtype=torch.bfloat16))
     assert out.dtype == torch.bfloat16 and layer.boft_R.dtype == torch.float32
     assert torch.allclose(out.float(), reference, rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.parametrize("block_size, factors", [(4, 3), (64, 3)])  # folded groups (g=16); factor path (g=256)
+def test_blend_input_is_the_linear_mix_of_identity_and_rotation(block_size, factors):
+    layer = make_layer(d_in=512, d_out=32, boft_block_size=block_size, boft_n_butterfly_factor=factors)
+    randomize(layer)
+    x = torch.randn(2, 5, 512, dtype=torch.float64)
+    dense = butterfly_oracle(cayley_exact(layer.generator().detach().double()), layer.perms)
+    for weight in (0.3, torch.tensor(0.8)):
+        expected = (x + weight * (x @ dense - x)).float()
+        assert torch.allclose(layer.blend_input(x, weight), expected, atol=1e-5)
+    assert torch.equal(layer.blend_input(x, 0.0), x.float())  # w = 0: the input, exactly
+    # Gradients reach the generators through the blended blocks: w·∂R, nothing at w = 0.
+    layer.blend_input(x.float(), 0.5).pow(2).sum().backward()
+    assert layer.boft_R.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="rotation_side"):
+        make_layer(d_in=48, d_out=64, rotation_side="output").blend_input(torch.randn(2, 48), 0.5)
