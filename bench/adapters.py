@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from harness import SHAPES, TARGETS, build_base, environment_line, interleaved, make_batch, ratio_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adapters.md"
-METHODS = ["peft-lora", "hyft-lora", "hyft-lora-ga", "hyft-hybrid", "hyft-hybrid-unitary"]
+METHODS = ["peft-lora", "hyft-lora", "hyft-lora-ga", "hyft-boft", "hyft-hybrid", "hyft-hybrid-unitary"]
 UNITARY_TARGETS = {"minilm": ["attention.output.dense"], "bloom": ["self_attention.dense"], "llama": ["o_proj"]}
 INIT_BATCHES = 2
 
@@ -50,6 +50,9 @@ def builders(model_name: str) -> dict:
         "hyft-lora": lambda base, batch: hyft.wrap(base, hyft.AdapterConfig(method="lora", r=16, alpha=32,
                                                                              target_modules=targets)),
         "hyft-lora-ga": with_init({"method": "lora_ga", "r": 16, "alpha": 32, "target_modules": targets}),
+        # The hybrid's BOFT branch alone (same b, m): with hyft-lora-ga it splits the hybrid's cost.
+        "hyft-boft": lambda base, batch: hyft.wrap(base, hyft.AdapterConfig(
+            method="boft", boft_block_size=8, boft_n_butterfly_factor=3, target_modules=targets)),
         "hyft-hybrid": with_init(hybrid),
         "hyft-hybrid-unitary": with_init({**hybrid, "unitary_modules": UNITARY_TARGETS[model_name]}),
     }

@@ -31,6 +31,7 @@ from hyft.adapters.cayley import cayley, skew_from_upper, upper_size
 from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape
 from hyft.adapters.registry import register_method
+from hyft.adapters.rotated_linear import can_rotate_weight, rotated_frozen_linear
 from hyft.config.loading import ConfigError
 
 # Fold the m factors into R's dense g×g diagonal blocks (g = b·2^(m−1)) while g is at most this: one
@@ -177,6 +178,40 @@ class BoftLinear(AdaptedLinear):
             eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
             return apply_blocks(x32, torch.lerp(eye, blocks, weight))
 
+    def weight_side_blocks(self, base: nn.Module, generator_scale: GeneratorScale = 1.0,
+                           blend: torch.Tensor | float | None = None) -> torch.Tensor | None:
+        """M's diagonal blocks (d/g, g, g) fp32 for :func:`rotated_frozen_linear`, or None when ``base``
+        or the operator does not allow the weight-side path (then rotate the activations).
+
+        M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w. Draws the block dropout in training mode.
+        """
+        if self.side != "input" or not can_rotate_weight(base):
+            return None
+        with torch.autocast(device_type=self.boft_R.device.type, enabled=False):
+            blocks = self.operator_blocks(generator_scale, dropout=self.training)
+            if blocks.dim() != 3:
+                return None
+            if blend is None:
+                return blocks
+            eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
+            return torch.lerp(eye, blocks, blend)
+
+    def rotated_linear(self, x: torch.Tensor, base: nn.Module, generator_scale: GeneratorScale = 1.0,
+                       blend: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``base(x · M)``: x (..., d_in) → (..., d_out), M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w.
+
+        For a plain frozen nn.Linear with R in folded groups (the usual case) the rotation is applied to
+        W0, not to the activations (:mod:`hyft.adapters.rotated_linear`); otherwise the activations are
+        rotated in fp32 and fed to ``base``. Block dropout applies in training mode.
+        """
+        if self.side != "input":
+            raise ValueError("rotated_linear needs rotation_side='input'; this layer rotates its output")
+        blocks = self.weight_side_blocks(base, generator_scale, blend)
+        if blocks is not None:
+            return rotated_frozen_linear(x, blocks, base.weight, base.bias)
+        mixed = self.rotate_input(x, generator_scale) if blend is None else self.blend_input(x, blend)
+        return base(mixed.to(x.dtype))
+
     def rotation_matrix(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
         """Dense R (d×d, fp32): the weight-side product, for merges of small layers and tests only."""
         dim = self.n_blocks * self.block_size
@@ -186,9 +221,9 @@ class BoftLinear(AdaptedLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.base_layer.weight, self.base_layer.bias
         if self.side == "input":
-            rotated = self.rotate(x, dropout=self.training).to(x.dtype)
             if self.boft_s is None:
-                return self.base_layer(rotated)
+                return self.rotated_linear(x, self.base_layer)
+            rotated = self.rotate(x, dropout=self.training).to(x.dtype)
             return F.linear(rotated, weight) * self.boft_s.view(-1).to(x.dtype) + (0 if bias is None else bias)
         hidden = self.rotate(F.linear(x, weight), transpose=True, dropout=self.training)  # (R W0 x)ᵀ
         if self.boft_s is not None:

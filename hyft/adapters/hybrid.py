@@ -23,6 +23,7 @@ from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear
 from hyft.adapters.lora import LoraLinear
 from hyft.adapters.mixer import LambdaController
 from hyft.adapters.registry import register_method
+from hyft.adapters.rotated_linear import rotated_frozen_linear
 from hyft.adapters.targeting import matches_pattern
 
 MIXER_KEYS = ("mixing_weight", "ema_lora", "ema_rotation", "updates")
@@ -71,9 +72,22 @@ class HybridLinear(AdaptedLinear):
         mu = 1.0 - lam
         if self.unitary is not None:
             x = self.unitary.transform_input(x).to(x.dtype)
-        mixed = self.boft.rotate_input(x, mu) if self.mix == "generator" else self.boft.blend_input(x, mu)
-        result = self.base_layer(mixed.to(x.dtype))
-        return self.lora.add_delta(result, x, lam * self.lora.delta_scale(), type(self.base_layer) is nn.Linear)
+        mix = {"generator_scale": mu} if self.mix == "generator" else {"blend": mu}
+        scale = lam * self.lora.delta_scale()
+        blocks = self.boft.weight_side_blocks(self.base_layer, **mix)
+        if blocks is not None:
+            weight, bias = self.base_layer.weight, self.base_layer.bias
+            if isinstance(self.lora.dropout, nn.Identity):
+                # One fused op: GEMM on the rotated W0 plus the low-rank path, sharing x and the backward.
+                B, A = self.lora.factors()
+                return rotated_frozen_linear(x, blocks, weight, bias, (A, B * scale))
+            return self.lora.add_delta(rotated_frozen_linear(x, blocks, weight, bias), x, scale)
+        lead = x.shape[:-1]
+        x = x.reshape(-1, self.in_features)  # 2-D, so that the LoRA product can accumulate in place
+        result = self.boft.rotated_linear(x, self.base_layer, **mix)
+        in_place = type(self.base_layer) is nn.Linear  # other layers may save their output for backward
+        result = self.lora.add_delta(result, x, scale, in_place)
+        return result.view(*lead, self.out_features)
 
     # -- λ ---------------------------------------------------------------------------------------
     @torch.no_grad()

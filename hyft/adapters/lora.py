@@ -63,7 +63,7 @@ class LoraLinear(AdaptedLinear):
         if self.norm_cap is None:
             return self.scaling
         with torch.no_grad():
-            B, A = self._factors()
+            B, A = self.factors()
             delta_norm = self.scaling * lowrank_frobenius_norm(B, A)
             kappa = torch.clamp(self.norm_cap * self.w0_norm / (delta_norm + 1e-12), max=1.0)
             if self.training and bool(kappa < 1):
@@ -74,32 +74,30 @@ class LoraLinear(AdaptedLinear):
                   in_place: bool = False) -> torch.Tensor:
         """``result + scale·[B(Ax) − B0(A0x)]``: result (..., d_out), x (..., d_in) → (..., d_out).
 
-        The scale goes onto the (d_out, r) factor instead of the activations, and for an fp32 result
-        the last product and the sum are one ``addmm``: fewer passes over (tokens, d_out). The
-        frozen-init form runs as one rank-2r product ([B, −B0] · [A; A0] x): x is read once.
-        ``in_place`` accumulates into ``result`` itself; only for outputs autograd has not saved
-        (a plain ``nn.Linear``'s output is not needed by its backward).
+        The scale goes onto the (d_out, r) factor instead of the activations. With ``in_place``, an fp32
+        2-D ``result`` that is not a view gets the last product accumulated into it (one ``addmm_``, no
+        extra pass over (tokens, d_out)); only for outputs autograd has not saved, such as a plain
+        ``nn.Linear``'s. In place on a view would be slower: its backward copies the whole gradient.
+        The frozen-init form runs as one rank-2r product ([B, −B0] · [A; A0] x): x is read once.
         """
-        B, A = self._factors()
+        B, A = self.factors()
         hidden = self.dropout(x.to(ADAPTER_DTYPE)) @ A.T
         scaled_B = B * scale
         if result.dtype != ADAPTER_DTYPE:
             return result + (hidden @ scaled_B.T).to(result.dtype)
-        # In place on ``result`` itself, never on a view of it: autograd's backward for an in-place op
-        # on a view copies the whole gradient (CopySlices).
-        if in_place and result.dim() == 2:
+        if in_place and result.dim() == 2 and result._base is None:
             return result.addmm_(hidden, scaled_B.T)
-        if in_place and result.dim() == 3:
-            return result.baddbmm_(hidden, scaled_B.T.expand(result.shape[0], -1, -1))
-        flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-        return torch.addmm(result.reshape(-1, self.out_features), flat_hidden, scaled_B.T).view(result.shape)
+        return result + hidden @ scaled_B.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        in_place = type(self.base_layer) is nn.Linear
-        return self.add_delta(self.base_layer(x), x, self.delta_scale(), in_place)
+        if type(self.base_layer) is not nn.Linear:  # other layers may save their output for backward
+            return self.add_delta(self.base_layer(x), x, self.delta_scale())
+        flat = x.reshape(-1, self.in_features)
+        result = self.add_delta(self.base_layer(flat), flat, self.delta_scale(), in_place=True)
+        return result.view(*x.shape[:-1], self.out_features)
 
     # -- merge / save --------------------------------------------------------------------------
-    def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(B', A') with B'A' = BA − B0A0: the rank-2r form for LoRA-GA, (B, A) for plain LoRA."""
         if not self.frozen_init:
             return self.lora_B, self.lora_A
@@ -107,7 +105,7 @@ class LoraLinear(AdaptedLinear):
 
     def delta_weight(self) -> torch.Tensor:
         """κ·s·(BA − B0A0), (d_out, d_in) fp32."""
-        B, A = self._factors()
+        B, A = self.factors()
         return (B @ A) * self.delta_scale()
 
     def merged_weight(self) -> torch.Tensor:
@@ -117,7 +115,7 @@ class LoraLinear(AdaptedLinear):
         return {"lora": [self.lora_A, self.lora_B]}
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        B, A = self._factors()
+        B, A = self.factors()
         kappa_scale = self.delta_scale()
         # Fold the norm cap into B so a plain-LoRA loader (PEFT) reproduces the capped output.
         factor = kappa_scale / self.scaling if self.norm_cap is not None else 1.0

@@ -125,9 +125,11 @@ def test_lora_layer_output_and_gradients_match_the_explicit_formula(shape, in_pl
     with torch.no_grad():
         layer.lora_B.normal_()
     x = torch.randn(*shape, requires_grad=True)
-    result = layer.add_delta(base(x), x, 0.7, in_place)
+    flat = x.reshape(-1, 12) if in_place else x
+    result = layer.add_delta(base(flat), flat, 0.7, in_place).view(*shape[:-1], 9)
     expected = base(x) + 0.7 * (x @ layer.lora_A.T) @ layer.lora_B.T
     assert torch.allclose(result, expected, atol=1e-5)
+    assert torch.allclose(layer(x), base(x) + layer.scaling * (x @ layer.lora_A.T) @ layer.lora_B.T, atol=1e-5)
     weights = torch.randn(expected.shape)
     grads = torch.autograd.grad((result * weights).sum(), [x, layer.lora_A, layer.lora_B])
     reference = torch.autograd.grad((expected * weights).sum(), [x, layer.lora_A, layer.lora_B])

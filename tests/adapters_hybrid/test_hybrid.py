@@ -204,3 +204,43 @@ def test_decoder_training_lowers_the_loss_and_logs_lambda(tmp_path, factory):
     trajectory = [r["lambda"][next(iter(r["lambda"]))] for r in rows]
     assert trajectory[0] == 0.5 and trajectory[-1] != 0.5
     assert all(0.05 <= v <= 0.95 for r in rows for v in r["lambda"].values())
+
+
+@pytest.mark.parametrize("mix", ["linear", "generator"])
+def test_fused_weight_side_forward_equals_the_activation_path(mix, monkeypatch):
+    import hyft.adapters.boft as boft_module
+
+    data = _data()
+    model = hyft.wrap(Regression(), _config(mixer="fixed", fixed_lambda=0.4, hybrid_mix=mix), init_batches=[data])
+    _perturb(model)
+    layer = model.adapted_layers()["proj"]
+    x = data["x"].view(4, 32, 32).requires_grad_(True)
+    weights = torch.linspace(-1, 1, 32)
+    results = []
+    for fused in (True, False):
+        if not fused:  # a base layer that cannot take the weight-side path
+            monkeypatch.setattr(boft_module, "can_rotate_weight", lambda base: False)
+        y = layer(x)
+        params = [x, layer.lora.lora_A, layer.lora.lora_B, layer.boft.boft_R]
+        results.append((y, torch.autograd.grad((y * weights).sum(), params)))
+    (y_fused, g_fused), (y_plain, g_plain) = results
+    assert y_fused.shape == (4, 32, 32)
+    assert torch.allclose(y_fused, y_plain, atol=1e-5)
+    for a, b in zip(g_fused, g_plain, strict=True):
+        assert b.abs().max() > 0 and torch.allclose(a, b, atol=1e-5)
+
+
+def test_fused_forward_runs_a_bf16_base_with_fp32_adapters():
+    data = _data()
+    model = hyft.wrap(Regression(), _config(mixer="fixed", fixed_lambda=0.4), init_batches=[data])
+    _perturb(model)
+    reference = model(**data).logits
+    model.base_model.to(torch.bfloat16)
+    layer = model.adapted_layers()["proj"]
+    layer.lora.float()
+    layer.boft.float()
+    out = model(x=data["x"].bfloat16()).logits
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - reference).abs().max() < 0.05 * reference.abs().max()
+    out.float().pow(2).sum().backward()
+    assert layer.lora.lora_A.grad.dtype == torch.float32 and layer.boft.boft_R.grad.abs().max() > 0

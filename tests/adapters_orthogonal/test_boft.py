@@ -208,3 +208,26 @@ def test_blend_input_is_the_linear_mix_of_identity_and_rotation(block_size, fact
     assert layer.boft_R.grad.abs().max() > 0
     with pytest.raises(ValueError, match="rotation_side"):
         make_layer(d_in=48, d_out=64, rotation_side="output").blend_input(torch.randn(2, 48), 0.5)
+
+
+@pytest.mark.parametrize("blend", [None, 0.4])
+@pytest.mark.parametrize("block_size, factors", [(4, 3), (8, 1), (64, 3)])
+def test_weight_side_rotation_equals_rotating_the_activations(block_size, factors, blend):
+    # A frozen nn.Linear takes the weight-side path (rotated_linear.py); a trainable one, the activation path.
+    layer = make_layer(d_in=512, d_out=24, boft_block_size=block_size, boft_n_butterfly_factor=factors)
+    randomize(layer, std=0.2)
+    frozen = layer.base_layer
+    trainable = nn.Linear(512, 24)
+    trainable.load_state_dict(frozen.state_dict())
+    frozen.requires_grad_(False)
+    x = torch.randn(3, 7, 512, requires_grad=True)
+    outputs, grads = [], []
+    for base in (frozen, trainable):
+        y = layer.rotated_linear(x, base, blend=blend) if blend is not None else layer.rotated_linear(x, base, 0.7)
+        outputs.append(y)
+        grads.append(torch.autograd.grad((y * torch.linspace(-1, 1, 24)).sum(), [x, layer.boft_R]))
+    assert outputs[0].shape == (3, 7, 24)
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    for fused, plain in zip(grads[0], grads[1], strict=True):
+        assert torch.allclose(fused, plain, atol=1e-5)
+    assert grads[0][1].abs().max() > 0

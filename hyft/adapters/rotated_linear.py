@@ -1,0 +1,89 @@
+"""A frozen linear layer on block-rotated inputs, rotating the weight instead of the activations.
+
+``y = (x · blockdiag(M)) · W0ᵀ + b`` for the input-side orthogonal adapters (BOFT/OFT, the hybrid's
+BOFT branch), with M's diagonal blocks (k, g, g) and a frozen W0 (d_out, d_in). The forward rotates
+W0 (``W0·blockdiag(M)ᵀ``: 2·d_out·d_in·g FLOPs, independent of the token count T) and runs the one GEMM
+the frozen layer runs anyway; the activations are never rotated in the forward. The backward needs
+``u = ∂L/∂(xM) = ∂L/∂y · W0`` (the GEMM a frozen layer's backward always runs), then
+``∂L/∂x = u · blockdiag(M)ᵀ`` and ``∂L/∂M_k = x_kᵀ u_k`` (two block matmuls over the tokens).
+Against rotating the activations (three block matmuls over T·d_in), this saves one and the (T, d_in)
+rotated copy; autograd keeps only x (in its own dtype), the blocks and a reference to W0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hyft.adapters.butterfly import apply_blocks
+
+
+def _block_gradient(x: torch.Tensor, u: torch.Tensor, k: int, size: int) -> torch.Tensor:
+    """Σ_t x_{t,k}ᵀ u_{t,k} per block: x, u (T, k·g) fp32 → (k, g, g)."""
+    return torch.bmm(x.reshape(-1, k, size).permute(1, 2, 0), u.reshape(-1, k, size).transpose(0, 1))
+
+
+class _RotatedFrozenLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, blocks, weight, bias, lora_A, lora_B):
+        device = x.device.type
+        ctx.autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        with torch.autocast(device_type=device, enabled=False), torch.no_grad():
+            rotated = apply_blocks(weight.to(blocks.dtype), blocks.transpose(-1, -2)).to(weight.dtype)
+        flat = x.reshape(-1, x.shape[-1])
+        y = F.linear(flat, rotated, bias)
+        hidden = None
+        if lora_A is not None:
+            with torch.autocast(device_type=device, enabled=False):
+                hidden = flat.to(lora_A.dtype) @ lora_A.T  # (T, r')
+                if y.dtype == hidden.dtype:
+                    y.addmm_(hidden, lora_B.T)
+                else:
+                    y += (hidden @ lora_B.T).to(y.dtype)
+        ctx.save_for_backward(x, blocks, weight, lora_A, lora_B, hidden)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, blocks, weight, lora_A, lora_B, hidden = ctx.saved_tensors
+        enabled, dtype = ctx.autocast
+        grad = grad.reshape(-1, grad.shape[-1])
+        with torch.autocast(device_type=x.device.type, dtype=dtype, enabled=enabled):
+            u = grad @ weight  # ∂L/∂(xM), (T, d_in)
+        u = u.to(blocks.dtype)
+        k, size, _ = blocks.shape
+        flat = x.reshape(-1, k * size)
+        grad_x = grad_blocks = grad_A = grad_B = None
+        grad_hidden = None if lora_A is None else grad.to(lora_B.dtype) @ lora_B  # (T, r')
+        if ctx.needs_input_grad[0]:
+            grad_x = apply_blocks(u, blocks.transpose(-1, -2))
+            if grad_hidden is not None:
+                grad_x.addmm_(grad_hidden, lora_A)  # the LoRA path's share, without a separate sum
+            grad_x = grad_x.to(x.dtype).view(x.shape)
+        if ctx.needs_input_grad[1]:
+            grad_blocks = _block_gradient(flat.to(blocks.dtype), u, k, size)
+        if lora_A is not None and ctx.needs_input_grad[4]:
+            grad_A = grad_hidden.T @ flat.to(lora_A.dtype)
+        if lora_A is not None and ctx.needs_input_grad[5]:
+            grad_B = grad.to(lora_B.dtype).T @ hidden
+        return grad_x, grad_blocks, None, None, grad_A, grad_B
+
+
+def can_rotate_weight(layer: torch.nn.Module) -> bool:
+    """True for a plain, frozen ``nn.Linear`` (quantised or trainable bases take the activation path)."""
+    return type(layer) is torch.nn.Linear and not layer.weight.requires_grad and (
+        layer.bias is None or not layer.bias.requires_grad)
+
+
+def rotated_frozen_linear(x: torch.Tensor, blocks: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                          lora: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """``(x · blockdiag(blocks)) · weightᵀ + bias [+ (x·Aᵀ)·Bᵀ]``: x (..., k·g), blocks (k, g, g) fp32,
+    weight (d_out, k·g) frozen, optional ``lora`` = (A (r', k·g), B (d_out, r')) fp32, B already scaled
+    → (..., d_out) in the layer's dtype. Gradients flow to x, blocks, A and B.
+
+    The low-rank path (the hybrid's LoRA branch) shares the backward: its input gradient is added into
+    the rotation's with one ``addmm_`` instead of a separate (T, d_in) sum, and x is saved once.
+    """
+    lora_A, lora_B = lora if lora is not None else (None, None)
+    return _RotatedFrozenLinear.apply(x, blocks, weight, bias, lora_A, lora_B)
