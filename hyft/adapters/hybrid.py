@@ -79,8 +79,9 @@ class HybridLinear(AdaptedLinear):
             weight, bias = self.base_layer.weight, self.base_layer.bias
             if isinstance(self.lora.dropout, nn.Identity):
                 # One fused op: GEMM on the rotated W0 plus the low-rank path, sharing x and the backward.
-                B, A = self.lora.factors()
-                return rotated_frozen_linear(x, blocks, weight, bias, (A, B * scale))
+                lora = self.lora
+                low_rank = (lora.lora_A, lora.lora_B, lora.lora_A0, lora.lora_B0, scale)
+                return rotated_frozen_linear(x, blocks, weight, bias, low_rank)
             return self.lora.add_delta(rotated_frozen_linear(x, blocks, weight, bias), x, scale)
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)  # 2-D, so that the LoRA product can accumulate in place

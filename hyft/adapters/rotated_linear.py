@@ -17,6 +17,8 @@ import torch.nn.functional as F
 
 from hyft.adapters.butterfly import apply_blocks
 
+LowRank = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | float]
+
 
 def _block_gradient(x: torch.Tensor, u: torch.Tensor, k: int, size: int) -> torch.Tensor:
     """Σ_t x_{t,k}ᵀ u_{t,k} per block: x, u (T, k·g) fp32 → (k, g, g)."""
@@ -25,28 +27,32 @@ def _block_gradient(x: torch.Tensor, u: torch.Tensor, k: int, size: int) -> torc
 
 class _RotatedFrozenLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, blocks, weight, bias, lora_A, lora_B):
+    def forward(ctx, x, blocks, weight, bias, lora_A, lora_B, lora_A0, lora_B0, scale):
         device = x.device.type
         ctx.autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         with torch.autocast(device_type=device, enabled=False), torch.no_grad():
             rotated = apply_blocks(weight.to(blocks.dtype), blocks.transpose(-1, -2)).to(weight.dtype)
         flat = x.reshape(-1, x.shape[-1])
         y = F.linear(flat, rotated, bias)
-        hidden = None
+        hidden = factor_A = factor_B = None
+        ctx.lora_rank = 0 if lora_A is None else lora_A.shape[0]
         if lora_A is not None:
             with torch.autocast(device_type=device, enabled=False):
-                hidden = flat.to(lora_A.dtype) @ lora_A.T  # (T, r')
+                # [B, −B0]·[A; A0] as one rank-2r product, the scale on the small factor.
+                factor_A = lora_A if lora_A0 is None else torch.cat([lora_A, lora_A0])
+                factor_B = (lora_B if lora_B0 is None else torch.cat([lora_B, -lora_B0], dim=1)) * scale
+                hidden = flat.to(factor_A.dtype) @ factor_A.T  # (T, r')
                 if y.dtype == hidden.dtype:
-                    y.addmm_(hidden, lora_B.T)
+                    y.addmm_(hidden, factor_B.T)
                 else:
-                    y += (hidden @ lora_B.T).to(y.dtype)
-        ctx.save_for_backward(x, blocks, weight, lora_A, lora_B, hidden)
+                    y += (hidden @ factor_B.T).to(y.dtype)
+        ctx.save_for_backward(x, blocks, weight, factor_A, factor_B, hidden, scale)
         return y.view(*x.shape[:-1], y.shape[-1])
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, blocks, weight, lora_A, lora_B, hidden = ctx.saved_tensors
+        x, blocks, weight, factor_A, factor_B, hidden, scale = ctx.saved_tensors
         enabled, dtype = ctx.autocast
         grad = grad.reshape(-1, grad.shape[-1])
         with torch.autocast(device_type=x.device.type, dtype=dtype, enabled=enabled):
@@ -55,19 +61,23 @@ class _RotatedFrozenLinear(torch.autograd.Function):
         k, size, _ = blocks.shape
         flat = x.reshape(-1, k * size)
         grad_x = grad_blocks = grad_A = grad_B = None
-        grad_hidden = None if lora_A is None else grad.to(lora_B.dtype) @ lora_B  # (T, r')
+        if factor_A is not None:
+            grad = grad.to(factor_B.dtype)
+            grad_hidden = grad @ factor_B  # (T, r')
         if ctx.needs_input_grad[0]:
             grad_x = apply_blocks(u, blocks.transpose(-1, -2))
-            if grad_hidden is not None:
-                grad_x.addmm_(grad_hidden, lora_A)  # the LoRA path's share, without a separate sum
+            if factor_A is not None:
+                grad_x.addmm_(grad_hidden, factor_A)  # the LoRA path's share, without a separate sum
             grad_x = grad_x.to(x.dtype).view(x.shape)
         if ctx.needs_input_grad[1]:
             grad_blocks = _block_gradient(flat.to(blocks.dtype), u, k, size)
-        if lora_A is not None and ctx.needs_input_grad[4]:
-            grad_A = grad_hidden.T @ flat.to(lora_A.dtype)
-        if lora_A is not None and ctx.needs_input_grad[5]:
-            grad_B = grad.to(lora_B.dtype).T @ hidden
-        return grad_x, grad_blocks, None, None, grad_A, grad_B
+        # Only the trainable half of the rank-2r factors needs a gradient: rank-r products.
+        rank = ctx.lora_rank
+        if ctx.needs_input_grad[4]:
+            grad_A = grad_hidden[:, :rank].T @ flat.to(factor_A.dtype)
+        if ctx.needs_input_grad[5]:
+            grad_B = (grad.T @ hidden[:, :rank]) * scale
+        return grad_x, grad_blocks, None, None, grad_A, grad_B, None, None, None
 
 
 def can_rotate_weight(layer: torch.nn.Module) -> bool:
@@ -77,13 +87,17 @@ def can_rotate_weight(layer: torch.nn.Module) -> bool:
 
 
 def rotated_frozen_linear(x: torch.Tensor, blocks: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                          lora: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """``(x · blockdiag(blocks)) · weightᵀ + bias [+ (x·Aᵀ)·Bᵀ]``: x (..., k·g), blocks (k, g, g) fp32,
-    weight (d_out, k·g) frozen, optional ``lora`` = (A (r', k·g), B (d_out, r')) fp32, B already scaled
-    → (..., d_out) in the layer's dtype. Gradients flow to x, blocks, A and B.
+                          lora: LowRank | None = None) -> torch.Tensor:
+    """``(x · blockdiag(blocks)) · weightᵀ + bias [+ s·(B·A − B0·A0)·x]``: x (..., k·g), blocks (k, g, g)
+    fp32, weight (d_out, k·g) frozen → (..., d_out) in the layer's dtype.
 
-    The low-rank path (the hybrid's LoRA branch) shares the backward: its input gradient is added into
-    the rotation's with one ``addmm_`` instead of a separate (T, d_in) sum, and x is saved once.
+    ``lora`` = (A (r, k·g), B (d_out, r), A0, B0 or None, s), the hybrid's LoRA branch in its frozen-init
+    form with its scale s (no gradient). It shares the backward: its input gradient is added into the
+    rotation's in place, x is saved once, and A, B get rank-r products (the frozen half needs none).
+    Gradients flow to x, blocks, A and B.
     """
-    lora_A, lora_B = lora if lora is not None else (None, None)
-    return _RotatedFrozenLinear.apply(x, blocks, weight, bias, lora_A, lora_B)
+    if lora is None:
+        return _RotatedFrozenLinear.apply(x, blocks, weight, bias, None, None, None, None, None)
+    lora_A, lora_B, lora_A0, lora_B0, scale = lora
+    scale = torch.as_tensor(scale, dtype=lora_A.dtype, device=lora_A.device)
+    return _RotatedFrozenLinear.apply(x, blocks, weight, bias, lora_A, lora_B, lora_A0, lora_B0, scale)
