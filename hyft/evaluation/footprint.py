@@ -180,7 +180,9 @@ def saved_tensor_bytes(fn: Callable[[], Any], exclude: Iterable[Any] = ()) -> in
         key, nbytes = storage_key(tensor)
         if key not in excluded:
             saved[key] = max(saved.get(key, 0), nbytes)
-        return tensor
+        # Detached alias (same storage): handing back the tensor itself makes a saved *output* point at
+        # its own grad_fn, a reference cycle through C++ that keeps the whole graph alive (a leak).
+        return tensor.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = fn()

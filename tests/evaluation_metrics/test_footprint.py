@@ -37,6 +37,25 @@ def test_saved_tensor_bytes_by_hand() -> None:
         assert saved_tensor_bytes(lambda: torch.relu(layer(inputs)).sum()) == 0
 
 
+def test_saved_tensor_bytes_frees_the_graph() -> None:
+    # exp saves its own output; a pack hook that hands back that very tensor would tie the output to its
+    # grad_fn in a cycle that Python's gc cannot see, and every measured forward would leak its graph.
+    import gc
+    import weakref
+
+    x = torch.randn(1000, requires_grad=True)
+    kept: list[weakref.ref] = []
+
+    def forward() -> torch.Tensor:
+        y = x.exp()
+        kept.append(weakref.ref(y))
+        return y.sum()
+
+    assert saved_tensor_bytes(forward) == 1000 * 4
+    gc.collect()
+    assert kept[0]() is None
+
+
 def test_footprint_meter_times_steps_and_measures_the_window_peak() -> None:
     with FootprintMeter() as meter:
         for pause in (0.03, 0.03, 0.03, 0.2):
