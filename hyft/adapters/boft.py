@@ -3,8 +3,10 @@
 ``W_eff = diag(s_out) · W0 · Rᵀ`` (``rotation_side="input"``, the default) or ``diag(s_out) · R · W0``
 (``"output"``, the paper's literal form); the bias is untouched. ``R = F_m ⋯ F_1``, ``F_i = P_i D_i P_iᵀ``,
 each ``D_i`` block-diagonal with blocks ``Cayley(Q) = (I + Q)(I − Q)^{-1}`` (paper sign, :mod:`cayley`).
-OFT is m = 1. The forward never forms W_eff: it rotates the activations (``x @ R``, i.e. ``Rᵀx`` per
-token) in fp32 and calls the frozen layer once, so a quantised or half-precision base works unchanged.
+OFT is m = 1. The forward rotates the activations (``x @ R``, i.e. ``Rᵀx`` per token) in fp32 and calls
+the frozen layer once, so a quantised or half-precision base works unchanged; for a plain frozen
+nn.Linear and a training-size batch it rotates W0 instead, inside one fused op (:mod:`rotated_linear`).
+R itself is never formed densely, only its g×g diagonal blocks.
 
 Saved tensors (keys relative to the layer): ``boft_R`` (m, d/b, b(b−1)/2) for method "boft",
 ``oft_R.weight`` (d/b, b(b−1)/2) for method "oft" (PEFT OFT's layout; with the Neumann map the values

@@ -1,13 +1,14 @@
 """A frozen linear layer on block-rotated inputs, rotating the weight instead of the activations.
 
 ``y = (x · blockdiag(M)) · W0ᵀ + b`` for the input-side orthogonal adapters (BOFT/OFT, the hybrid's
-BOFT branch), with M's diagonal blocks (k, g, g) and a frozen W0 (d_out, d_in). The forward rotates
-W0 (``W0·blockdiag(M)ᵀ``: 2·d_out·d_in·g FLOPs, independent of the token count T) and runs the one GEMM
-the frozen layer runs anyway; the activations are never rotated in the forward. The backward needs
-``u = ∂L/∂(xM) = ∂L/∂y · W0`` (the GEMM a frozen layer's backward always runs), then
-``∂L/∂x = u · blockdiag(M)ᵀ`` and ``∂L/∂M_k = x_kᵀ u_k`` (two block matmuls over the tokens).
-Against rotating the activations (three block matmuls over T·d_in), this saves one and the (T, d_in)
-rotated copy; autograd keeps only x (in its own dtype), the blocks and a reference to W0.
+BOFT branch), with M's diagonal blocks (k, g, g) and a frozen W0 (d_out, d_in). When the T tokens
+outnumber the d_out rows of W0 (training batches), the forward rotates W0 (``W0·blockdiag(M)ᵀ``:
+2·d_out·d_in·g FLOPs and a transient weight-sized buffer) instead of the activations (2·T·d_in·g),
+then runs the one GEMM the frozen layer runs anyway; with few tokens (decoding) it rotates them.
+The backward needs ``u = ∂L/∂(xM) = ∂L/∂y · W0`` (the GEMM a frozen layer's backward always runs),
+then ``∂L/∂x = u · blockdiag(M)ᵀ`` and ``∂L/∂M_k = x_kᵀ u_k`` (two block matmuls over the tokens).
+Against rotating the activations in the forward too (three block matmuls over T·d_in), this saves
+one and the (T, d_in) rotated copy; autograd keeps only x (in its own dtype), the blocks and W0.
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ class _RotatedFrozenLinear(torch.autograd.Function):
     def forward(ctx, x, blocks, weight, bias, lora_A, lora_B, lora_A0, lora_B0, scale):
         device = x.device.type
         ctx.autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-        with torch.autocast(device_type=device, enabled=False), torch.no_grad():
-            rotated = apply_blocks(weight.to(blocks.dtype), blocks.transpose(-1, -2)).to(weight.dtype)
         flat = x.reshape(-1, x.shape[-1])
-        y = F.linear(flat, rotated, bias)
+        with torch.autocast(device_type=device, enabled=False), torch.no_grad():
+            if flat.shape[0] >= weight.shape[0]:  # rotate W0 (d_out rows) rather than the T tokens
+                operand = flat
+                rotated = apply_blocks(weight.to(blocks.dtype), blocks.transpose(-1, -2)).to(weight.dtype)
+            else:  # few tokens (decoding, small batches): rotating them is cheaper
+                operand = apply_blocks(flat.to(blocks.dtype), blocks).to(flat.dtype)
+                rotated = weight
+        y = F.linear(operand, rotated, bias)
         hidden = factor_A = factor_B = None
         ctx.lora_rank = 0 if lora_A is None else lora_A.shape[0]
         if lora_A is not None:

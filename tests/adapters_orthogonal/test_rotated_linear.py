@@ -34,3 +34,14 @@ def test_rotated_frozen_linear_matches_the_formula_and_gradcheck(group, with_lor
     if not with_lora:
         fused(x, blocks, A, B).sum().backward()
         assert A.grad is None and B.grad is None
+
+
+def test_few_tokens_take_the_activation_side_with_the_same_result():
+    generator = torch.Generator().manual_seed(1)
+    blocks = torch.randn(4, 16, 16, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight, bias = torch.randn(40, 64, generator=generator, dtype=torch.float64), torch.zeros(40, dtype=torch.float64)
+    for tokens in (3, 80):  # fewer / more tokens than the 40 output rows
+        x = torch.randn(tokens, 64, generator=generator, dtype=torch.float64, requires_grad=True)
+        y = rotated_frozen_linear(x, blocks, weight, bias)
+        assert torch.allclose(y, F.linear(apply_blocks(x, blocks), weight, bias), atol=1e-10)
+        assert torch.autograd.gradcheck(lambda a, b: rotated_frozen_linear(a, b, weight, bias), (x, blocks))
