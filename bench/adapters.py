@@ -23,7 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from harness import SHAPES, TARGETS, build_base, environment_line, interleaved, make_batch, ratio_table  # noqa: E402
+from harness import (  # noqa: E402
+    SHAPES,
+    TARGETS,
+    build_base,
+    environment_line,
+    interleaved,
+    make_batch,
+    ratio_table,
+    train_step,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adapters.md"
 METHODS = ["peft-lora", "hyft-lora", "hyft-lora-ga", "hyft-boft", "hyft-hybrid", "hyft-hybrid-unitary"]
@@ -91,6 +100,46 @@ def init_probe(implementation: str, model_name: str) -> dict:
     return {"seconds": seconds, "peak_rss": summary.peak_memory_bytes, "baseline_rss": summary.baseline_memory_bytes}
 
 
+def train_probe(method: str, model_name: str, steps: int = 3) -> dict:
+    """Training steps of one method in this (fresh) process: peak RSS of the window and its baseline."""
+    from hyft.evaluation.footprint import FootprintMeter
+
+    base = build_base(model_name)
+    base.train()
+    batch = make_batch(model_name, base.config.vocab_size)
+    net = builders(model_name)[method](base, batch)
+    net.train()
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    with FootprintMeter("cpu") as meter:
+        for _ in range(steps):
+            train_step(net, optimizer, batch)
+    summary = meter.summary()
+    return {"peak_rss": summary.peak_memory_bytes, "baseline_rss": summary.baseline_memory_bytes}
+
+
+def rss_table(models: list[str], methods: list[str], repeats: int) -> str:
+    """Peak RSS while training, a fresh process per (model, method, repeat); median of the repeats."""
+    lines = ["### Peak RSS while training (fresh process per method, 3 steps; median of "
+             f"{repeats})", "",
+             "| model | method | peak RSS MiB | added over baseline MiB | × PEFT-LoRA (added) |", "|---|---|---:|---:|---:|"]
+    for model_name in models:
+        figures = {}
+        for method in methods:
+            runs = []
+            for _ in range(repeats):
+                out = subprocess.run([sys.executable, __file__, "--train-probe", method, "--models", model_name],
+                                     capture_output=True, text=True, check=True)
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs.sort(key=lambda r: r["peak_rss"] - r["baseline_rss"])
+            figures[method] = runs[len(runs) // 2]
+        reference = figures.get("peft-lora")
+        for method, fig in figures.items():
+            added = fig["peak_rss"] - fig["baseline_rss"]
+            ratio = f"{added / max(reference['peak_rss'] - reference['baseline_rss'], 1):.2f}" if reference else "-"
+            lines.append(f"| {model_name} | {method} | {fig['peak_rss'] / 2**20:.0f} | {added / 2**20:.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def init_table(models: list[str], repeats: int) -> str:
     lines = [f"### LoRA-GA initialisation (fresh process each, {INIT_BATCHES} batches; median of {repeats})", "",
              "| model | implementation | init s | × PEFT | peak RSS in init MiB | added over baseline MiB | × PEFT (added) |",
@@ -122,7 +171,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init-repeats", type=int, default=3)
+    parser.add_argument("--rss-repeats", type=int, default=3, help="fresh processes per method for peak RSS")
+    parser.add_argument("--rss-only", action="store_true", help="only the peak-RSS table (appended to the results)")
     parser.add_argument("--init-probe", choices=["hyft", "peft"], help=argparse.SUPPRESS)
+    parser.add_argument("--train-probe", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -130,8 +182,17 @@ def main() -> None:
     if args.init_probe:
         print(json.dumps(init_probe(args.init_probe, models[0])))
         return
+    if args.train_probe:
+        print(json.dumps(train_probe(args.train_probe, models[0])))
+        return
     started = time.perf_counter()
     methods = [m for m in args.methods.split(",") if m]
+    if args.rss_only:
+        table = rss_table(models, methods, args.rss_repeats)
+        print(table)
+        if not args.no_write:
+            RESULTS.write_text(RESULTS.read_text() + "\n" + table)
+        return
     sections = []
     for model_name in models:
         chosen = {name: build for name, build in builders(model_name).items() if name in methods}
@@ -140,6 +201,8 @@ def main() -> None:
         print(sections[-1], flush=True)
     if args.init_repeats > 0:
         sections.append(init_table(models, args.init_repeats))
+    if args.rss_repeats > 0:
+        sections.append(rss_table(models, methods, args.rss_repeats))
     header = (f"# Adapters on CPU: hyft LoRA / LoRA-GA / Hybrid vs PEFT LoRA ({datetime.date.today()})\n\n"
               f"{environment_line(args.threads)}; {args.steps} timed rounds after {args.warmup} warm-up, interleaved; "
               f"shapes {SHAPES}; total {time.perf_counter() - started:.0f} s. Hybrid: r 16, α 32, BOFT b 8, m 3; "

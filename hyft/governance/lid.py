@@ -63,11 +63,34 @@ class Detectors:
     def fasttext_top(self, text: str) -> list[tuple[str, float]]:
         """Top-5 (label, probability) for one line, probabilities rounded to 4 decimals (clipped at 1)."""
         labels, probs = self.fasttext.predict(text, k=TOP_K)
-        return [(lab[9:], round(min(float(p), 1.0), 4)) for lab, p in zip(labels, probs, strict=True)]
+        return [(lab[9:], round(p if p < 1.0 else 1.0, 4)) for lab, p in zip(labels, map(float, probs), strict=True)]
+
+    @cached_property
+    def _py3langid_labels(self) -> tuple[Any, list[str]]:
+        """Index of each label's first column in py3langid's scores (``rank`` keeps that one), and the labels."""
+        import numpy as np
+
+        first: dict[str, int] = {}
+        for index, label in enumerate(self.py3langid.nb_classes):
+            first.setdefault(label, index)
+        return np.fromiter(first.values(), dtype=np.int64), list(first)
 
     def py3langid_top(self, text: str) -> list[tuple[str, float]]:
-        """Top-5 (label, probability) from py3langid, rounded to 4 decimals."""
-        return [(lab, round(float(p), 4)) for lab, p in self.py3langid.rank(text)[:TOP_K]]
+        """Top-5 (label, probability) from py3langid, rounded to 4 decimals: ``rank(text)[:5]``.
+
+        ``rank`` sorts all ~100 labels in Python; taking the top 5 of its score vector directly gives the
+        same list (stable order on ties) in half the time. Falls back to ``rank`` if py3langid changes.
+        """
+        decide = getattr(self.py3langid, "_decide", None)
+        if decide is None:
+            return [(lab, round(float(p), 4)) for lab, p in self.py3langid.rank(text)[:TOP_K]]
+        import numpy as np
+
+        columns, labels = self._py3langid_labels
+        scores = decide(text)[columns]
+        best = np.argsort(-scores, kind="stable")[:TOP_K].tolist()
+        values = scores.tolist()
+        return [(labels[i], round(values[i], 4)) for i in best]
 
 
 _SHARED: Detectors | None = None

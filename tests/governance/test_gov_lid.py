@@ -113,3 +113,12 @@ def test_support_exactly_at_the_threshold_is_kept(detectors):
     assert 0 < support < 1
     assert _kept(text, "sw", detectors, LidSettings(threshold=support))
     assert not _kept(text, "sw", detectors, LidSettings(threshold=min(1.0, support + 0.0001)))
+
+
+def test_py3langid_top_equals_the_head_of_rank(detectors):
+    # The fast path reads py3langid's score vector; it must give exactly rank(text)[:5], ties included.
+    texts = [text for lang in ("en", "sw", "hi", "zh") for text in SHORT.get(lang, [])] + flores_lines("sw")[:40]
+    texts += ["", "12345", "ok", "Hakuna matata"]
+    for text in texts:
+        expected = [(label, round(float(p), 4)) for label, p in detectors.py3langid.rank(text)[:5]]
+        assert detectors.py3langid_top(text) == expected, text
