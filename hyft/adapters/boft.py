@@ -97,6 +97,8 @@ class BoftLinear(AdaptedLinear):
         self.neumann_terms = config.cayley_neumann_terms
         self.dropout = config.boft_dropout
         self._cache: tuple[tuple, torch.Tensor] | None = None
+        # Blocks computed for this layer by batched_rotation.py for the coming training forward (used once).
+        self.prepared_blocks: torch.Tensor | None = None
         self._neumann_calls = 0
         self._neumann_warned = False
 
@@ -122,6 +124,9 @@ class BoftLinear(AdaptedLinear):
 
     def operator_blocks(self, generator_scale: GeneratorScale = 1.0, dropout: bool = False) -> torch.Tensor:
         """R as its diagonal blocks for :func:`apply_blocks`: (d/g, g, g), or the factor blocks when g is big."""
+        prepared, self.prepared_blocks = self.prepared_blocks, None
+        if prepared is not None and isinstance(generator_scale, float) and generator_scale == 1.0:  # no dropout: batch_key
+            return prepared
         key = None if dropout else self._cache_key(generator_scale)
         if key is not None and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
@@ -135,6 +140,13 @@ class BoftLinear(AdaptedLinear):
         if key is not None:
             self._cache = (key, result)
         return result
+
+    def batch_key(self) -> tuple | None:
+        """Layers with equal keys can share one batched computation of their blocks (batched_rotation.py);
+        None when this layer computes its own (block dropout, Neumann form, unfolded large groups)."""
+        if self.dropout > 0 or self.cayley_form != "exact" or not (self.n_factors == 1 or self.group <= GROUPED_LIMIT):
+            return None
+        return (self.block_size, self.n_factors, self.n_blocks, self.boft_R.dtype, self.boft_R.device)
 
     def rotate(self, t: torch.Tensor, generator_scale: GeneratorScale = 1.0, transpose: bool = False,
                dropout: bool = False) -> torch.Tensor:

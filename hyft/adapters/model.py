@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hyft.adapters.batched_rotation import prepare_rotation_blocks
 from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import AdaptedLinear, adapted_layers
 from hyft.adapters.lora_ga import LoraGaInitReport, estimate_lora_ga_init
@@ -59,6 +60,8 @@ class HyftModel(nn.Module):
         self.init_report = init_report
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.training:
+            prepare_rotation_blocks(self.adapted_layers().values())
         return self.base_model(*args, **kwargs)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:

@@ -31,27 +31,35 @@ class _RotatedFrozenLinear(torch.autograd.Function):
     def forward(ctx, x, blocks, weight, bias, lora_A, lora_B, lora_A0, lora_B0, scale):
         device = x.device.type
         ctx.autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+        ctx.lora_rank = rank = 0 if lora_A is None else lora_A.shape[0]
         flat = x.reshape(-1, x.shape[-1])
-        with torch.autocast(device_type=device, enabled=False), torch.no_grad():
-            if flat.shape[0] >= weight.shape[0]:  # rotate W0 (d_out rows) rather than the T tokens
-                operand = flat
-                rotated = apply_blocks(weight.to(blocks.dtype), blocks.transpose(-1, -2)).to(weight.dtype)
-            else:  # few tokens (decoding, small batches): rotating them is cheaper
-                operand = apply_blocks(flat.to(blocks.dtype), blocks).to(flat.dtype)
-                rotated = weight
-        y = F.linear(operand, rotated, bias)
         hidden = factor_A = factor_B = None
-        ctx.lora_rank = 0 if lora_A is None else lora_A.shape[0]
-        if lora_A is not None:
-            with torch.autocast(device_type=device, enabled=False):
+        with torch.autocast(device_type=device, enabled=False), torch.no_grad():
+            if lora_A is not None:
                 # [B, −B0]·[A; A0] as one rank-2r product, the scale on the small factor.
                 factor_A = lora_A if lora_A0 is None else torch.cat([lora_A, lora_A0])
                 factor_B = (lora_B if lora_B0 is None else torch.cat([lora_B, -lora_B0], dim=1)) * scale
-                hidden = flat.to(factor_A.dtype) @ factor_A.T  # (T, r')
+            low_rank = factor_A
+            if flat.shape[0] >= weight.shape[0]:  # rotate W0 (d_out rows) rather than the T tokens
+                operand = flat
+                rotated = apply_blocks(weight.to(blocks.dtype), blocks.transpose(-1, -2))
+                if lora_A0 is not None and weight.dtype == rotated.dtype:
+                    # fp32 base: the frozen −s·B0A0 joins the rotated weight (d_out·r·d_in FLOPs), so the
+                    # tokens only meet the trainable rank-r half. Not for half precision: rounding the
+                    # sum to the base dtype would swallow the small frozen term.
+                    rotated.addmm_(factor_B[:, rank:], factor_A[rank:])
+                    low_rank = lora_A
+                rotated = rotated.to(weight.dtype)
+            else:  # few tokens (decoding, small batches): rotating them is cheaper
+                operand = apply_blocks(flat.to(blocks.dtype), blocks).to(flat.dtype)
+                rotated = weight
+            y = F.linear(operand, rotated, bias)
+            if low_rank is not None:
+                hidden = flat.to(low_rank.dtype) @ low_rank.T  # (T, r) or (T, 2r)
                 if y.dtype == hidden.dtype:
-                    y.addmm_(hidden, factor_B.T)
+                    y.addmm_(hidden, factor_B[:, : hidden.shape[1]].T)
                 else:
-                    y += (hidden @ factor_B.T).to(y.dtype)
+                    y += (hidden @ factor_B[:, : hidden.shape[1]].T).to(y.dtype)
         ctx.save_for_backward(x, blocks, weight, factor_A, factor_B, hidden, scale)
         return y.view(*x.shape[:-1], y.shape[-1])
 

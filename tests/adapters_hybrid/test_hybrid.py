@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import hyft
+from hyft.adapters.boft import BoftLinear
 from hyft.adapters.mixer import LambdaController
 from tests.conftest import model_inputs, tiny_bloom, tiny_llama
 
@@ -244,3 +245,41 @@ def test_fused_forward_runs_a_bf16_base_with_fp32_adapters():
     assert (out.float() - reference).abs().max() < 0.05 * reference.abs().max()
     out.float().pow(2).sum().backward()
     assert layer.lora.lora_A.grad.dtype == torch.float32 and layer.boft.boft_R.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("method", ["hybrid", "boft"])
+def test_batched_rotation_blocks_equal_the_per_layer_ones(method, monkeypatch):
+    # HyftModel.forward computes the Cayley blocks of same-shaped layers together (batched_rotation.py);
+    # calling the base model directly makes every layer compute its own. Outputs and gradients must agree.
+    from hyft.adapters.batched_rotation import prepare_rotation_blocks
+
+    config = hyft.AdapterConfig(method=method, r=4, alpha=8, boft_block_size=4, boft_n_butterfly_factor=2,
+                                target_modules=["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"])
+    base = tiny_bloom()
+    batch = model_inputs(base)
+    model = hyft.wrap(base, config, init_batches=[batch] if method == "hybrid" else None)
+    _perturb(model)
+    model.train()
+    layers = list(model.adapted_layers().values())
+    rotations = [layer.boft if method == "hybrid" else layer for layer in layers]
+    per_layer_calls = []
+    original = BoftLinear.rotation_blocks
+    monkeypatch.setattr(BoftLinear, "rotation_blocks", lambda self, *a, **k: per_layer_calls.append(1) or original(self, *a, **k))
+    results = []
+    for batched in (True, False):
+        model.zero_grad(set_to_none=True)
+        per_layer_calls.clear()
+        loss = (model(**batch) if batched else model.base_model(**batch)).loss
+        assert all(rotation.prepared_blocks is None for rotation in rotations)  # every layer took its blocks
+        assert len(per_layer_calls) == (0 if batched else len(layers))
+        loss.backward()
+        results.append((loss.detach(), _grads(model)))
+    (loss_b, grads_b), (loss_p, grads_p) = results
+    assert torch.allclose(loss_b, loss_p, atol=1e-6)
+    assert grads_b.keys() == grads_p.keys() and any("boft_R" in name for name in grads_b)
+    for name in grads_b:
+        assert torch.allclose(grads_b[name], grads_p[name], atol=1e-6, rtol=1e-4), name
+    prepare_rotation_blocks(layers)  # prepared blocks are taken once, then each layer computes its own
+    assert all(rotation.prepared_blocks is not None for rotation in rotations)
+    rotations[0].operator_blocks()
+    assert rotations[0].prepared_blocks is None
