@@ -229,7 +229,7 @@ def render(info: dict, n_real: int, stages: list, short_stages: list, english_st
     lines = [
         "# Governance benchmark", "",
         f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores (load average, a measure of other jobs on the machine: "
-        f"load average at start {info['load']}, at end {info['load_end']}); Python {info['python']}",
+        f"at start {info['load']}, at end {info['load_end']}); Python {info['python']}",
         f"- versions: {info['versions']}",
         f"- input: {n_real:,} unique real sentences (XNLI dev+test, 15 languages; FLORES devtest, 31); "
         "rates are records per CPU-second of one process (= per core).", "",
