@@ -43,6 +43,7 @@ from hyft.governance.lid import identify_record, shared_detectors
 from hyft.governance.near_dedup import FieldShingles, clusters, confirm_pairs
 from hyft.governance.quality import quality_language
 from hyft.governance.shingles import record_key
+from hyft.governance.stages import cyclic_gc_paused
 from hyft.governance.text import canonical_text, feature_text
 from hyft.governance.validate import validate_item
 
@@ -68,9 +69,10 @@ def real_sentences() -> list[tuple[str, str]]:
 
 
 def timed(function, *args):
-    """(result, cpu seconds, wall seconds)."""
+    """(result, cpu seconds, wall seconds), with the cyclic GC paused as the curation stages run it."""
     cpu, wall = time.process_time(), time.perf_counter()
-    result = function(*args)
+    with cyclic_gc_paused():
+        result = function(*args)
     return result, time.process_time() - cpu, time.perf_counter() - wall
 
 

@@ -11,7 +11,9 @@ are byte-identical.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm import tqdm
@@ -23,6 +25,23 @@ from hyft.governance.quality import PplScorer, quality_language
 from hyft.governance.validate import validate_item
 
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a bulk stage (reference counting still frees memory).
+
+    The stages build one small acyclic structure per record (entry, evidence, flags) and keep them all;
+    every automatic collection then re-scans everything kept so far. On 20,000 short records that cost
+    ~10 µs per record in LID alone (55.9 → 45.0 µs). The collector is restored on exit.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def annotate(
     items: Iterable[tuple[str, int, Any]], config: CurationConfig, detectors: Detectors,
     total: int | None = None, progress: bool = False,
@@ -30,17 +49,18 @@ def annotate(
     """Validate and language-identify each (source, line, raw) item; one entry per item."""
     entries = []
     bar = tqdm(items, total=total, desc="validate+LID", unit="rec", disable=not progress, mininterval=1.0)
-    for source, line, raw in bar:
-        entry = validate_item(source, line, raw, config)
-        if entry["reason"] is None:
-            reason, flags, evidence = identify_record(
-                entry["fields"], config.text_fields, entry["lang"], config.lid, detectors
-            )
-            entry["evidence"]["lid"] = evidence
-            entry["flags"] = flags
-            if reason is not None:
-                entry["reason"] = reason.value
-        entries.append(entry)
+    with cyclic_gc_paused():
+        for source, line, raw in bar:
+            entry = validate_item(source, line, raw, config)
+            if entry["reason"] is None:
+                reason, flags, evidence = identify_record(
+                    entry["fields"], config.text_fields, entry["lang"], config.lid, detectors
+                )
+                entry["evidence"]["lid"] = evidence
+                entry["flags"] = flags
+                if reason is not None:
+                    entry["reason"] = reason.value
+            entries.append(entry)
     return entries
 
 
@@ -62,6 +82,13 @@ def decide_language(
 
     Returns {"lang", "decisions": {line: {reason, dup_of, evidence, flags}}, "stats"}; JSON-ready.
     """
+    with cyclic_gc_paused():
+        return _decide_language(lang, entries, config, ppl_scorer)
+
+
+def _decide_language(
+    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None
+) -> dict[str, Any]:
     fields = [e["fields"] for e in entries]
     labels = [e["label"] for e in entries]
     dedup = dedup_language(fields, labels, config.dedup, config.seed)

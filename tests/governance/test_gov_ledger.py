@@ -107,3 +107,27 @@ def test_repeated_ids_are_flagged_and_the_smallest_key_wins(tmp_path):
     assert by_line[1]["reason"] == "exact_duplicate" and by_line[1]["dup_of"] == 3  # uid 3 < uid 7
     assert [r["line"] for r in ledger] == [2, 1, 3]  # ledger in record-key order
     assert "duplicate_id" in by_line[3]["flags"] and "duplicate_id" not in by_line[1]["flags"]
+
+
+def test_cyclic_gc_is_paused_inside_a_stage_and_restored_after():
+    import gc
+
+    from hyft.governance.stages import cyclic_gc_paused
+
+    assert gc.isenabled()
+    with cyclic_gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    try:
+        with cyclic_gc_paused():
+            raise RuntimeError("stage failed")
+    except RuntimeError:
+        pass
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own choice is left alone
+    finally:
+        gc.enable()
