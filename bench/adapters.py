@@ -117,6 +117,17 @@ def train_probe(method: str, model_name: str, steps: int = 3) -> dict:
     return {"peak_rss": summary.peak_memory_bytes, "baseline_rss": summary.baseline_memory_bytes}
 
 
+def median_probe(flag: str, value: str, model_name: str, repeats: int, key: str) -> dict:
+    """Run this script's hidden probe ``flag value`` in ``repeats`` fresh processes; the run with the median ``key``."""
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, __file__, flag, value, "--models", model_name],
+                             capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs.sort(key=lambda run: run[key])
+    return runs[len(runs) // 2]
+
+
 def rss_table(models: list[str], methods: list[str], repeats: int) -> str:
     """Peak RSS while training, a fresh process per (model, method, repeat); median of the repeats."""
     lines = ["### Peak RSS while training (fresh process per method, 3 steps; median of "
@@ -125,13 +136,7 @@ def rss_table(models: list[str], methods: list[str], repeats: int) -> str:
     for model_name in models:
         figures = {}
         for method in methods:
-            runs = []
-            for _ in range(repeats):
-                out = subprocess.run([sys.executable, __file__, "--train-probe", method, "--models", model_name],
-                                     capture_output=True, text=True, check=True)
-                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            runs.sort(key=lambda r: r["peak_rss"] - r["baseline_rss"])
-            figures[method] = runs[len(runs) // 2]
+            figures[method] = median_probe("--train-probe", method, model_name, repeats, "peak_rss")
         reference = figures.get("peft-lora")
         for method, fig in figures.items():
             # The ratio is on the whole peak: LoRA-GA's init has already grown the heap before the window
@@ -149,13 +154,7 @@ def init_table(models: list[str], repeats: int) -> str:
     for model_name in models:
         figures = {}
         for implementation in ("peft", "hyft"):
-            runs = []
-            for _ in range(repeats):
-                out = subprocess.run([sys.executable, __file__, "--init-probe", implementation, "--models", model_name],
-                                     capture_output=True, text=True, check=True)
-                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            runs.sort(key=lambda r: r["seconds"])
-            figures[implementation] = runs[len(runs) // 2]
+            figures[implementation] = median_probe("--init-probe", implementation, model_name, repeats, "seconds")
         peft_fig = figures["peft"]
         for implementation, fig in figures.items():
             added = fig["peak_rss"] - fig["baseline_rss"]

@@ -31,6 +31,29 @@ TARGETS = {
 SHAPES = {"minilm": (16, 128), "bloom": (8, 256), "llama": (8, 256)}
 
 
+class PeftBlockDiagShim:
+    """Pure-torch stand-in for PEFT BOFT's CUDA-only ``fbd_cuda``: (N, D, H, H) blocks ↔ (N, D·H, D·H)
+    block-diagonal. Without it PEFT's BOFT silently drops to m = 1 on CPU (shared/anchors/README.md)."""
+
+    @staticmethod
+    def forward(blocks):
+        return [torch.stack([torch.block_diag(*factor.unbind(0)) for factor in blocks.unbind(0)])]
+
+    @staticmethod
+    def backward(grad, blocks):
+        n, d, h, _ = blocks.shape
+        diagonal = torch.arange(d)
+        return [grad.view(n, d, h, d, h)[:, diagonal, :, diagonal, :].transpose(0, 1).contiguous()]
+
+
+def install_peft_boft_shim() -> None:
+    """Make PEFT's BOFT use :class:`PeftBlockDiagShim`, so m > 1 really runs on CPU."""
+    import peft.tuners.boft.layer as boft_layer
+
+    boft_layer._FBD_CUDA = PeftBlockDiagShim
+    boft_layer.get_fbd_cuda = lambda: PeftBlockDiagShim
+
+
 def build_base(name: str) -> torch.nn.Module:
     """The anchor's three configs (shared/anchors/README.md): MiniLM (real weights), BLOOM- and Llama-like."""
     from transformers import (

@@ -8,7 +8,7 @@ forward (``torch.autograd.graph.saved_tensors_hooks``), deduplicated by storage;
 out storages that belong to the model's parameters and buffers.
 
 PEFT's BOFT needs a CUDA extension; on a CPU torch it silently runs m = 1. ``peft-boft-m3`` swaps in a
-pure-torch block-diagonal (``_BlockDiagShim``) so m = 3 really runs. PEFT BOFT is 4–9× slower than LoRA,
+pure-torch block-diagonal (``PeftBlockDiagShim`` in ``harness.py``) so m = 3 really runs. PEFT BOFT is 4–9× slower than LoRA,
 so it runs only every ``--slow-every``-th round (fewer steps; said in the table).
 
     .venv/bin/python bench/orthogonal.py                      # both configs, writes bench/results/orthogonal.md
@@ -38,7 +38,7 @@ import sys  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import build_base, make_batch  # noqa: E402  (one definition of the anchor's models and batches)
+from harness import build_base, install_peft_boft_shim, make_batch  # noqa: E402  (one definition of the anchor's models and batches)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "orthogonal.md"
 TARGETS = {"minilm": ["query", "key", "value", "dense"],
@@ -65,7 +65,7 @@ per storage); "activations" leaves out storages owned by the model's parameters 
   with 4b dividing 1376 (down_proj). m = 1: MiniLM b = 64; Llama b = 32 (largest b dividing 512 and 1376,
   so hyft-boft-m1 is hyft-oft there and is not repeated).
 - peft-boft-m1 is PEFT BOFT as it really runs on a CPU torch. peft-boft-m3 swaps PEFT's CUDA block-diag
-  extension for a pure-torch shim (`_BlockDiagShim` in this script) so that m = 3 really runs. Both rebuild
+  extension for a pure-torch shim (`PeftBlockDiagShim` in `harness.py`) so that m = 3 really runs. Both rebuild
   a dense d×d rotation every step, so they are 4–9× slower than LoRA: they get one warm-up step and are
   timed only every `--slow-every`-th round (the "steps timed" column). PEFT's trainable count includes
   full b×b blocks and its `boft_s`.
@@ -77,27 +77,6 @@ per storage); "activations" leaves out storages owned by the model's parameters 
 
 ALL_METHODS = ["peft-lora", "hyft-lora", "hyft-boft-m1", "hyft-boft-m3", "peft-boft-m1", "peft-boft-m3",
                "peft-oft", "hyft-oft", "hyft-oft-neumann", "hyft-unitary"]
-
-
-class _BlockDiagShim:
-    """Pure-torch stand-in for PEFT's CUDA ``fbd_cuda``: (N, D, H, H) blocks ↔ (N, D·H, D·H) block-diagonal."""
-
-    @staticmethod
-    def forward(blocks):
-        return [torch.stack([torch.block_diag(*factor.unbind(0)) for factor in blocks.unbind(0)])]
-
-    @staticmethod
-    def backward(grad, blocks):
-        n, d, h, _ = blocks.shape
-        diagonal = torch.arange(d)
-        return [grad.view(n, d, h, d, h)[:, diagonal, :, diagonal, :].transpose(0, 1).contiguous()]
-
-
-def install_peft_boft_shim() -> None:
-    import peft.tuners.boft.layer as boft_layer
-
-    boft_layer._FBD_CUDA = _BlockDiagShim
-    boft_layer.get_fbd_cuda = lambda: _BlockDiagShim
 
 
 def build_method(model_name: str, method: str, base) -> torch.nn.Module:

@@ -170,45 +170,40 @@ class BoftLinear(AdaptedLinear):
         Cayley map, which keeps the rotation exactly orthogonal (methods.md §6.2 "generator" mix). In
         training mode the block dropout (``boft_dropout``) applies, as in :meth:`forward`.
         """
-        if self.side != "input":
-            raise ValueError("rotate_input needs rotation_side='input'; this layer rotates its output")
-        return self.rotate(x, generator_scale, dropout=self.training)
+        return self.apply_input_operator(x, self.input_operator(generator_scale))
 
     def blend_input(self, x: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
         """``x @ ((1 − w)I + w·R)`` (..., d_in) → (..., d_in) fp32: the hybrid's linear mix, per token
-        ``x + w(Rᵀx − x)``.
+        ``x + w(Rᵀx − x)``. ``weight`` (float or 0-d tensor) needs no gradient; block dropout applies in
+        training mode.
+        """
+        return self.apply_input_operator(x, self.input_operator(blend=weight), weight)
 
-        With folded groups the blend is applied to R's diagonal blocks (a g×g affine map, independent
-        of the token count), so the activations see one batched matmul and no extra elementwise pass.
-        ``weight`` (float or 0-d tensor) needs no gradient. Block dropout applies in training mode.
+    def input_operator(self, generator_scale: GeneratorScale = 1.0,
+                       blend: torch.Tensor | float | None = None) -> torch.Tensor:
+        """The input-side operator M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w, as blocks, fp32.
+
+        Folded groups give M's diagonal blocks (d/g, g, g), the blend included (a g×g affine map,
+        independent of the token count). The factor path gives R's factor blocks (m, d/b, b, b); a blend
+        is then applied to the activations. Draws the block dropout in training mode.
         """
         if self.side != "input":
-            raise ValueError("blend_input needs rotation_side='input'; this layer rotates its output")
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            x32 = x.to(self.boft_R.dtype)
-            blocks = self.operator_blocks(dropout=self.training)
-            if blocks.dim() == 4:  # factor-by-factor path: the blend cannot be folded into one operator
-                return x32 + weight * (apply_factors(x32, blocks, self.perms) - x32)
-            eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
-            return apply_blocks(x32, torch.lerp(eye, blocks, weight))
-
-    def weight_side_blocks(self, base: nn.Module, generator_scale: GeneratorScale = 1.0,
-                           blend: torch.Tensor | float | None = None) -> torch.Tensor | None:
-        """M's diagonal blocks (d/g, g, g) fp32 for :func:`rotated_frozen_linear`, or None when ``base``
-        or the operator does not allow the weight-side path (then rotate the activations).
-
-        M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w. Draws the block dropout in training mode.
-        """
-        if self.side != "input" or not can_rotate_weight(base):
-            return None
+            raise ValueError("the input operator needs rotation_side='input'; this layer rotates its output")
         with torch.autocast(device_type=self.boft_R.device.type, enabled=False):
             blocks = self.operator_blocks(generator_scale, dropout=self.training)
-            if blocks.dim() != 3:
-                return None
-            if blend is None:
+            if blocks.dim() == 4 or blend is None:
                 return blocks
-            eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
-            return torch.lerp(eye, blocks, blend)
+            return torch.lerp(torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device), blocks, blend)
+
+    def apply_input_operator(self, x: torch.Tensor, blocks: torch.Tensor,
+                              blend: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``x @ M`` in fp32 for blocks from :meth:`input_operator` (``blend`` only matters on the factor path)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x32 = x.to(self.boft_R.dtype)
+            if blocks.dim() == 3:
+                return apply_blocks(x32, blocks)
+            rotated = apply_factors(x32, blocks, self.perms)
+            return rotated if blend is None else x32 + blend * (rotated - x32)
 
     def rotated_linear(self, x: torch.Tensor, base: nn.Module, generator_scale: GeneratorScale = 1.0,
                        blend: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -218,13 +213,10 @@ class BoftLinear(AdaptedLinear):
         W0, not to the activations (:mod:`hyft.adapters.rotated_linear`); otherwise the activations are
         rotated in fp32 and fed to ``base``. Block dropout applies in training mode.
         """
-        if self.side != "input":
-            raise ValueError("rotated_linear needs rotation_side='input'; this layer rotates its output")
-        blocks = self.weight_side_blocks(base, generator_scale, blend)
-        if blocks is not None:
+        blocks = self.input_operator(generator_scale, blend)
+        if blocks.dim() == 3 and can_rotate_weight(base):
             return rotated_frozen_linear(x, blocks, base.weight, base.bias)
-        mixed = self.rotate_input(x, generator_scale) if blend is None else self.blend_input(x, blend)
-        return base(mixed.to(x.dtype))
+        return base(self.apply_input_operator(x, blocks, blend).to(x.dtype))
 
     def rotation_matrix(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
         """Dense R (d×d, fp32): the weight-side product, for merges of small layers and tests only."""

@@ -19,11 +19,11 @@ from torch import nn
 
 from hyft.adapters.boft import BoftLinear
 from hyft.adapters.config import AdapterConfig
-from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear
+from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, is_plain_linear
 from hyft.adapters.lora import LoraLinear
 from hyft.adapters.mixer import LambdaController
 from hyft.adapters.registry import register_method
-from hyft.adapters.rotated_linear import rotated_frozen_linear
+from hyft.adapters.rotated_linear import can_rotate_weight, rotated_frozen_linear
 from hyft.adapters.targeting import matches_pattern
 
 MIXER_KEYS = ("mixing_weight", "ema_lora", "ema_rotation", "updates")
@@ -74,8 +74,8 @@ class HybridLinear(AdaptedLinear):
             x = self.unitary.transform_input(x).to(x.dtype)
         mix = {"generator_scale": mu} if self.mix == "generator" else {"blend": mu}
         scale = lam * self.lora.delta_scale()
-        blocks = self.boft.weight_side_blocks(self.base_layer, **mix)
-        if blocks is not None:
+        blocks = self.boft.input_operator(**mix)
+        if blocks.dim() == 3 and can_rotate_weight(self.base_layer):
             weight, bias = self.base_layer.weight, self.base_layer.bias
             if isinstance(self.lora.dropout, nn.Identity):
                 # One fused op: GEMM on the rotated W0 plus the low-rank path, sharing x and the backward.
@@ -85,9 +85,9 @@ class HybridLinear(AdaptedLinear):
             return self.lora.add_delta(rotated_frozen_linear(x, blocks, weight, bias), x, scale)
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)  # 2-D, so that the LoRA product can accumulate in place
-        result = self.boft.rotated_linear(x, self.base_layer, **mix)
-        in_place = type(self.base_layer) is nn.Linear  # other layers may save their output for backward
-        result = self.lora.add_delta(result, x, scale, in_place)
+        mixed = self.boft.apply_input_operator(x, blocks, mix.get("blend"))
+        result = self.base_layer(mixed.to(x.dtype))
+        result = self.lora.add_delta(result, x, scale, in_place=is_plain_linear(self.base_layer))
         return result.view(*lead, self.out_features)
 
     # -- λ ---------------------------------------------------------------------------------------

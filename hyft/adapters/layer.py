@@ -86,6 +86,12 @@ def check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> t
     return tensor
 
 
+def is_plain_linear(layer: nn.Module) -> bool:
+    """Exactly ``nn.Linear`` (no subclass such as a quantised layer): its output is not saved for
+    backward, so adapters may accumulate into it in place, and its weight can be read directly."""
+    return type(layer) is nn.Linear
+
+
 def adapted_layers(model: nn.Module) -> dict[str, AdaptedLinear]:
     """{dotted name: layer} of the outermost adapted layers (a hybrid's own branches are not listed)."""
     found: dict[str, AdaptedLinear] = {}

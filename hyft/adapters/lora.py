@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hyft.adapters.config import AdapterConfig
-from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape
+from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape, is_plain_linear
 
 
 def lowrank_frobenius_norm(B: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -90,7 +90,7 @@ class LoraLinear(AdaptedLinear):
         return result + hidden @ scaled_B.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if type(self.base_layer) is not nn.Linear:  # other layers may save their output for backward
+        if not is_plain_linear(self.base_layer):  # other layers may save their output for backward
             return self.add_delta(self.base_layer(x), x, self.delta_scale())
         flat = x.reshape(-1, self.in_features)
         result = self.add_delta(self.base_layer(flat), flat, self.delta_scale(), in_place=True)

@@ -58,10 +58,13 @@ class HyftModel(nn.Module):
         self.base_model = base_model
         self.adapter_config = config
         self.init_report = init_report
+        # Found once: the adapters are in place before the wrapper is built, and walking every module
+        # (with its nesting check) on each training forward and λ update would cost milliseconds per step.
+        self._adapted = adapted_layers(base_model)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.training:
-            prepare_rotation_blocks(self.adapted_layers().values())
+            prepare_rotation_blocks(self._adapted.values())
         return self.base_model(*args, **kwargs)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
@@ -80,7 +83,7 @@ class HyftModel(nn.Module):
     # -- inspection ------------------------------------------------------------------------------
     def adapted_layers(self) -> dict[str, AdaptedLinear]:
         """{dotted name in the base model: adapted layer}."""
-        return adapted_layers(self.base_model)
+        return dict(self._adapted)
 
     def head_names(self) -> list[str]:
         if self.adapter_config.method == "full":

@@ -16,14 +16,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hyft.adapters.butterfly import apply_blocks
+from hyft.adapters.butterfly import apply_blocks, block_gradient
+from hyft.adapters.layer import is_plain_linear
 
 LowRank = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | float]
-
-
-def _block_gradient(x: torch.Tensor, u: torch.Tensor, k: int, size: int) -> torch.Tensor:
-    """Σ_t x_{t,k}ᵀ u_{t,k} per block: x, u (T, k·g) fp32 → (k, g, g)."""
-    return torch.bmm(x.reshape(-1, k, size).permute(1, 2, 0), u.reshape(-1, k, size).transpose(0, 1))
 
 
 class _RotatedFrozenLinear(torch.autograd.Function):
@@ -84,7 +80,7 @@ class _RotatedFrozenLinear(torch.autograd.Function):
                 grad_x.addmm_(grad_hidden, factor_A)  # the LoRA path's share, without a separate sum
             grad_x = grad_x.to(x.dtype).view(x.shape)
         if ctx.needs_input_grad[1]:
-            grad_blocks = _block_gradient(flat.to(blocks.dtype), u, k, size)
+            grad_blocks = block_gradient(flat.to(blocks.dtype), u, k)
         # Only the trainable half of the rank-2r factors needs a gradient: rank-r products.
         rank = ctx.lora_rank
         if ctx.needs_input_grad[4]:
@@ -96,7 +92,7 @@ class _RotatedFrozenLinear(torch.autograd.Function):
 
 def can_rotate_weight(layer: torch.nn.Module) -> bool:
     """True for a plain, frozen ``nn.Linear`` (quantised or trainable bases take the activation path)."""
-    return type(layer) is torch.nn.Linear and not layer.weight.requires_grad and (
+    return is_plain_linear(layer) and not layer.weight.requires_grad and (
         layer.bias is None or not layer.bias.requires_grad)
 
 

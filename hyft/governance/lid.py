@@ -19,6 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hyft.governance.config import LidSettings
 from hyft.governance.languages import support_labels
 from hyft.governance.reasons import Flag, Reason
@@ -73,8 +75,6 @@ class Detectors:
     @cached_property
     def _py3langid_labels(self) -> tuple[Any, list[str]]:
         """Index of each label's first column in py3langid's scores (``rank`` keeps that one), and the labels."""
-        import numpy as np
-
         first: dict[str, int] = {}
         for index, label in enumerate(self.py3langid.nb_classes):
             first.setdefault(label, index)
@@ -89,8 +89,6 @@ class Detectors:
         decide = getattr(self.py3langid, "_decide", None)
         if decide is None:
             return [(lab, round(float(p), 4)) for lab, p in self.py3langid.rank(text)[:TOP_K]]
-        import numpy as np
-
         columns, labels = self._py3langid_labels
         scores = decide(text)[columns]
         best = np.argsort(-scores, kind="stable")[:TOP_K].tolist()

@@ -5,7 +5,7 @@ the transpose of the paper's ``(I + Q)(I − Q)^{-1}`` that hyft uses everywhere
 hyft's ``Q = −S``. PEFT's Cayley–Neumann path already has the paper's sign: same parameter, same R.
 
 PEFT BOFT needs its CUDA extension for m > 1 and silently drops to m = 1 on a CPU torch; for m = 3 a
-small pure-torch block-diagonal stands in for it (``BlockDiagShim``), as the anchor benchmark does.
+small pure-torch block-diagonal stands in for it (``PeftBlockDiagShim`` from ``bench/harness.py``, the one the benchmarks use).
 """
 
 from __future__ import annotations
@@ -17,24 +17,11 @@ import pytest
 import torch
 
 import hyft
+from bench.harness import PeftBlockDiagShim
 from hyft.adapters.cayley import upper_from_skew
 from tests.conftest import model_inputs, tiny_llama
 
 TARGETS = ["q_proj", "v_proj", "down_proj"]
-
-
-class BlockDiagShim:
-    """CPU replacement for PEFT's ``fbd_cuda``: (N, D, H, H) blocks ↔ (N, D·H, D·H) block-diagonal."""
-
-    @staticmethod
-    def forward(blocks):
-        return [torch.stack([torch.block_diag(*factor.unbind(0)) for factor in blocks.unbind(0)])]
-
-    @staticmethod
-    def backward(grad, blocks):
-        n, d, h, _ = blocks.shape
-        diagonal = torch.arange(d)
-        return [grad.view(n, d, h, d, h)[:, diagonal, :, diagonal, :].transpose(0, 1).contiguous()]
 
 
 def peft_merged(model) -> dict[str, torch.Tensor]:
@@ -48,8 +35,8 @@ def test_boft_effective_weight_equals_pefts(monkeypatch, factors):
     from peft import BOFTConfig, get_peft_model
 
     if factors > 1:
-        monkeypatch.setattr(peft_boft, "_FBD_CUDA", BlockDiagShim)
-        monkeypatch.setattr(peft_boft, "get_fbd_cuda", lambda: BlockDiagShim)
+        monkeypatch.setattr(peft_boft, "_FBD_CUDA", PeftBlockDiagShim)
+        monkeypatch.setattr(peft_boft, "get_fbd_cuda", lambda: PeftBlockDiagShim)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = get_peft_model(tiny_llama(), BOFTConfig(boft_block_size=4, boft_n_butterfly_factor=factors,
