@@ -27,8 +27,6 @@ _ID_BITS = 40
 _ID_SHIFT = 64 - _ID_BITS  # texts per batch < 2**24
 _ID_DROP = np.uint64(64 - _ID_BITS)
 _ID_MASK = np.uint64((1 << _ID_BITS) - 1)
-# bit j of byte value v, as float64 so the per-byte histogram product runs through BLAS (exact: counts < 2**53)
-_BIT_TABLE = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.float64)  # (256, 8)
 
 
 @lru_cache(maxsize=1)
@@ -113,7 +111,7 @@ def shingle_sets(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return offsets, keys & _ID_MASK
 
 
-def simhash(offsets: np.ndarray, hashes: np.ndarray, chunk: int = 8192) -> np.ndarray:
+def simhash(offsets: np.ndarray, hashes: np.ndarray, chunk_ids: int = 1 << 18) -> np.ndarray:
     """64-bit SimHash per text (Charikar 2002): bit b is set when at least half the shingles set it.
 
     The 40-bit shingle ids are re-mixed to 64 bits first (splitmix64, a bijection).
@@ -122,20 +120,53 @@ def simhash(offsets: np.ndarray, hashes: np.ndarray, chunk: int = 8192) -> np.nd
     Returns (n,) uint64.
     """
     n = len(offsets) - 1
+    sizes = np.diff(offsets)
     out = np.zeros(n, dtype=np.uint64)
-    as_bytes = splitmix64(hashes).astype("<u8").view(np.uint8).reshape(-1, 8)
-    for lo in range(0, n, chunk):
-        hi = min(lo + chunk, n)
-        a, b = offsets[lo], offsets[hi]
-        sizes = np.diff(offsets[lo : hi + 1])
-        local = np.repeat(np.arange(hi - lo), sizes)
-        ones = np.empty((hi - lo, 64), dtype=np.float64)
-        for byte in range(8):
-            hist = np.bincount(local * 256 + as_bytes[a:b, byte], minlength=(hi - lo) * 256).astype(np.float64)
-            ones[:, 8 * byte : 8 * byte + 8] = hist.reshape(hi - lo, 256) @ _BIT_TABLE
-        bits = (2 * ones >= sizes[:, None]) & (sizes[:, None] > 0)
+    mixed = splitmix64(hashes)
+    lo = 0
+    while lo < n:  # chunks of whole records holding about chunk_ids ids
+        hi = min(max(int(np.searchsorted(offsets, offsets[lo] + chunk_ids, side="right")) - 1, lo + 1), n)
+        if hi - lo == 1 and sizes[lo] > chunk_ids:
+            ones = _exact_bit_counts(mixed[offsets[lo] : offsets[hi]], chunk_ids)[None, :]
+        else:
+            ones = _lane_bit_counts(mixed, offsets[lo : hi + 1])
+            for row in np.flatnonzero(sizes[lo:hi] >= _LANE_CAPACITY):  # a 16-bit lane would wrap
+                ones[row] = _exact_bit_counts(mixed[offsets[lo + row] : offsets[lo + row + 1]], chunk_ids)
+        local_sizes = sizes[lo:hi, None]
+        bits = (2 * ones >= local_sizes) & (local_sizes > 0)
         out[lo:hi] = np.packbits(bits, axis=1, bitorder="little").view("<u8").ravel()
+        lo = hi
     return out
+
+
+# Bit counting without BLAS: a matmul here left OpenBLAS worker threads spinning after each call, which
+# billed a second core to whatever ran next (its CPU time up to 2x, measured on the script gate). Word k of an id holds its bits k, 16+k, 32+k, 48+k in
+# four 16-bit lanes, so one uint64 prefix sum counts four bits at once. A range sum of the prefix is
+# exact modulo 2**64, so the lanes are exact while a set has fewer than 2**16 ids.
+_LANE_CAPACITY = 1 << 16
+_LANE_LOW_BITS = np.uint64(0x0001_0001_0001_0001)
+_LANE_SHIFTS = np.arange(16, dtype=np.uint64)[:, None]
+
+
+def _lane_bit_counts(mixed: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Per set ``[bounds[r], bounds[r+1])`` of ``mixed`` (uint64), how many ids set each bit: (r, 64) int64."""
+    first, last = int(bounds[0]), int(bounds[-1])
+    words = (mixed[None, first:last] >> _LANE_SHIFTS) & _LANE_LOW_BITS  # (16, m)
+    prefix = np.zeros((16, last - first + 1), dtype=np.uint64)
+    np.cumsum(words, axis=1, out=prefix[:, 1:])
+    local = bounds - first
+    sums = np.take(prefix, local[1:], axis=1) - np.take(prefix, local[:-1], axis=1)  # (16, r)
+    lanes = sums.astype("<u8", copy=False).view("<u2").reshape(16, len(local) - 1, 4)  # [k, r, j]: bit 16j + k
+    return lanes.transpose(1, 2, 0).reshape(len(local) - 1, 64).astype(np.int64)
+
+
+def _exact_bit_counts(mixed: np.ndarray, slice_ids: int) -> np.ndarray:
+    """How many of ``mixed`` (uint64) set each bit, for one large set: (64,) int64."""
+    counts = np.zeros(64, dtype=np.int64)
+    for lo in range(0, len(mixed), slice_ids):
+        as_bytes = mixed[lo : lo + slice_ids].astype("<u8").view(np.uint8).reshape(-1, 8)
+        counts += np.unpackbits(as_bytes, axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
+    return counts
 
 
 def minhash(offsets: np.ndarray, hashes: np.ndarray, num_perm: int, seed: int) -> np.ndarray:

@@ -95,3 +95,38 @@ def test_normal_forms():
     assert ppl_text("Año  2018\nÉté") == "año 0000 été"
     assert lid_text("THIS IS ALL CAPS, see https://x.org/a?b=1 now") == "this is all caps, see now"
     assert lid_text("NASA and the other agencies") == "NASA and the other agencies"
+
+
+def _reference_simhash(mixed_ids: list[int]) -> int:
+    """Bit b is set when at least half the (mixed) ids set it; empty sets give 0."""
+    fingerprint = 0
+    for bit in range(64):
+        ones = sum((value >> bit) & 1 for value in mixed_ids)
+        if mixed_ids and 2 * ones >= len(mixed_ids):
+            fingerprint |= 1 << bit
+    return fingerprint
+
+
+@pytest.mark.parametrize("chunk_ids", [1 << 18, 1000])
+def test_simhash_counts_bits_exactly_for_empty_tied_and_huge_sets(chunk_ids):
+    # Sizes 0, 1, 2 (ties go to 1), ordinary ones, and sets past the 16-bit lane capacity: inside a
+    # chunk of several records (fixed up exactly) and alone past the chunk size (counted in slices).
+    rng = np.random.default_rng(0)
+    sizes = [0, 1, 2, 3, 35, 0, 120, 70_000, 7, 1 << 16, 5]
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    ids = rng.integers(0, 1 << 40, size=int(offsets[-1]), dtype=np.uint64)
+    # The large sets only hold ids whose mixed value sets bit 0: 70,000 ones wrap a 16-bit lane.
+    pool = rng.integers(0, 1 << 40, size=400_000, dtype=np.uint64)
+    odd = pool[(splitmix64(pool) & np.uint64(1)) == 1]
+    for record in (7, 9):
+        ids[offsets[record] : offsets[record + 1]] = odd[: sizes[record]]
+    mixed = splitmix64(ids)
+    got = simhash(offsets, ids, chunk_ids=chunk_ids)
+    for record in range(len(sizes)):
+        part = mixed[offsets[record] : offsets[record + 1]]
+        if len(part) < 200:
+            expected = _reference_simhash([int(v) for v in part])
+        else:  # the same rule, vectorised over bits for the large sets
+            ones = ((part[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).sum(axis=0)
+            expected = sum(1 << bit for bit in range(64) if 2 * int(ones[bit]) >= len(part))
+        assert int(got[record]) == expected, record
