@@ -20,9 +20,12 @@ from tqdm import tqdm
 
 from hyft.governance.config import CurationConfig
 from hyft.governance.dedup import dedup_language
-from hyft.governance.lid import Detectors, identify_record
+from hyft.governance.lid import Detectors, identify_records
 from hyft.governance.quality import PplScorer, quality_language
 from hyft.governance.validate import validate_item
+
+# Valid entries language-identified together: enough for each detector's tables to stay in cache.
+LID_CHUNK = 2048
 
 
 @contextmanager
@@ -46,22 +49,35 @@ def annotate(
     items: Iterable[tuple[str, int, Any]], config: CurationConfig, detectors: Detectors,
     total: int | None = None, progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Validate and language-identify each (source, line, raw) item; one entry per item."""
-    entries = []
+    """Validate and language-identify each (source, line, raw) item; one entry per item, in order.
+
+    LID runs over chunks of ``LID_CHUNK`` valid entries (``identify_records``), phase by phase.
+    """
+    entries: list[dict[str, Any]] = []
     bar = tqdm(items, total=total, desc="validate+LID", unit="rec", disable=not progress, mininterval=1.0)
     with cyclic_gc_paused():
+        waiting: list[dict[str, Any]] = []
         for source, line, raw in bar:
             entry = validate_item(source, line, raw, config)
-            if entry["reason"] is None:
-                reason, flags, evidence = identify_record(
-                    entry["fields"], config.text_fields, entry["lang"], config.lid, detectors
-                )
-                entry["evidence"]["lid"] = evidence
-                entry["flags"] = flags
-                if reason is not None:
-                    entry["reason"] = reason.value
             entries.append(entry)
+            if entry["reason"] is None:
+                waiting.append(entry)
+                if len(waiting) == LID_CHUNK:
+                    _identify(waiting, config, detectors)
+                    waiting = []
+        _identify(waiting, config, detectors)
     return entries
+
+
+def _identify(entries: list[dict[str, Any]], config: CurationConfig, detectors: Detectors) -> None:
+    """Fill LID reason, flags and evidence into valid entries, in place."""
+    records = [(entry["fields"], entry["lang"]) for entry in entries]
+    outcomes = identify_records(records, config.text_fields, config.lid, detectors)
+    for entry, (reason, flags, evidence) in zip(entries, outcomes, strict=True):
+        entry["evidence"]["lid"] = evidence
+        entry["flags"] = flags
+        if reason is not None:
+            entry["reason"] = reason.value
 
 
 def lid_survivors_by_language(entries: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -58,6 +58,17 @@ def test_two_runs_are_byte_identical(pool, tmp_path):
     assert first.report["total"]["n_input"] == 270 + 3 + 3  # XNLI rows, planted copies, bad lines
 
 
+def test_lid_chunk_size_changes_no_output(pool, tmp_path, monkeypatch):
+    # annotate identifies valid entries in chunks; chunks of 7 (cutting records, fields and languages
+    # at odd places) must give the files that one chunk per run gives.
+    from hyft.governance import stages
+
+    curate(pool, _config(), tmp_path / "whole")
+    monkeypatch.setattr(stages, "LID_CHUNK", 7)
+    curate(pool, _config(), tmp_path / "chunked")
+    assert _same_files(tmp_path / "whole", tmp_path / "chunked") == []
+
+
 def test_datatrove_local_executor_matches_inline(pool, tmp_path):
     pytest.importorskip("datatrove")
     inline = curate(pool, _config(), tmp_path / "inline")
