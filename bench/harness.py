@@ -85,14 +85,22 @@ def make_batch(name: str, vocab: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
-def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> float:
-    """Wall seconds of one optimizer step (zero_grad, forward, backward, λ update if any, AdamW)."""
+def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
+               synchronize: Callable[[], None] | None = None) -> float:
+    """Wall seconds of one optimizer step (zero_grad, forward, backward, λ update if any, AdamW).
+
+    ``synchronize`` (e.g. ``torch.cuda.synchronize``) runs on both sides, for devices that queue work.
+    """
+    if synchronize is not None:
+        synchronize()
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     net(**batch).loss.backward()
     if hasattr(net, "after_backward"):
         net.after_backward()
     optimizer.step()
+    if synchronize is not None:
+        synchronize()
     return time.perf_counter() - start
 
 
