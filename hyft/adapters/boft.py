@@ -214,9 +214,15 @@ class BoftLinear(AdaptedLinear):
         rotated in fp32 and fed to ``base``. Block dropout applies in training mode.
         """
         blocks = self.input_operator(generator_scale, blend)
-        if blocks.dim() == 3 and can_rotate_weight(base):
+        if self.weight_side(blocks, base):
             return rotated_frozen_linear(x, blocks, base.weight, base.bias)
         return base(self.apply_input_operator(x, blocks, blend).to(x.dtype))
+
+    @staticmethod
+    def weight_side(blocks: torch.Tensor, base: nn.Module) -> bool:
+        """Whether ``base(x · M)`` runs as :func:`rotated_frozen_linear` (M rotates W0, not the tokens):
+        M in folded diagonal blocks (d/g, g, g) and ``base`` a plain frozen nn.Linear."""
+        return blocks.dim() == 3 and can_rotate_weight(base)
 
     def rotation_matrix(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
         """Dense R (d×d, fp32): the weight-side product, for merges of small layers and tests only."""

@@ -23,7 +23,7 @@ from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, is_plain_linear
 from hyft.adapters.lora import LoraLinear
 from hyft.adapters.mixer import LambdaController
 from hyft.adapters.registry import register_method
-from hyft.adapters.rotated_linear import can_rotate_weight, rotated_frozen_linear
+from hyft.adapters.rotated_linear import rotated_frozen_linear
 from hyft.adapters.targeting import matches_pattern
 
 MIXER_KEYS = ("mixing_weight", "ema_lora", "ema_rotation", "updates")
@@ -75,7 +75,7 @@ class HybridLinear(AdaptedLinear):
         mix = {"generator_scale": mu} if self.mix == "generator" else {"blend": mu}
         scale = lam * self.lora.delta_scale()
         blocks = self.boft.input_operator(**mix)
-        if blocks.dim() == 3 and can_rotate_weight(self.base_layer):
+        if self.boft.weight_side(blocks, self.base_layer):
             weight, bias = self.base_layer.weight, self.base_layer.bias
             if isinstance(self.lora.dropout, nn.Identity):
                 # One fused op: GEMM on the rotated W0 plus the low-rank path, sharing x and the backward.

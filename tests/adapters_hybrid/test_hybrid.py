@@ -209,8 +209,6 @@ def test_decoder_training_lowers_the_loss_and_logs_lambda(tmp_path, factory):
 
 @pytest.mark.parametrize("mix", ["linear", "generator"])
 def test_fused_weight_side_forward_equals_the_activation_path(mix, monkeypatch):
-    import hyft.adapters.boft as boft_module
-
     data = _data()
     model = hyft.wrap(Regression(), _config(mixer="fixed", fixed_lambda=0.4, hybrid_mix=mix), init_batches=[data])
     _perturb(model)
@@ -219,8 +217,8 @@ def test_fused_weight_side_forward_equals_the_activation_path(mix, monkeypatch):
     weights = torch.linspace(-1, 1, 32)
     results = []
     for fused in (True, False):
-        if not fused:  # a base layer that cannot take the weight-side path
-            monkeypatch.setattr(boft_module, "can_rotate_weight", lambda base: False)
+        if not fused:  # as for a base layer that cannot take the weight-side path
+            monkeypatch.setattr(BoftLinear, "weight_side", staticmethod(lambda blocks, base: False))
         y = layer(x)
         params = [x, layer.lora.lora_A, layer.lora.lora_B, layer.boft.boft_R]
         results.append((y, torch.autograd.grad((y * weights).sum(), params)))
