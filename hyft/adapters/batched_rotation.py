@@ -46,7 +46,7 @@ def prepare_rotation_blocks(layers: Iterable[nn.Module]) -> None:
     for members in groups.values():
         if len(members) > 1:
             for member, blocks in zip(members, batched_operator_blocks(members), strict=True):
-                member.prepared_blocks = blocks
+                member.prepared_blocks = (member.boft_R._version, blocks)
 
 
 def batched_operator_blocks(members: list[BoftLinear]) -> list[torch.Tensor]:

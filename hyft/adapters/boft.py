@@ -97,8 +97,9 @@ class BoftLinear(AdaptedLinear):
         self.neumann_terms = config.cayley_neumann_terms
         self.dropout = config.boft_dropout
         self._cache: tuple[tuple, torch.Tensor] | None = None
-        # Blocks computed for this layer by batched_rotation.py for the coming training forward (used once).
-        self.prepared_blocks: torch.Tensor | None = None
+        # Blocks computed for this layer by batched_rotation.py for the coming training forward (used once),
+        # with the version of boft_R they were computed from: an optimizer step in between voids them.
+        self.prepared_blocks: tuple[int, torch.Tensor] | None = None
         self._neumann_calls = 0
         self._neumann_warned = False
 
@@ -125,8 +126,9 @@ class BoftLinear(AdaptedLinear):
     def operator_blocks(self, generator_scale: GeneratorScale = 1.0, dropout: bool = False) -> torch.Tensor:
         """R as its diagonal blocks for :func:`apply_blocks`: (d/g, g, g), or the factor blocks when g is big."""
         prepared, self.prepared_blocks = self.prepared_blocks, None
-        if prepared is not None and isinstance(generator_scale, float) and generator_scale == 1.0:  # no dropout: batch_key
-            return prepared
+        if (prepared is not None and prepared[0] == self.boft_R._version  # no dropout: see batch_key
+                and isinstance(generator_scale, float) and generator_scale == 1.0):
+            return prepared[1]
         key = None if dropout else self._cache_key(generator_scale)
         if key is not None and self._cache is not None and self._cache[0] == key:
             return self._cache[1]

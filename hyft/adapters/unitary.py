@@ -175,7 +175,7 @@ class _UnitaryTransform(torch.autograd.Function):
         x, theta, v, v_ref = ctx.saved_tensors
         ops, program = Operands(theta, v, v_ref, ctx.indices), ctx.program
         grads = {"theta": torch.zeros_like(ops.phase), "v": torch.zeros_like(ops.vectors["v"])}
-        grad_x = torch.empty_like(x)
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         step = _chunk_rows(x.shape[-1] // 2)
         for start in range(0, x.shape[0], step):
             rows = slice(start, start + step)
@@ -187,10 +187,9 @@ class _UnitaryTransform(torch.autograd.Function):
             g, grad_rest = pair_features(grad[rows], ctx.pairing)
             for stage, z_in in zip(reversed(program), reversed(stage_inputs), strict=True):
                 g = _stage_backward(stage, g, z_in, ops, grads)
-            if ctx.needs_input_grad[0]:
+            if grad_x is not None:
                 _store_unpaired(grad_x[rows], g, grad_rest, ctx.pairing)
         # grads["theta"] holds Σ_t conj(g)·y per phase stage (signed); ∂L/∂θ is its negated imaginary part.
-        grad_x = grad_x if ctx.needs_input_grad[0] else None
         return grad_x, -grads["theta"].imag, torch.view_as_real(grads["v"]), None, None, None, None
 
 

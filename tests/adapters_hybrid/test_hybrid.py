@@ -281,3 +281,9 @@ def test_batched_rotation_blocks_equal_the_per_layer_ones(method, monkeypatch):
     assert all(rotation.prepared_blocks is not None for rotation in rotations)
     rotations[0].operator_blocks()
     assert rotations[0].prepared_blocks is None
+    # An update of the generators between preparing and using (an optimizer step) voids the prepared blocks.
+    prepare_rotation_blocks(layers)
+    with torch.no_grad():
+        rotations[1].boft_R.add_(0.1)
+    used = rotations[1].operator_blocks()
+    assert torch.allclose(used, rotations[1].operator_blocks())  # the second call computes its own
