@@ -29,6 +29,9 @@ from hyft.governance.text import lid_text
 
 LID176_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 TOP_K = 5
+# Records language-identified together: enough for each phase's tables (the script classes, fastText's
+# model) to stay in cache; small enough that a progress bar over the records keeps moving.
+LID_CHUNK = 2048
 # fastText's hierarchical-softmax search stops at branches below this probability: ~25 % faster per line.
 # Support is a sum over at most a few labels, so the omitted mass moves it by < 0.01 per label, against
 # thresholds of 0.3 and above; on 35,000 real XNLI/FLORES lines (5,000 with a wrong declared language)
@@ -203,29 +206,28 @@ def _detector_outcome(
     return FieldLid(Reason.LID_LOW_CONFIDENCE, flags, evidence)
 
 
-def identify_record(
-    fields: list[str], names: list[str], lang: str, settings: LidSettings, detectors: Detectors
-) -> RecordLid:
-    """Every field must pass; the reason is the first failing field's (in config order).
-
-    Returns (reason, sorted flags, evidence keyed by field name).
-    """
-    return identify_records([(fields, lang)], names, settings, detectors)[0]
-
-
 def identify_records(
     records: Sequence[tuple[list[str], str]], names: list[str], settings: LidSettings, detectors: Detectors
 ) -> list[RecordLid]:
-    """``identify_record`` for each (fields, declared language), field by field over the whole batch.
+    """For each (fields, declared language): (reason, sorted flags, evidence keyed by field name).
 
-    A record's later fields are not identified once one fails: the first failing field decides.
+    Every field must pass; the reason is the first failing field's (in ``names`` order), and a record's
+    later fields are not identified once one fails. Runs field by field, each field phase by phase
+    (``identify_fields``), over chunks of ``LID_CHUNK`` records.
     """
-    reasons: list[Reason | None] = [None] * len(records)
-    flags: list[set[str]] = [set() for _ in records]
-    evidence: list[dict[str, Any]] = [{} for _ in records]
     for index, (fields, _) in enumerate(records):
         if len(fields) != len(names):
             raise ValueError(f"record {index} has {len(fields)} fields, expected {len(names)}: {names}")
+    return [outcome for lo in range(0, len(records), LID_CHUNK)
+            for outcome in _identify_chunk(records[lo : lo + LID_CHUNK], names, settings, detectors)]
+
+
+def _identify_chunk(
+    records: Sequence[tuple[list[str], str]], names: list[str], settings: LidSettings, detectors: Detectors
+) -> list[RecordLid]:
+    reasons: list[Reason | None] = [None] * len(records)
+    flags: list[set[str]] = [set() for _ in records]
+    evidence: list[dict[str, Any]] = [{} for _ in records]
     active = list(range(len(records)))
     for position, name in enumerate(names):
         outcomes = identify_fields([(records[i][0][position], records[i][1]) for i in active], settings, detectors)

@@ -20,12 +20,9 @@ from tqdm import tqdm
 
 from hyft.governance.config import CurationConfig
 from hyft.governance.dedup import dedup_language
-from hyft.governance.lid import Detectors, identify_records
+from hyft.governance.lid import LID_CHUNK, Detectors, identify_records
 from hyft.governance.quality import PplScorer, quality_language
 from hyft.governance.validate import validate_item
-
-# Valid entries language-identified together: enough for each detector's tables to stay in cache.
-LID_CHUNK = 2048
 
 
 @contextmanager
@@ -51,7 +48,7 @@ def annotate(
 ) -> list[dict[str, Any]]:
     """Validate and language-identify each (source, line, raw) item; one entry per item, in order.
 
-    LID runs over chunks of ``LID_CHUNK`` valid entries (``identify_records``), phase by phase.
+    Valid entries are language-identified a chunk of ``LID_CHUNK`` at a time (``identify_records``).
     """
     entries: list[dict[str, Any]] = []
     bar = tqdm(items, total=total, desc="validate+LID", unit="rec", disable=not progress, mininterval=1.0)

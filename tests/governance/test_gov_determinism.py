@@ -59,12 +59,12 @@ def test_two_runs_are_byte_identical(pool, tmp_path):
 
 
 def test_lid_chunk_size_changes_no_output(pool, tmp_path, monkeypatch):
-    # annotate identifies valid entries in chunks; chunks of 7 (cutting records, fields and languages
-    # at odd places) must give the files that one chunk per run gives.
-    from hyft.governance import stages
+    # LID runs over chunks of records; chunks of 7 (cutting records, fields and languages at odd places)
+    # must give the files that one chunk per run gives.
+    from hyft.governance import lid
 
     curate(pool, _config(), tmp_path / "whole")
-    monkeypatch.setattr(stages, "LID_CHUNK", 7)
+    monkeypatch.setattr(lid, "LID_CHUNK", 7)
     curate(pool, _config(), tmp_path / "chunked")
     assert _same_files(tmp_path / "whole", tmp_path / "chunked") == []
 
