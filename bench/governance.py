@@ -43,9 +43,10 @@ from hyft.governance.dedup import dedup_language
 from hyft.governance.lid import identify_records, shared_detectors
 from hyft.governance.near_dedup import FieldShingles, clusters, confirm_pairs
 from hyft.governance.quality import quality_language
+from hyft.governance.scripts import check_script
 from hyft.governance.shingles import record_key
-from hyft.governance.stages import LID_CHUNK, cyclic_gc_paused
-from hyft.governance.text import canonical_text, feature_text
+from hyft.governance.stages import cyclic_gc_paused
+from hyft.governance.text import canonical_text, feature_text, lid_text
 from hyft.governance.validate import validate_item
 
 
@@ -77,12 +78,6 @@ def timed(function, *args):
     return result, time.process_time() - cpu, time.perf_counter() - wall
 
 
-def lid_in_chunks(records: list[tuple[list[str], str]], config: CurationConfig, detectors) -> list:
-    """LID as ``stages.annotate`` runs it: ``identify_records`` over chunks of ``LID_CHUNK`` records."""
-    return [outcome for lo in range(0, len(records), LID_CHUNK)
-            for outcome in identify_records(records[lo : lo + LID_CHUNK], config.text_fields, config.lid, detectors)]
-
-
 def timed_median(functions: list, repeats: int) -> list[tuple[float, float]]:
     """(median cpu s, median wall s) of each function, the functions interleaved in each round."""
     runs = [[timed(function)[1:] for function in functions] for _ in range(repeats)]
@@ -91,16 +86,37 @@ def timed_median(functions: list, repeats: int) -> list[tuple[float, float]]:
 
 
 def lid_and_simhash_rates(pairs: list[tuple[str, str]], repeats: int) -> list[tuple[str, int, float, float]]:
-    """LID and SimHash throughput as in ``stage_rates``, each the median of ``repeats`` interleaved runs."""
+    """LID (as ``stages.annotate`` runs it) and SimHash rows: the median of ``repeats`` interleaved runs."""
     config = CurationConfig(text_fields=["text"], progress=False)
     detectors = shared_detectors()
     texts = [t for _, t in pairs]
     lid, sim = timed_median([
-        lambda: lid_in_chunks([([t], lang) for lang, t in pairs], config, detectors),
+        lambda: identify_records([([t], lang) for lang, t in pairs], config.text_fields, config.lid, detectors),
         lambda: FieldShingles.build([feature_text(t) for t in texts]),
     ], repeats)
     return [("LID (script gate, fastText, py3langid where fastText < tau)", len(pairs), *lid),
             ("SimHash fingerprints (normalise, shingle, 64-bit SimHash)", len(pairs), *sim)]
+
+
+def component_costs(pairs: list[tuple[str, str]], repeats: int) -> list[tuple[str, float]]:
+    """CPU µs per record of each part of LID + SimHash, each timed alone over all records (median of
+    ``repeats``); py3langid runs on the lines fastText leaves below tau, its time spread over all records."""
+    config = CurationConfig(text_fields=["text"])
+    settings, detectors = config.lid, shared_detectors()
+    lines = [lid_text(t) for _, t in pairs]
+    outcomes = identify_records([([t], lang) for lang, t in pairs], config.text_fields, settings, detectors)
+    below = [line for line, (_, _, evidence) in zip(lines, outcomes, strict=True) if "py3langid" in evidence["text"]]
+    features = [feature_text(t) for _, t in pairs]
+    parts = {
+        "script gate (letter units per script)": lambda: [check_script(t, lang, settings.script_share) for lang, t in pairs],
+        "LID text normalisation": lambda: [lid_text(t) for _, t in pairs],
+        "fastText top-5": lambda: [detectors.fasttext_top(line) for line in lines],
+        f"py3langid top-5 ({len(below) / len(pairs):.1%} of lines)": lambda: [detectors.py3langid_top(line) for line in below],
+        "SimHash normalisation (feature text)": lambda: [feature_text(t) for _, t in pairs],
+        "shingles + 64-bit SimHash": lambda: FieldShingles.build(features),
+    }
+    medians = timed_median(list(parts.values()), repeats)
+    return [(name, 1e6 * cpu / len(pairs)) for name, (cpu, _) in zip(parts, medians, strict=True)]
 
 
 def stage_rates(pairs: list[tuple[str, str]]) -> list[tuple[str, int, float, float]]:
@@ -111,13 +127,10 @@ def stage_rates(pairs: list[tuple[str, str]]) -> list[tuple[str, int, float, flo
     items = [("bench", k + 1, json.dumps({"text": t, "lang": lang}, ensure_ascii=False).encode())
              for k, (lang, t) in enumerate(pairs)]
     rows = []
-    entries, cpu, wall = timed(lambda: [validate_item(*item, config) for item in items])
+    _, cpu, wall = timed(lambda: [validate_item(*item, config) for item in items])
     rows.append(("validate (UTF-8, JSON, fields, NFC, language code)", len(items), cpu, wall))
-    _, cpu, wall = timed(lambda: lid_in_chunks([(e["fields"], e["lang"]) for e in entries], config, detectors))
-    rows.append(("LID (script gate, fastText, py3langid where fastText < tau)", len(entries), cpu, wall))
+    rows += lid_and_simhash_rates(pairs, repeats=1)
     texts = [t for _, t in pairs]
-    _, cpu, wall = timed(lambda: FieldShingles.build([feature_text(t) for t in texts]))
-    rows.append(("SimHash fingerprints (normalise, shingle, 64-bit SimHash)", len(texts), cpu, wall))
     _, cpu, wall = timed(lambda: [(record_key([t]), record_key([canonical_text(t)])) for t in texts])
     rows.append(("exact keys (raw + canonical BLAKE2b-128)", len(texts), cpu, wall))
     by_lang: dict[str, list[str]] = {}
@@ -234,21 +247,26 @@ def main() -> None:
     sample = rng.sample(pairs, min(len(pairs), args.stage_records))
     stages = stage_rates(sample)
     short = [p for p in pairs if len(p[1]) <= SHORT_CHARS]
-    short_stages = lid_and_simhash_rates(rng.sample(short, min(len(short), args.short_records)), args.repeats)
+    short_sample = rng.sample(short, min(len(short), args.short_records))
+    short_stages = lid_and_simhash_rates(short_sample, args.repeats)
     english = [p for p in short if p[0] == "en"]
     english_stages = lid_and_simhash_rates(rng.sample(english, min(len(english), args.short_records)), args.repeats)
     for name, n, cpu, wall in stages + short_stages + english_stages:
         print(f"  {name}: {n / cpu:,.0f} rec/s/core ({wall:.1f}s wall)", flush=True)
+    costs = component_costs(short_sample, args.repeats)
+    for name, micros in costs:
+        print(f"  {name}: {micros:.1f} µs per short record", flush=True)
     base = [t for lang, t in pairs if lang == "en"]
     sizes = [int(s) for s in args.sizes.split(",")]
     scale = scaling(base, sizes, args.budget_s)
     info["load_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     info["mean_chars"] = f"{sum(len(t) for _, t in sample) / len(sample):.0f}"
-    Path(args.out).write_text(render(info, len(pairs), stages, short_stages, english_stages, scale), encoding="utf-8")
+    Path(args.out).write_text(render(info, len(pairs), stages, short_stages, english_stages, costs, scale), encoding="utf-8")
     print(f"wrote {args.out}")
 
 
-def render(info: dict, n_real: int, stages: list, short_stages: list, english_stages: list, scale: list[dict]) -> str:
+def render(info: dict, n_real: int, stages: list, short_stages: list, english_stages: list, costs: list,
+           scale: list[dict]) -> str:
     def together(rows: list) -> tuple[float, float, float]:
         lid, sim = (n / cpu for _, n, cpu, _ in rows)
         return lid, sim, 1 / (1 / lid + 1 / sim)
@@ -275,6 +293,11 @@ def render(info: dict, n_real: int, stages: list, short_stages: list, english_st
     lines += ["", f"LID + SimHash together on short records: **{combined:,.0f} records/s/core** (target ≥ 20,000: "
               f"{'met' if combined >= 20_000 else 'not met'}; ratio {combined / 20_000:.2f}); English short records "
               f"{combined_en:,.0f} (ratio {combined_en / 20_000:.2f}); all sentences {combined_all:,.0f}.", "",
+              "CPU µs per short record of each part, each timed alone over the same short records (median of "
+              f"{info['repeats']}); what the rows above add to this sum is the stages' own bookkeeping:", "",
+              "| part | µs per record |", "|---|---:|",
+              *[f"| {name} | {micros:.1f} |" for name, micros in costs],
+              f"| sum | {sum(m for _, m in costs):.1f} |", "",
               "## Near-dedup scaling (one language, English recombined; 5% planted one-word edits)", "",
               "| records | engine | cpu s | wall s | planted-pair recall | notes |", "|---|---|---|---|---|---|"]
     for r in scale:
