@@ -46,12 +46,15 @@ class PeftBlockDiagShim:
         return [grad.view(n, d, h, d, h)[:, diagonal, :, diagonal, :].transpose(0, 1).contiguous()]
 
 
-def install_peft_boft_shim() -> None:
-    """Make PEFT's BOFT use :class:`PeftBlockDiagShim`, so m > 1 really runs on CPU."""
+def install_peft_boft_shim(assign: Callable[[object, str, object], None] = setattr) -> None:
+    """Make PEFT's BOFT use :class:`PeftBlockDiagShim`, so m > 1 really runs on CPU.
+
+    ``assign`` sets the two attributes (tests pass ``monkeypatch.setattr`` to undo it afterwards).
+    """
     import peft.tuners.boft.layer as boft_layer
 
-    boft_layer._FBD_CUDA = PeftBlockDiagShim
-    boft_layer.get_fbd_cuda = lambda: PeftBlockDiagShim
+    assign(boft_layer, "_FBD_CUDA", PeftBlockDiagShim)
+    assign(boft_layer, "get_fbd_cuda", lambda: PeftBlockDiagShim)
 
 
 def build_base(name: str) -> torch.nn.Module:

@@ -5,7 +5,7 @@ the transpose of the paper's ``(I + Q)(I − Q)^{-1}`` that hyft uses everywhere
 hyft's ``Q = −S``. PEFT's Cayley–Neumann path already has the paper's sign: same parameter, same R.
 
 PEFT BOFT needs its CUDA extension for m > 1 and silently drops to m = 1 on a CPU torch; for m = 3 a
-small pure-torch block-diagonal stands in for it (``PeftBlockDiagShim`` from ``bench/harness.py``, the one the benchmarks use).
+small pure-torch block-diagonal stands in for it (``PeftBlockDiagShim``, installed by ``bench/harness.py: install_peft_boft_shim`` as the benchmarks do).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import hyft
-from bench.harness import PeftBlockDiagShim
+from bench.harness import install_peft_boft_shim
 from hyft.adapters.cayley import upper_from_skew
 from tests.conftest import model_inputs, tiny_llama
 
@@ -31,12 +31,10 @@ def peft_merged(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("factors", [1, 3])
 def test_boft_effective_weight_equals_pefts(monkeypatch, factors):
-    import peft.tuners.boft.layer as peft_boft
     from peft import BOFTConfig, get_peft_model
 
     if factors > 1:
-        monkeypatch.setattr(peft_boft, "_FBD_CUDA", PeftBlockDiagShim)
-        monkeypatch.setattr(peft_boft, "get_fbd_cuda", lambda: PeftBlockDiagShim)
+        install_peft_boft_shim(monkeypatch.setattr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = get_peft_model(tiny_llama(), BOFTConfig(boft_block_size=4, boft_n_butterfly_factor=factors,
