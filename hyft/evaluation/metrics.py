@@ -3,7 +3,8 @@ GSM8K exact match and pass@k.
 
 Every function takes plain Python sequences or arrays (numpy, or CPU torch tensors through
 ``np.asarray``) and returns a Python float. Temperature scaling lives in ``calibration.py`` and the
-paired bootstrap in ``bootstrap.py``; both are re-exported here so ``hyft.metrics`` is the one import.
+paired bootstraps (over examples; over seeds × examples) in ``bootstrap.py``; they are re-exported here
+so ``hyft.evaluation.metrics`` is the one import.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hyft.evaluation.bootstrap import paired_bootstrap_ci
+from hyft.evaluation.bootstrap import hierarchical_bootstrap_ci, paired_bootstrap_ci
 from hyft.evaluation.calibration import _as_array, apply_temperature, fit_temperature
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "fit_temperature",
     "gsm8k_exact_match",
     "gsm8k_extract_answer",
+    "hierarchical_bootstrap_ci",
     "macro_average",
     "paired_bootstrap_ci",
     "parity_gap",

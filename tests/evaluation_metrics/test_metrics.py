@@ -175,3 +175,75 @@ def test_paired_bootstrap_ci_basics() -> None:
     assert first[0] == pytest.approx((a - b).mean())
     wide = paired_bootstrap_ci(a, b, confidence=0.99, seed=5)
     assert wide[1] <= first[1] and wide[2] >= first[2]
+
+
+# --------------------------------------------------------------------------- hierarchical (seeds × examples)
+
+
+def test_hierarchical_bootstrap_two_seeds_one_example_by_hand() -> None:
+    from hyft.evaluation.metrics import hierarchical_bootstrap_ci
+
+    # one example, seed 0 gives d = 0 and seed 1 gives d = 1: a resample of two seeds has mean 0 (p = ¼),
+    # ½ (p = ½) or 1 (p = ¼), so with many resamples the 95% percentile interval is [0, 1] around 0.5.
+    # An example-only bootstrap of the seed-averaged scores would give [0.5, 0.5]: seed variance is in.
+    assert hierarchical_bootstrap_ci([[1.0], [1.0]], [[1.0], [0.0]], n_resamples=4000, seed=3) == (0.5, 0.0, 1.0)
+    # a 0.99 interval of a 3-seed resample (means 0, ⅓, ⅔, 1) still spans [0, 1]
+    mean, low, high = hierarchical_bootstrap_ci([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]], n_resamples=4000,
+                                                confidence=0.99)
+    assert (mean, low, high) == (pytest.approx(2 / 3), 0.0, 1.0)
+
+
+def test_hierarchical_bootstrap_matches_a_loop_reimplementation_of_its_documented_draws() -> None:
+    from hyft.evaluation.metrics import hierarchical_bootstrap_ci
+
+    rng = np.random.default_rng(11)
+    a, b = (rng.random((3, 7)) < 0.7).astype(float), (rng.random((3, 7)) < 0.5).astype(float)
+    n_resamples, seed = 500, 9
+    examples = np.random.default_rng(seed).integers(0, 7, size=(n_resamples, 7))
+    seeds = np.random.default_rng([seed, 1]).integers(0, 3, size=(n_resamples, 3))
+    replicates = []
+    for draw in range(n_resamples):
+        total = 0.0
+        for s in seeds[draw]:  # drawn seeds, each scored on the same drawn examples
+            total += sum(a[s, i] - b[s, i] for i in examples[draw]) / 7
+        replicates.append(total / 3)
+    want_low, want_high = np.quantile(replicates, [0.025, 0.975])
+    mean, low, high = hierarchical_bootstrap_ci(a, b, n_resamples=n_resamples, seed=seed)
+    assert mean == pytest.approx(float((a - b).mean()))
+    assert (low, high) == (pytest.approx(want_low, abs=1e-12), pytest.approx(want_high, abs=1e-12))
+
+
+def test_hierarchical_bootstrap_degenerate_cases() -> None:
+    from hyft.evaluation.metrics import hierarchical_bootstrap_ci
+
+    rng = np.random.default_rng(2)
+    a, b = (rng.random(200) < 0.7).astype(float), (rng.random(200) < 0.6).astype(float)
+    # identical seeds: nothing to gain from resampling seeds, so the interval is the example bootstrap's
+    example_only = paired_bootstrap_ci(a, b, n_resamples=700, seed=4)
+    assert example_only[1] < example_only[2]
+    seeded = hierarchical_bootstrap_ci(np.tile(a, (4, 1)), np.tile(b, (4, 1)), n_resamples=700, seed=4)
+    np.testing.assert_allclose(seeded, example_only, atol=1e-12)
+    # a difference of 0.25 on every seed and example: zero width at 0.25
+    scores = rng.random((3, 50))
+    mean, low, high = hierarchical_bootstrap_ci(scores + 0.25, scores, n_resamples=300)
+    assert mean == pytest.approx(0.25) and low == pytest.approx(0.25) and high == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap_ci(a, b)  # one vector, not [seeds, examples]
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap_ci(np.ones((2, 5)), np.ones((3, 5)))
+
+
+def test_hierarchical_bootstrap_widens_when_seeds_disagree() -> None:
+    from hyft.evaluation.metrics import hierarchical_bootstrap_ci
+
+    rng = np.random.default_rng(5)
+    a, b = (rng.random(400) < 0.7).astype(float), (rng.random(400) < 0.6).astype(float)
+    same = hierarchical_bootstrap_ci(np.tile(a, (4, 1)), np.tile(b, (4, 1)), seed=1)
+    shifts = np.array([[-0.15], [-0.05], [0.05], [0.15]])  # seeds move A's score apart; mean shift 0
+    apart = hierarchical_bootstrap_ci(np.tile(a, (4, 1)) + shifts, np.tile(b, (4, 1)), seed=1)
+    assert apart[0] == pytest.approx(same[0])
+    width_same, width_apart = same[2] - same[1], apart[2] - apart[1]
+    # the seed part alone: a mean of 4 draws from the shifts has sd = sd(shifts, ddof=0) / 2 ≈ 0.056,
+    # so the interval grows by far more than the example part's ≈ 0.13 width would allow by chance
+    assert width_apart > width_same + 0.05
+    assert apart[1] < same[1] and apart[2] > same[2]
