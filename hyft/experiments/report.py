@@ -1,8 +1,9 @@
 """``report.md`` and ``figures/*.png`` for a run folder, from its ``results.json`` (and ``manifest.json``).
 
-Reads top to bottom: load and check results.json, group cells over seeds, render Tables I–VI, draw the
-figures, run the paired bootstrap of the hybrid against every other method, then write one Markdown
-file. Nothing is trained or evaluated, and nothing depends on the clock, so the same input gives the
+Reads top to bottom: load and check results.json, group cells over seeds, run the hierarchical paired
+bootstrap (seeds, then test examples) of the hybrid against every other method and the per-language
+intervals of Table II, say in plain words which differences are significant, render Tables I–VI, draw
+the figures, then write one Markdown file. Nothing is trained or evaluated, and nothing depends on the clock, so the same input gives the
 same bytes.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from hyft.experiments.aggregate import (
     MainSetting,
     compare_methods,
     group_cells,
+    language_intervals,
     main_setting,
     stage_sort_key,
 )
@@ -132,10 +135,19 @@ def _notes(results: Mapping[str, Any], groups: Mapping[Any, CellGroup], comparis
     notes.append("Accuracy, Macro, Δ, ECE and drops are in percent (points); BLEU/chrF on their 0–100 scale.")
     if comparisons:
         widths = sorted((c.high - c.low) / 2 for c in comparisons)
-        notes.append(f"Bootstrap CIs resample test examples (per-example correctness averaged over seeds); they "
-                     f"leave out seed-to-seed training variance. Median half-width {widths[len(widths) // 2]:.1f} "
-                     f"pp on {min(c.n_examples for c in comparisons)}–{max(c.n_examples for c in comparisons)} "
-                     "examples.")
+        n_seeds = sorted({len(c.seeds) for c in comparisons})
+        seeds_text = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
+        sizes = sorted({c.n_examples for c in comparisons})
+        examples_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}–{sizes[-1]}"
+        notes.append(f"Bootstrap CIs are hierarchical: each resample draws seeds with replacement, then test "
+                     f"examples with replacement (one draw shared by the drawn seeds, which score the same test "
+                     f"rows), so they include seed-to-seed training variance as well as test-set sampling. "
+                     f"Median half-width {widths[len(widths) // 2]:.1f} pp on {examples_text} examples and "
+                     f"{seeds_text} seed{'' if seeds_text == '1' else 's'}.")
+        if n_seeds[0] < 5:
+            notes.append(f"With {_count(n_seeds[0], 'seed')} the seed part of a CI rests on that many training runs (a "
+                         "bootstrap over so few values understates their spread); a 'significant' difference "
+                         "near the CI edge may not hold with more seeds.")
     for cell in cells:
         if cell["status"] != "done":
             notes.append(f"Cell `{cell.get('cell_id', '?')}` is {cell['status']} and left out: "
@@ -167,14 +179,52 @@ def _lambda_never_moved(group: CellGroup) -> bool:
     return bool(series) and all(max(values) - min(values) < 1e-9 for values in series if values)
 
 
+def _points(value: float) -> str:
+    """``+1.2`` / ``−0.8`` (a real minus sign) / ``0.0``."""
+    text = f"{value:+.1f}" if round(value, 1) != 0 else "0.0"
+    return text.replace("-", "−")
+
+
+def _bound(value: float) -> str:
+    """``3.1`` / ``−0.8``: an interval end, signed only when negative."""
+    text = f"{value:.1f}"
+    return "0.0" if text == "-0.0" else text.replace("-", "−")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _key_differences(comparisons: Sequence[Comparison], setting: MainSetting, reference: str,
+                     confidence: float) -> list[str]:
+    """Plain-words verdicts at the main setting, near the top of the report."""
+    lines = ["## Key differences", ""]
+    if not comparisons:
+        return lines + [f"_No paired comparison: the run has no `{reference}` cells with per-example samples "
+                        "beside other methods._", ""]
+    main = [c for c in comparisons if c.k_shot == setting.k_shot and c.curation == setting.curation] or comparisons
+    lines += [f"{reference} minus each other method, in accuracy points, with the {confidence:.0%} CI of a "
+              "bootstrap over seeds and test examples; significant = the CI excludes 0"
+              + (f" (k = {setting.k_shot}, curation {setting.curation or 'none'}; every setting is under "
+                 "Significance)." if main is not comparisons else "."), ""]
+    for c in main:
+        verdict = "significant" if c.significant else "not significant"
+        where = f"{c.model} · {c.task}" + ("" if main is not comparisons else f" · k={c.k_shot} · {c.curation}")
+        lines.append(f"- {where}: {c.reference} vs {c.other}: {_points(c.mean_difference)} points "
+                     f"[{_bound(c.low)}, {_bound(c.high)}], {verdict} ({_count(len(c.seeds), 'seed')}, "
+                     f"{_count(c.n_examples, 'example')}).")
+    return lines + [""]
+
+
 def _significance(comparisons: Sequence[Comparison], reference: str, confidence: float) -> list[str]:
     lines = ["## Significance", ""]
     if not comparisons:
         return lines + [f"_No paired comparison: the run has no `{reference}` cells with per-example samples "
                         "beside other methods._", ""]
-    lines += [f"Paired bootstrap of {reference} minus each other method on the same test examples (matched by "
-              f"id within each seed); difference in accuracy points with its {confidence:.0%} CI; significant "
-              "means the CI excludes 0.", ""]
+    lines += [f"Hierarchical paired bootstrap of {reference} minus each other method: each resample draws the "
+              "seeds both ran (with replacement), then test examples (with replacement, matched by id, the same "
+              "examples for both methods and every drawn seed); difference in accuracy points (mean over seeds "
+              f"and examples) with its {confidence:.0%} percentile CI; significant means the CI excludes 0.", ""]
     rows = [[c.model, c.task, str(c.k_shot), str(c.curation), f"{c.reference} − {c.other}",
              ",".join(map(str, c.seeds)), str(c.n_examples), f"{c.mean_difference:+.2f}",
              f"[{c.low:+.2f}, {c.high:+.2f}]", "yes" if c.significant else "no"] for c in comparisons]
@@ -201,13 +251,17 @@ def write_report(run_dir: Path, reference_method: str = "hybrid", n_resamples: i
     run = results["run"]
     comparisons, skipped = compare_methods(run_dir, groups, reference_method, n_resamples, confidence, progress)
     comparisons.sort(key=lambda c: (c.model, c.task, c.k_shot, stage_sort_key(c.curation)))  # stable: run order
+    intervals, interval_notes = language_intervals(run_dir, tables.multilingual_groups(groups, setting),
+                                                   n_resamples, confidence, progress)
 
     lines = [f"# Report: {run.get('name', run_dir.name)}", ""]
+    lines += _key_differences(comparisons, setting, reference_method, confidence)
     lines += _setup(results, groups, setting, manifest)
-    lines += _notes(results, groups, comparisons, skipped)
+    lines += _notes(results, groups, comparisons, list(dict.fromkeys([*skipped, *interval_notes])))
     lines += ["## Tables", ""]
-    builders = [tables.table_general, tables.table_multilingual, tables.table_translation, tables.table_robustness,
-                tables.table_curation, tables.table_footprint]
+    builders = [tables.table_general,
+                partial(tables.table_multilingual, intervals=intervals, confidence=confidence),
+                tables.table_translation, tables.table_robustness, tables.table_curation, tables.table_footprint]
     lines += [builder(groups, run, setting).rstrip() + "\n" for builder in builders]
     lines += ["## Figures", ""]
     figures_dir = run_dir / "figures"

@@ -2,7 +2,8 @@
 
 Per-task layouts come from :mod:`hyft.evaluation.tables`: each is rendered once from the seed means and
 once from the seed stds, and :func:`with_spread` joins the two cell by cell into ``mean ± std``. Tables I
-(benchmark × model) and VI (footprint) have no counterpart there and are rendered here. Every builder
+(method × task, with a GLUE macro column) and VI (footprint) have no counterpart there and are rendered
+here, as are Table II's bootstrap intervals (``mean [low, high]``). Every builder
 returns Markdown; when the run has no data for a table it returns one italic line saying so.
 """
 
@@ -16,6 +17,8 @@ from hyft.evaluation.tables import MISSING, parse_markdown_table
 from hyft.experiments.aggregate import (
     CellGroup,
     GroupKey,
+    Interval,
+    LanguageIntervals,
     MainSetting,
     headline_score,
     mean_std,
@@ -86,48 +89,110 @@ def _setting_line(setting: MainSetting) -> str:
     return f"k = {setting.k_shot} shots per language, curation {setting.curation or 'none'}; mean ± std over seeds."
 
 
+def _task_label(task: str) -> str:
+    return dict(GENERAL_BENCHMARKS).get(task, task)
+
+
 def table_general(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
-    """Table I: GLUE (macro accuracy over its tasks), GSM8K, MT-Bench, HumanEval; rows benchmark ×
-    method, one column per model; each cell mean ± std over seeds of the per-seed benchmark score."""
+    """Table I: one column per task at the main setting and a GLUE column; rows are methods, one table
+    per model; each cell is the mean ± std over seeds of the per-seed headline score (``headline_score``:
+    classification accuracy in %, macro over languages; translation average BLEU; GSM8K / HumanEval %;
+    MT-Bench 1–10). GLUE is, per seed, the mean over the GLUE tasks (mnli, qqp, sst2, qnli) the model's
+    cells carry, as in the paper; a method without all of them has no GLUE number. Shown when the run
+    has a GLUE or general benchmark task, or two or more tasks (a lone multilingual task is Table II)."""
     selected = [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.key.curation == setting.curation]
-    models = ordered((g.key.model for g in selected), run.get("models", ()))
-    methods = ordered((g.key.method for g in selected), run.get("methods", ()))
-    rows = []
-    for benchmark, tasks in [("GLUE (%)", GLUE_TASKS)] + [(label, (name,)) for name, label in GENERAL_BENCHMARKS]:
-        for method in methods:
-            cells = [_benchmark_cell(selected, model, method, tasks) for model in models]
-            if any(cell != MISSING for cell in cells):
-                rows.append([benchmark, method, *cells])
-    if not rows:
-        return "_Table I skipped: the run has no GLUE, GSM8K, MT-Bench or HumanEval cells._\n"
-    return "### Table I · general benchmarks\n\n" + _setting_line(setting) + "\n\n" + render(
-        ["Benchmark", "Method", *models], rows, label_columns=2)
+    tasks = ordered((g.key.task for g in selected), run.get("tasks", ()))
+    general = [t for t in tasks if t in GLUE_TASKS or t in dict(GENERAL_BENCHMARKS)]
+    if not general and len(tasks) < 2:
+        return ("_Table I skipped: the run has no GLUE, GSM8K, MT-Bench or HumanEval cells and a single task "
+                "(see Table II)._\n")
+    parts = []
+    for model in ordered((g.key.model for g in selected), run.get("models", ())):
+        members = [g for g in selected if g.key.model == model]
+        model_tasks = [t for t in tasks if any(g.key.task == t for g in members)]
+        glue = tuple(t for t in model_tasks if t in GLUE_TASKS)
+        columns = [(_task_label(t), (t,)) for t in model_tasks]
+        if glue:
+            last_glue = max(i for i, (_, (t,)) in enumerate(columns) if t in GLUE_TASKS)
+            columns.insert(last_glue + 1, ("GLUE", glue))
+        methods = ordered((g.key.method for g in members), run.get("methods", ()))
+        table = {method: [_benchmark_cell(members, method, col_tasks) for _, col_tasks in columns]
+                 for method in methods}
+        keep = [i for i in range(len(columns)) if any(cells[i] != MISSING for cells in table.values())]
+        rows = [[method, *[cells[i] for i in keep]] for method, cells in table.items()
+                if any(cells[i] != MISSING for i in keep)]
+        if not rows:
+            continue
+        glue_line = f" GLUE = per seed the mean over {', '.join(glue)}, then over seeds." if glue else ""
+        parts += [f"### Table I · tasks · {model}\n\n{_setting_line(setting)} Headline score per task: accuracy "
+                  "(%; macro over languages), BLEU for translation, MT-Bench on 1–10." + glue_line + "\n\n",
+                  render(["Method", *[columns[i][0] for i in keep]], rows), "\n"]
+    if not parts:
+        return "_Table I skipped: no task at the main setting has a score (e.g. MT-Bench left unjudged)._\n"
+    return "".join(parts)
 
 
-def _benchmark_cell(selected: Sequence[CellGroup], model: str, method: str, tasks: Sequence[str]) -> str:
-    """Mean ± std over seeds of one benchmark score per seed (GLUE: the mean over its tasks that seed)."""
-    members = [g for g in selected if g.key.model == model and g.key.method == method and g.key.task in tasks]
-    if not members:
+def _benchmark_cell(members: Sequence[CellGroup], method: str, tasks: Sequence[str]) -> str:
+    """Mean ± std over seeds of one score per seed: the mean of the headline scores of ``tasks`` at that
+    seed. Seeds lacking any of the tasks, or any score, are left out; a method lacking a task has none."""
+    by_task = {g.key.task: g for g in members if g.key.method == method and g.key.task in tasks}
+    if len(by_task) < len(set(tasks)):
         return MISSING
     per_seed = []
-    for seed in sorted(set.intersection(*(set(g.seeds) for g in members))):
-        scores = [headline_score(c["eval"])[0] for g in members for c in g.cells if c["seed"] == seed]
+    for seed in sorted(set.intersection(*(set(g.seeds) for g in by_task.values()))):
+        scores = [headline_score(c["eval"])[0] for g in by_task.values() for c in g.cells if c["seed"] == seed]
         if scores and None not in scores:
             per_seed.append(sum(scores) / len(scores))
     mean, std = mean_std(per_seed)
     return mean_pm_std(mean, std)
 
 
-def table_multilingual(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
+def multilingual_groups(groups: Groups, setting: MainSetting) -> list[CellGroup]:
+    """The groups of Table II: multilingual classification at the main setting (GLUE tasks go to Table I)."""
+    return [g for g in _slice(groups, setting, "classification") if g.key.task not in GLUE_TASKS]
+
+
+def interval_text(interval: Interval | None, digits: int = 1) -> str:
+    """``54.3 [51.2, 57.0]``, or ``–`` without an interval."""
+    if interval is None:
+        return MISSING
+    return f"{interval.mean:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
+
+
+def interval_table(by_method: Mapping[str, CellGroup], intervals: Mapping[GroupKey, LanguageIntervals]) -> str:
+    """Per-language accuracy, Macro and Δ as ``mean [low, high]`` (percent), one row per method."""
+    languages = ordered(lang for g in by_method.values() for lang in (g.mean.get("accuracy") or {}))
+    languages += [lang for g in by_method.values() if g.key in intervals
+                  for lang in intervals[g.key].accuracy if lang not in languages]
+    rows = []
+    for method, group in by_method.items():
+        found = intervals.get(group.key)
+        if found is None:
+            rows.append([method, *[MISSING] * (len(languages) + 2)])
+            continue
+        rows.append([method, *[interval_text(found.accuracy.get(lang)) for lang in languages],
+                     interval_text(found.macro), interval_text(found.delta)])
+    return render(["Method", *[lang.upper() for lang in languages], "Macro", "Δ"], rows)
+
+
+def table_multilingual(groups: Groups, run: Mapping[str, Any], setting: MainSetting,
+                       intervals: Mapping[GroupKey, LanguageIntervals] | None = None, confidence: float = 0.95) -> str:
     """Table II: per-language accuracy, Macro, Δ, Avg-ECE (percent) for each multilingual
-    classification task (GLUE tasks go to Table I) and model."""
-    selected = [g for g in _slice(groups, setting, "classification") if g.key.task not in GLUE_TASKS]
+    classification task (GLUE tasks go to Table I) and model; with ``intervals``
+    (:func:`hyft.experiments.aggregate.language_intervals`) a second table gives accuracy, Macro and Δ
+    as ``mean [low, high]`` with the hierarchical bootstrap interval (ECE, a binned statistic, has none)."""
+    selected = multilingual_groups(groups, setting)
     if not selected:
         return "_Table II skipped: the run has no multilingual classification (XNLI-style) cells._\n"
     parts = []
     for (task, model), by_method in _by_task_and_model(selected, run).items():
         parts += [f"### Table II · {task} · {model}\n\n{_setting_line(setting)}\n\n",
                   _spread_table(task_tables.classification_table, by_method), "\n"]
+        if intervals and any(g.key in intervals for g in by_method.values()):
+            parts += [f"{confidence:.0%} CIs, {task} · {model}: mean over seeds [low, high] of a bootstrap that "
+                      "resamples seeds, then test examples (per-example correctness from the samples files); Δ's "
+                      "interval leans high, as best − worst of noisy accuracies does.\n\n",
+                      interval_table(by_method, intervals), "\n"]
     return "".join(parts)
 
 
@@ -138,7 +203,8 @@ def table_translation(groups: Groups, run: Mapping[str, Any], setting: MainSetti
         return "_Table III skipped: the run has no translation (FLORES) cells._\n"
     parts = []
     for (task, model), by_method in _by_task_and_model(selected, run).items():
-        parts.append(f"### Table III · {task} · {model}\n\n{_setting_line(setting)}\n\n")
+        parts.append(f"### Table III · {task} · {model}\n\n{_setting_line(setting)} No bootstrap interval: "
+                     "both translation metrics are corpus-level, with no per-example score to resample.\n\n")
         for metric, label in (("bleu", "BLEU"), ("chrf", "chrF")):
             parts += [f"{label}\n\n", _spread_table(task_tables.translation_table, by_method, metric=metric), "\n"]
     return "".join(parts)
