@@ -220,3 +220,79 @@ def test_malformed_results_name_the_problem(tmp_path):
         {"cell_id": "x", "model": "m", "method": "lora", "task": "t", "k_shot": 8, "seed": 0, "status": "done"}]}))
     with pytest.raises(UserError, match=r"cells\[0\] \(x\) lacks \['eval'\]"):
         write_report(tmp_path)
+
+
+def test_key_differences_in_plain_words_before_the_setup(run):
+    run_dir, results, report = run
+    assert report.index("## Key differences") < report.index("## Setup")
+    lines = [line for line in section(report, "## Key differences").splitlines() if line.startswith("- ")]
+    assert len(lines) == len(syn.METHODS) - 1  # main setting (k = 32, C2) only
+    by_other = {line.split(" vs ")[1].split(":")[0]: line for line in lines}
+    assert by_other["lora_ga"].endswith("0.0 points [0.0, 0.0], not significant (2 seeds, 120 examples).")
+    assert ", significant (2 seeds, 120 examples)." in by_other["lora"]
+    # the mean difference is the micro accuracy difference recomputed from the samples files
+    diffs = []
+    for seed in syn.SEEDS:
+        correct = {}
+        for method in ("hybrid", "lora"):
+            path = run_dir / f"cells/{syn.MODEL}__{method}__{syn.TASK}__k32__C2__seed{seed}/samples.jsonl"
+            correct[method] = np.mean([s["prediction"] == s["gold"] for s in map(json.loads, path.read_text().splitlines())])
+        diffs.append(correct["hybrid"] - correct["lora"])
+    assert by_other["lora"].startswith(f"- {syn.MODEL} · {syn.TASK}: hybrid vs lora: +{100 * np.mean(diffs):.1f} points [")
+    low, high = (float(v) for v in by_other["lora"].split("[")[1].split("]")[0].split(", "))
+    assert 0 < low < 100 * np.mean(diffs) < high
+
+
+def test_table_ii_ci_table_means_are_seed_means_inside_their_intervals(run):
+    _, results, report = run
+    block = section(report, f"### Table II · {syn.TASK} · {syn.MODEL}")
+    ci_rows = parse_markdown_table(block[block.index("95% CIs"):])
+    assert [row["Method"] for row in ci_rows] == list(syn.METHODS)
+    for row in ci_rows:
+        cells = evals(results, row["Method"])
+        for column, values in [*[(lang.upper(), [e["accuracy"][lang] for e in cells]) for lang in syn.LANGUAGES],
+                               ("Macro", [e["macro"] for e in cells]), ("Δ", [e["delta"] for e in cells])]:
+            mean, interval = row[column].split(" [")
+            low, high = (float(v) for v in interval.rstrip("]").split(", "))
+            assert float(mean) == pytest.approx(100 * np.mean(values), abs=0.05 + 1e-6), (row["Method"], column)
+            assert low <= float(mean) <= high and high - low > 5  # 40 examples a language: never a point
+    hybrid = next(row for row in ci_rows if row["Method"] == "hybrid")
+    assert {k: v for k, v in hybrid.items() if k != "Method"} == {
+        k: v for k, v in next(row for row in ci_rows if row["Method"] == "lora_ga").items() if k != "Method"}
+
+
+def test_notes_say_the_cis_include_seed_variance(run):
+    _, _, report = run
+    notes = section(report, "## Notes")
+    assert "include seed-to-seed training variance" in notes and "leave out seed-to-seed" not in notes
+    assert "With 2 seeds the seed part of a CI" in notes
+
+
+def test_multi_task_run_table_i_has_a_glue_column_and_every_task_is_compared(run, tmp_path):
+    """The synthetic xnli cells copied as sst2, qnli and mnli (macro scaled by 1.0, 0.9, 0.8): Table I shows
+    a column per task and GLUE = the mean of the three; Table II keeps xnli only; each task is compared."""
+    run_dir, results, _ = run
+    copy = tmp_path / "multi"
+    shutil.copytree(run_dir, copy)
+    multi = json.loads(json.dumps(results))
+    factors = {"sst2": 1.0, "qnli": 0.9, "mnli": 0.8}
+    for task, factor in factors.items():
+        for cell in results["cells"]:
+            clone = json.loads(json.dumps(cell))
+            clone["task"], clone["cell_id"] = task, cell["cell_id"].replace(syn.TASK, task)
+            clone["eval"]["task"], clone["eval"]["macro"] = task, factor * cell["eval"]["macro"]
+            multi["cells"].append(clone)
+    multi["run"]["tasks"] = [syn.TASK, *factors]
+    (copy / "results.json").write_text(json.dumps(multi), encoding="utf-8")
+    report = write_report(copy, progress=False).read_text(encoding="utf-8")
+    table = parse_markdown_table(section(report, f"### Table I · tasks · {syn.MODEL}"))
+    assert list(table[0]) == ["Method", syn.TASK, "sst2", "qnli", "mnli", "GLUE"]
+    for row in table:
+        macros = [e["macro"] for e in evals(results, row["Method"])]
+        glue = [100 * np.mean([factor * m for factor in factors.values()]) for m in macros]  # per seed
+        assert row["GLUE"] == f"{np.mean(glue):.1f} ± {np.std(glue, ddof=1):.1f}"
+        assert_printed(row["qnli"], [0.9 * m for m in macros])
+    assert "### Table II · sst2" not in report and f"### Table II · {syn.TASK} · {syn.MODEL}" in report
+    key_lines = [line for line in section(report, "## Key differences").splitlines() if line.startswith("- ")]
+    assert len(key_lines) == 4 * (len(syn.METHODS) - 1)
+    assert any(line.startswith(f"- {syn.MODEL} · mnli: hybrid vs lora: ") for line in key_lines)
