@@ -2,7 +2,9 @@
 
 Reads top to bottom. The k-shot training set is drawn per language, stratified by label and seeded
 (the same shots for every method at a seed index), from the curated pool when the run curates, else
-from the task's dev split; evaluation is on the task's test split.
+from the task's dev split; evaluation is on the task's test split. With a ``search`` section the cell
+trains with the settings its (model, task, method) search chose (:mod:`hyft.experiments.search`), and
+``result.json`` records the train settings used (``train``) and the searched values (``search_choice``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +20,23 @@ import torch
 
 import hyft
 from hyft.experiments.cells import NO_CURATION, Cell
-from hyft.experiments.config import RunConfig
+from hyft.experiments.config import ModelEntry, RunConfig
 from hyft.models import load_base_model
 from hyft.tasks.base import Example, Task
 from hyft.tasks.kshot import sample_k_shot
 from hyft.tasks.loading import DataSource
 from hyft.training import train
+from hyft.training.config import TrainConfig
 from hyft.training.data import collate
+from hyft.training.trainer import TrainResult
 
 RESULT_FILE = "result.json"
 
 
 def evaluation_keys(config: RunConfig, task: Task) -> list[str]:
-    """Languages, or for translation the directions EN→X and X→EN of the configured targets."""
-    languages = config.data.languages or list(task.languages)
+    """Languages (``data.languages`` for a multilingual task, its one language otherwise), or for
+    translation the directions EN→X and X→EN of the configured targets."""
+    languages = config.languages_for(task)
     if task.kind != "translation":
         return languages
     from hyft.evaluation.evaluate_generation import translation_directions
@@ -86,9 +92,63 @@ def encode(task: Task, rows: dict[str, list[Example]], tokenizer: Any, kind: str
             for lang, examples in rows.items() for example in examples]
 
 
+def cell_train_config(config: RunConfig, seed: int, search_choice: dict[str, Any] | None = None) -> TrainConfig:
+    """The train section with the cell's seed and, when searched, the chosen grid values."""
+    return config.train.model_copy(update={**(search_choice or {}), "seed": seed})
+
+
+def load_model(config: RunConfig, entry: ModelEntry, task: Task, seed: int) -> tuple[Any, Any]:
+    """(model, tokenizer): the base model with a fresh head for encoders, on the GPU when there is one."""
+    num_labels = len(task.labels) if entry.kind == "encoder" else None
+    model, tokenizer = load_base_model(entry.name_or_path, entry.kind, num_labels, entry.dtype, entry.tokenizer,
+                                       seed=seed)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return model, tokenizer
+
+
+@dataclass
+class Fitted:
+    """A trained adapter model with its training result and timings."""
+
+    model: Any
+    result: TrainResult
+    init_seconds: float
+    train_seconds: float
+    val_examples: list[dict] | None
+
+
+def fit_adapter(config: RunConfig, task: Task, entry: ModelEntry, model: Any, tokenizer: Any, method: str,
+                shots: dict[str, list[Example]], validation: dict[str, list[Example]], train_config: TrainConfig,
+                out_dir: Path, show_progress: bool = True) -> Fitted:
+    """Wrap ``model`` with the adapter of method label ``method`` (LoRA-GA's gradient init on the first
+    batches of the shots) and train it on the shots, with the validation rows for the val loss; the
+    trainer checkpoints under ``out_dir`` and resumes from there."""
+    examples = encode(task, shots, tokenizer, entry.kind, config.data.max_length)
+    has_val = any(validation.values())
+    val_examples = encode(task, validation, tokenizer, entry.kind, config.data.max_length) if has_val else None
+    order = list(range(len(examples)))
+    random.Random(f"hyft-init/{train_config.seed}").shuffle(order)
+    size = train_config.batch_size
+    init = [collate([examples[i] for i in order[s : s + size]], tokenizer.pad_token_id)
+            for s in range(0, min(len(order), size * train_config.init_batches), size)]
+    adapter_config = config.adapter_config(method)
+    started = time.perf_counter()
+    model = hyft.wrap(model, adapter_config, init_batches=init, seed=train_config.seed)
+    init_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    result = train(model, examples, train_config, out_dir, eval_examples=val_examples,
+                   pad_token_id=tokenizer.pad_token_id, show_progress=show_progress)
+    return Fitted(model, result, init_seconds, time.perf_counter() - started, val_examples)
+
+
 def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, list[dict]] | None,
-             is_main: bool = True, show_progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate one cell; returns the cell record (also written to ``cells/<id>/result.json``)."""
+             is_main: bool = True, show_progress: bool = True,
+             search_choice: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and evaluate one cell; returns the cell record (also written to ``cells/<id>/result.json``).
+
+    ``search_choice``: train settings chosen by the search for this cell's (model, task, method).
+    """
     from hyft.evaluation.evaluate import classification_scores, evaluate_task
     from hyft.tasks.registry import get_task
     from hyft.tasks.templates import template_for
@@ -97,41 +157,28 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
     task = get_task(cell.task)
     entry = next(m for m in config.models if m.name == cell.model)
     languages = evaluation_keys(config, task)
-    num_labels = len(task.labels) if entry.kind == "encoder" else None
-    model, tokenizer = load_base_model(entry.name_or_path, entry.kind, num_labels, entry.dtype, entry.tokenizer,
-                                       seed=cell.seed)
-    if torch.cuda.is_available():
-        model = model.cuda()
+    model, tokenizer = load_model(config, entry, task, cell.seed)
     pools = shot_pools(config, task, cell, curated)
     shots, validation = draw_training_set(pools, cell.k_shot, cell.seed, config.data.val_examples, task)
     record: dict[str, Any] = {**cell.as_dict(), "status": "running",
                               "shots": {lang: [e["id"] for e in rows] for lang, rows in shots.items()}}
     footprint: dict[str, Any] = {}
     dynamics: dict[str, Any] = {"epochs": [], "lambda": {}}
+    record["train"] = None
     if cell.k_shot > 0:
-        train_config = config.train.model_copy(update={"seed": cell.seed})
-        examples = encode(task, shots, tokenizer, entry.kind, config.data.max_length)
-        has_val = any(validation.values())
-        val_examples = encode(task, validation, tokenizer, entry.kind, config.data.max_length) if has_val else None
-        order = list(range(len(examples)))
-        random.Random(f"hyft-init/{cell.seed}").shuffle(order)
-        size = train_config.batch_size
-        init = [collate([examples[i] for i in order[s : s + size]], tokenizer.pad_token_id)
-                for s in range(0, min(len(order), size * train_config.init_batches), size)]
-        adapter_config = config.adapter_config(cell.method)
-        started = time.perf_counter()
-        model = hyft.wrap(model, adapter_config, init_batches=init, seed=cell.seed)
-        init_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        result = train(model, examples, train_config, cell_dir / "train", eval_examples=val_examples,
-                       pad_token_id=tokenizer.pad_token_id, show_progress=show_progress)
+        train_config = cell_train_config(config, cell.seed, search_choice)
+        record["train"] = train_config.model_dump(mode="json")
+        record["search_choice"] = dict(search_choice) if search_choice is not None else None
+        fitted = fit_adapter(config, task, entry, model, tokenizer, cell.method, shots, validation, train_config,
+                             cell_dir / "train", show_progress)
+        model, result = fitted.model, fitted.result
         footprint = {
             "peak_memory_bytes": result.peak_memory_bytes,
             "step_time_median_s": result.step_time_median_s,
             "trainable_parameters": result.trainable_parameters,
             "total_parameters": result.total_parameters,
-            "init_seconds": init_seconds,
-            "train_seconds": time.perf_counter() - started,
+            "init_seconds": fitted.init_seconds,
+            "train_seconds": fitted.train_seconds,
             "steps": result.steps,
             "epoch_time_s": [e["epoch_time_s"] for e in result.history["epochs"]],
             "epoch_peak_memory_bytes": [e["peak_memory_bytes"] for e in result.history["epochs"]],
@@ -164,7 +211,14 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
     else:
         options["max_new_tokens"] = config.eval.max_new_tokens
     if not task.shot_split:
-        options["exclude_ids"] = excluded_from_evaluation(shots, validation)
+        excluded = excluded_from_evaluation(shots, validation)
+        if config.search is not None:
+            # Rows the search trained or scored on are never test rows of any cell of the task.
+            from hyft.experiments.search import search_row_ids
+
+            for lang, ids in search_row_ids(config, task, curated).items():
+                excluded[lang] = excluded.get(lang, set()) | ids
+        options["exclude_ids"] = excluded
     evaluation = evaluate_task(model, tokenizer, task, languages, model_kind=entry.kind, **options)
     samples = evaluation.pop("samples")
     cell_dir.mkdir(parents=True, exist_ok=True)

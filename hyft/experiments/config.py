@@ -1,15 +1,23 @@
 """``RunConfig``: one YAML from curation to report (``hyft run config.yaml``).
 
-Sections, as in the shipped configs: ``run`` (name, seeds, output), ``data`` (task, languages, k-shot
-protocol), ``curation`` (optional: a raw pool curated C0 → C1 → C2 and which stage feeds training),
-``models``, ``methods`` (name → adapter settings), ``train``, ``eval``. Validation reports every
-problem at once with file:line and did-you-mean (see :mod:`hyft.config.loading`).
+Sections, as in the shipped configs: ``run`` (name, seeds, output), ``data`` (task or tasks, languages,
+k-shot protocol), ``curation`` (optional: a raw pool curated C0 → C1 → C2 and which stage feeds
+training), ``models``, ``methods`` (name → adapter settings), ``train``, ``search`` (optional: a grid of
+train settings chosen per model, task and method on validation rows, see :mod:`hyft.experiments.search`),
+``eval``. Validation reports every problem at once with file:line and did-you-mean (see
+:mod:`hyft.config.loading`).
+
+Several tasks: ``data.tasks: [xnli, glue]`` runs every task in one grid (``data.task: xnli`` is the
+one-task shorthand; set exactly one of them). A group name (``glue`` → mnli, sst2, qnli, and qqp when
+its file exists) expands to its member tasks. ``data.languages`` applies to multilingual tasks only; a
+task with one language (GLUE: English) always runs in that language.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,6 +25,10 @@ from hyft.adapters.config import AdapterConfig
 from hyft.config import LanguageCode
 from hyft.governance.config import CurationConfig
 from hyft.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from hyft.tasks.base import Task
+    from hyft.tasks.loading import DataSource
 
 Stage = Literal["C0", "C1", "C2"]
 
@@ -32,7 +44,10 @@ class RunSection(BaseModel):
 class DataSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(description="Task from the registry (hyft ls): demo-nli, xnli, sst2, ...")
+    task: str | None = Field(None, description="One task or group from the registry (hyft ls): demo-nli, xnli, "
+                             "sst2, glue, ...; shorthand for tasks: [task].")
+    tasks: list[str] | None = Field(None, min_length=1, description="Several tasks and/or groups run in one grid "
+                                    "(glue = mnli, sst2, qnli, qqp when its file exists); set task or tasks.")
     languages: list[LanguageCode] | None = Field(None, description="Languages to train and evaluate; default: all.")
     k_shots: list[int] = Field([32], min_length=1, description="Training examples per language (paper: 0/8/32/128).")
     data_dir: Path | None = Field(None, description="Benchmark files; default $HYFT_DATA_DIR, else ../shared/data.")
@@ -47,6 +62,18 @@ class DataSection(BaseModel):
             raise ValueError(f"k_shots must be ≥ 0, got {values}")
         return values
 
+    @model_validator(mode="after")
+    def _task_or_tasks(self) -> DataSection:
+        if (self.task is None) == (self.tasks is None):
+            raise ValueError("set exactly one of data.task (one task, e.g. task: xnli) and data.tasks "
+                             "(several, e.g. tasks: [xnli, glue])")
+        return self
+
+    @property
+    def task_names(self) -> list[str]:
+        """The configured task and group names, unexpanded (``[task]`` for the shorthand)."""
+        return [self.task] if self.task is not None else list(self.tasks or [])
+
 
 class CurationSection(BaseModel):
     """Curate a raw pool and draw the training shots from it instead of the task's dev split."""
@@ -58,6 +85,60 @@ class CurationSection(BaseModel):
     ablation_stages: list[Stage] = Field([], description="Extra stages for the curation ablation (Table V).")
     ablation_methods: list[str] = Field([], description="Methods run at the ablation stages (default: all).")
     settings: CurationConfig = Field(description="Curation settings (hyft curate's config).")
+
+
+SEARCH_METRICS = ("accuracy", "val_loss")
+# Train settings a search may not vary: the seed is the cell's, the rest only change logging/checkpoints.
+UNSEARCHABLE_FIELDS = frozenset({"seed", "log_every", "checkpoint_every", "keep_checkpoints"})
+
+
+class SearchSection(BaseModel):
+    """A grid of train settings tried per (model, task, method) on validation rows; the best one trains the cells.
+
+    See :mod:`hyft.experiments.search` for which LR fields matter to which method.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    grid: dict[str, list[Any]] = Field(min_length=1, description="Train field → values to try, e.g. "
+                                       "{lr: [3.0e-4, 1.0e-3], lr_lora_ga: [1.0e-5, 3.0e-5]}.")
+    methods: list[str] | None = Field(None, min_length=1, description="Method labels searched; default: all.")
+    k_shot: int | None = Field(None, ge=1, description="k the search trains at; default: the largest data.k_shots.")
+    seeds: list[int] | None = Field(None, min_length=1, description="Seeds of the search; default: the run's first.")
+    metric: Literal["accuracy", "val_loss"] = Field(
+        "accuracy", description="Validation accuracy (classification tasks; others use val_loss) or val_loss.")
+
+    @field_validator("grid")
+    @classmethod
+    def _train_fields(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        from pydantic import ValidationError
+
+        valid = sorted(set(TrainConfig.model_fields) - UNSEARCHABLE_FIELDS)
+        problems, coerced = [], {}
+        for name, values in grid.items():
+            if name in UNSEARCHABLE_FIELDS:
+                problems.append(f"train field {name!r} cannot be searched (the seed is the cell's; the others only "
+                                "change logging and checkpoints)")
+                continue
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"unknown train field {name!r}{hint}; valid fields: {', '.join(valid)}")
+                continue
+            if not values:
+                problems.append(f"grid.{name} needs at least one value")
+                continue
+            coerced[name] = []
+            for value in values:
+                try:  # YAML reads 1e-3 as a string: keep the value TrainConfig makes of it
+                    coerced[name].append(getattr(TrainConfig.model_validate({name: value}), name))
+                except ValidationError as exc:
+                    problems.append(f"grid.{name}: {value!r} is not valid ({exc.errors()[0]['msg']})")
+            if len(set(map(repr, coerced[name]))) != len(coerced[name]):
+                problems.append(f"grid.{name} repeats a value: {values}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return coerced
 
 
 class ModelEntry(BaseModel):
@@ -95,6 +176,7 @@ class RunConfig(BaseModel):
         min_length=1, description="Row label → AdapterConfig fields; 'method' defaults to the label."
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    search: SearchSection | None = None
     eval: EvalSection = Field(default_factory=EvalSection)
 
     @model_validator(mode="before")
@@ -111,14 +193,19 @@ class RunConfig(BaseModel):
     @field_validator("data")
     @classmethod
     def _known_task(cls, data: DataSection) -> DataSection:
-        from hyft.tasks.registry import available_tasks, get_task, unknown_task_message
+        from hyft.tasks.loading import DataSource
+        from hyft.tasks.registry import available_tasks, expand_task_names, get_task, unknown_task_message
 
-        if data.task not in available_tasks():
-            raise ValueError(unknown_task_message(data.task))
-        offered = set(get_task(data.task).languages)
-        unknown = [lang for lang in data.languages or [] if lang not in offered]
-        if unknown:
-            raise ValueError(f"task {data.task!r} has no language(s) {unknown}; available: {sorted(offered)}")
+        unknown_names = [name for name in data.task_names if name not in available_tasks()]
+        if unknown_names:
+            raise ValueError("; ".join(unknown_task_message(name) for name in unknown_names))
+        for name in expand_task_names(data.task_names, DataSource.default(data.data_dir)):
+            offered = set(get_task(name).languages)
+            if len(offered) == 1:
+                continue  # one-language task (GLUE: English): data.languages does not apply
+            unknown = [lang for lang in data.languages or [] if lang not in offered]
+            if unknown:
+                raise ValueError(f"task {name!r} has no language(s) {unknown}; available: {sorted(offered)}")
         return data
 
     @model_validator(mode="after")
@@ -130,7 +217,72 @@ class RunConfig(BaseModel):
             unknown = [m for m in self.curation.ablation_methods if m not in self.methods]
             if unknown:
                 raise ValueError(f"curation.ablation_methods {unknown} are not in methods {list(self.methods)}")
+            if len(self.tasks()) > 1:
+                raise ValueError(f"curation feeds the shots of one task, but data names {self.tasks()}; "
+                                 "curate in a run with one task")
+        if self.search is not None:
+            self._check_search(self.search)
         return self
+
+    def _check_search(self, search: SearchSection) -> None:
+        unknown = [m for m in search.methods or [] if m not in self.methods]
+        if unknown:
+            raise ValueError(f"search.methods {unknown} are not in methods {list(self.methods)}")
+        if self.search_k_shot() < 1:
+            raise ValueError("search trains at a k > 0: set search.k_shot or a data.k_shots value above 0")
+        if self.data.val_examples < 1:
+            raise ValueError("search scores on held-out validation rows: set data.val_examples ≥ 1")
+        base = self.train.model_dump()
+        for name, values in search.grid.items():
+            for value in values:
+                try:
+                    TrainConfig.model_validate({**base, name: value})
+                except ValueError as exc:
+                    raise ValueError(f"search.grid.{name}={value!r} with the train section: {exc}") from None
+
+    def data_source(self) -> DataSource:
+        """Where the run reads benchmark files (``data.data_dir``, else the default)."""
+        from hyft.tasks.loading import DataSource
+
+        return DataSource.default(self.data.data_dir)
+
+    def tasks(self) -> list[str]:
+        """Every task of the run, groups expanded, in config order without repeats."""
+        from hyft.tasks.registry import expand_task_names
+
+        return expand_task_names(self.data.task_names, self.data_source())
+
+    def task_groups(self) -> dict[str, list[str]]:
+        """Configured group names → their member tasks (e.g. ``{"glue": ["mnli", "sst2", "qnli"]}``)."""
+        from hyft.tasks.registry import expand_task_names, is_group
+
+        return {name: expand_task_names([name], self.data_source())
+                for name in self.data.task_names if is_group(name)}
+
+    def languages_for(self, task: Task) -> list[str]:
+        """The languages a task runs in: ``data.languages`` (default: all) for a multilingual task, the one
+        language of a monolingual task (GLUE: ``en``)."""
+        if len(task.languages) == 1:
+            return list(task.languages)
+        return list(self.data.languages or task.languages)
+
+    def search_methods(self) -> list[str]:
+        """Method labels the search covers (empty without a search section)."""
+        if self.search is None:
+            return []
+        return list(self.search.methods or self.methods)
+
+    def search_k_shot(self) -> int:
+        """k the search trains at: ``search.k_shot``, else the largest of ``data.k_shots``."""
+        if self.search is not None and self.search.k_shot is not None:
+            return self.search.k_shot
+        return max(self.data.k_shots)
+
+    def search_seeds(self) -> list[int]:
+        """Seeds of the search trials: ``search.seeds``, else the run's first seed."""
+        if self.search is not None and self.search.seeds:
+            return list(self.search.seeds)
+        return self.run.seeds[:1]
 
     def adapter_config(self, label: str) -> AdapterConfig:
         return self.methods[label]

@@ -66,33 +66,48 @@ def _wrap_without_gradient(model, adapter_config):
 
 
 def estimate_rows(config: RunConfig) -> list[dict]:
+    """One row per cell, then one per search trial (``search/<model>__<task>__<method>/<point>/seed<s>``)."""
     from hyft.experiments.cells import plan_cells
+    from hyft.experiments.search import grid_points, plan_searches, point_name
+
+    rows = [_estimate_row(config, cell.cell_id, cell.model, cell.method, cell.task, cell.k_shot, config.train)
+            for cell in plan_cells(config)]
+    for key in plan_searches(config):
+        for point in grid_points(config, key.method):
+            train = config.train.model_copy(update=point)
+            for seed in config.search_seeds():
+                rows.append(_estimate_row(config, f"search/{key.key_id}/{point_name(point)}/seed{seed}", key.model,
+                                          key.method, key.task, config.search_k_shot(), train))
+    return rows
+
+
+def _estimate_row(config: RunConfig, label: str, model_name: str, method: str, task_name: str, k_shot: int,
+                  train) -> dict:
     from hyft.tasks.registry import get_task
 
-    task = get_task(config.data.task)
-    languages = config.data.languages or list(task.languages)
-    rows = []
-    for cell in plan_cells(config):
-        entry = next(m for m in config.models if m.name == cell.model)
-        model, model_config = _meta_model(entry, len(task.labels))
-        total = sum(p.numel() for p in model.parameters())
-        if cell.k_shot == 0:
-            trainable = 0
-        else:
-            trainable, total = count_adapter_parameters(model, config.adapter_config(cell.method))
-        bytes_per = {"float32": 4, "bfloat16": 2, "float16": 2}[entry.dtype]
-        hidden = getattr(model_config, "hidden_size", 0)
-        layers = getattr(model_config, "num_hidden_layers", getattr(model_config, "n_layer", 0))
-        batch, length = config.train.batch_size, config.data.max_length
-        activations = batch * length * hidden * layers * ACTIVATION_BYTES_PER_UNIT
-        memory = total * bytes_per + trainable * 16 + activations
-        examples = cell.k_shot * len(languages)
-        steps = config.train.max_steps or config.train.epochs * math.ceil(examples / (batch * config.train.grad_accum))
-        flops_per_step = 6 * total * batch * length * config.train.grad_accum
-        throughput = 200e12 if torch.cuda.is_available() else 50e9 * torch.get_num_threads()
-        rows.append({"cell": cell.cell_id, "trainable": trainable, "total": total,
-                     "memory_gib": memory / 2**30, "steps": steps, "minutes": steps * flops_per_step / throughput / 60})
-    return rows
+    task = get_task(task_name)
+    languages = config.languages_for(task)
+    entry = next(m for m in config.models if m.name == model_name)
+    model, model_config = _meta_model(entry, len(task.labels))
+    total = sum(p.numel() for p in model.parameters())
+    if k_shot == 0:
+        trainable = 0
+    else:
+        trainable, total = count_adapter_parameters(model, config.adapter_config(method))
+    bytes_per = {"float32": 4, "bfloat16": 2, "float16": 2}[entry.dtype]
+    hidden = getattr(model_config, "hidden_size", 0)
+    layers = getattr(model_config, "num_hidden_layers", getattr(model_config, "n_layer", 0))
+    batch, length = train.batch_size, config.data.max_length
+    activations = batch * length * hidden * layers * ACTIVATION_BYTES_PER_UNIT
+    memory = total * bytes_per + trainable * 16 + activations
+    examples = k_shot * len(languages)
+    steps = train.max_steps or train.epochs * math.ceil(examples / (batch * train.grad_accum))
+    if k_shot == 0:
+        steps = 0
+    flops_per_step = 6 * total * batch * length * train.grad_accum
+    throughput = 200e12 if torch.cuda.is_available() else 50e9 * torch.get_num_threads()
+    return {"cell": label, "trainable": trainable, "total": total,
+            "memory_gib": memory / 2**30, "steps": steps, "minutes": steps * flops_per_step / throughput / 60}
 
 
 def estimate_table(config: RunConfig) -> str:

@@ -41,20 +41,21 @@ def check_run_config(config: RunConfig, source: str = "<config>") -> None:
     for index, model in enumerate(config.models):
         if (problem := _model_problem(index, model.name_or_path)) is not None:
             problems.append(problem)
-    task = get_task(config.data.task)
     data = DataSource.default(config.data.data_dir)
-    for lang in config.data.languages or task.languages:
-        for split in {task.eval_split, task.shot_split} - {None}:
-            try:
-                task.load(split, lang, data)
-            except DataError as exc:
-                problems.append(f"data: {exc}")
+    tasks = [get_task(name) for name in config.tasks()]
+    for task in tasks:
+        for lang in config.languages_for(task):
+            for split in {task.eval_split, task.shot_split} - {None}:
+                try:
+                    task.load(split, lang, data)
+                except DataError as exc:
+                    problems.append(f"data: {exc}")
     if config.curation is not None and not resolve_pool(config.curation.pool).is_file():
         problems.append(f"curation.pool: file {config.curation.pool!r} not found")
     if config.eval.temperature_scaling and config.data.val_examples < 10:
         problems.append("eval.temperature_scaling needs data.val_examples ≥ 10 held-out dev rows per language")
-    decoder_only = task.kind != "classification"
-    if decoder_only and any(m.kind == "encoder" for m in config.models):
-        problems.append(f"models: task {task.name!r} generates text and needs decoder models")
+    for task in tasks:
+        if task.kind != "classification" and any(m.kind == "encoder" for m in config.models):
+            problems.append(f"models: task {task.name!r} generates text and needs decoder models")
     if problems:
         raise ConfigError(source, problems)

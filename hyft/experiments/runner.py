@@ -1,4 +1,7 @@
-"""``hyft run``: curate → train (models × methods × k-shots × seeds) → evaluate → report.
+"""``hyft run``: curate → search → train (models × tasks × methods × k-shots × seeds) → evaluate → report.
+
+With a ``search`` section, the first cell of a (model, task, method) first runs that search's missing
+trials (:mod:`hyft.experiments.search`); its cells then train with the chosen settings.
 
 Resumable at two levels: a finished cell (``cells/<id>/result.json``) is skipped, and an interrupted
 cell resumes from its last training checkpoint. ``results.json`` is rebuilt from the cell files, so
@@ -21,6 +24,7 @@ from hyft.experiments.cell_run import RESULT_FILE, run_cell
 from hyft.experiments.cells import NO_CURATION, Cell, plan_cells
 from hyft.experiments.config import RunConfig
 from hyft.experiments.manifest import build_manifest, config_hash
+from hyft.experiments.search import SearchKey, load_search_results, run_search
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -61,24 +65,26 @@ def load_cell_results(run_dir: Path, cells: list[Cell]) -> list[dict[str, Any]]:
 
 
 def data_files_used(config: RunConfig) -> list[Path]:
-    """Files behind the run's task and pool, for the manifest's hashes."""
+    """Files behind every task of the run and the pool, for the manifest's hashes (each file once)."""
     from hyft.tasks.registry import get_task
 
-    task = get_task(config.data.task)
     files: list[Path] = []
-    if task.name == "demo-nli":
-        from hyft.data import demo_path, nli_file_name
+    families: set[str] = set()
+    for name in config.tasks():
+        task = get_task(name)
+        if task.name == "demo-nli":
+            from hyft.data import demo_path, nli_file_name
 
-        languages = config.data.languages or list(task.languages)
-        files += [demo_path(nli_file_name(s, lang)) for s in ("dev", "test") for lang in languages]
-    else:
-        from hyft.tasks.loading import DataSource
-
-        root = DataSource.default(config.data.data_dir).root
-        files += [p for p in root.rglob("*") if p.is_file() and f"/{task.family}/" in f"/{p.relative_to(root)}"]
+            languages = config.languages_for(task)
+            files += [demo_path(nli_file_name(s, lang)) for s in ("dev", "test") for lang in languages]
+        elif task.family not in families:
+            families.add(task.family)
+            root = config.data_source().root
+            files += sorted(p for p in root.rglob("*")
+                            if p.is_file() and f"/{task.family}/" in f"/{p.relative_to(root)}")
     if config.curation is not None:
         files.append(resolve_pool(config.curation.pool))
-    return files
+    return list(dict.fromkeys(files))
 
 
 def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool = True,
@@ -95,6 +101,8 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
         (run_dir / "launch.txt").write_text(" ".join(shlex.quote(a) for a in sys.argv) + "\n")
     curated, curation_report = curate_stage(config, run_dir)
     cells = plan_cells(config)
+    searched = set(config.search_methods())
+    choices: dict[SearchKey, dict[str, Any]] = {}
     computed = 0
     bar = tqdm(cells, desc="cells", unit="cell", disable=not (show_progress and state.is_main_process))
     for cell in bar:
@@ -103,12 +111,23 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
             continue
         if max_cells is not None and computed >= max_cells:
             break
-        run_cell(config, cell, run_dir, curated, is_main=state.is_main_process, show_progress=show_progress)
+        choice = None
+        if cell.k_shot > 0 and cell.method in searched:
+            key = SearchKey(cell.model, cell.task, cell.method)
+            if key not in choices:
+                bar.set_postfix_str(f"search {key.key_id}")
+                choices[key] = run_search(config, key, run_dir, curated, is_main=state.is_main_process,
+                                          show_progress=show_progress, barrier=state.wait_for_everyone)["chosen"]
+            choice = choices[key]
+        run_cell(config, cell, run_dir, curated, is_main=state.is_main_process, show_progress=show_progress,
+                 search_choice=choice)
         state.wait_for_everyone()
         computed += 1
     bar.close()
     if not state.is_main_process:
         return run_dir
+    from hyft.tasks.registry import get_task
+
     records = load_cell_results(run_dir, cells)
     complete = len(records) == len(cells)
     results = {
@@ -117,12 +136,15 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
             "name": config.run.name, "config_hash": config_hash(resolved),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": complete,
             "seeds": config.run.seeds, "models": [m.name for m in config.models], "methods": list(config.methods),
-            "tasks": [config.data.task], "k_shots": config.data.k_shots, "primary_task": config.data.task,
+            "tasks": config.tasks(), "task_groups": config.task_groups(), "k_shots": config.data.k_shots,
+            "primary_task": config.tasks()[0],
+            "languages": {task: config.languages_for(get_task(task)) for task in config.tasks()},
             "curation_stages": sorted({c.curation for c in cells}),
             "train_stage": config.curation.train_stage if config.curation else NO_CURATION,
             "main_k_shot": max(config.data.k_shots),
         },
         "curation": curation_report,
+        "search": load_search_results(config, run_dir),
         "cells": records,
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
