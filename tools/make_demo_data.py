@@ -1,8 +1,9 @@
-"""Build the noisy curation pool (`pool.jsonl`) and its answer key (`pool.truth.jsonl`).
+"""Build the NLI set's noisy curation pool (`nli.pool.jsonl`) and its answer key (`nli.pool.truth.jsonl`).
 
 The NLI files `nli.{dev,test}.{lang}.jsonl` are hand-written and edited in place; this script only
 derives the pool from the *dev* files plus the hand-written noise below, so the test set never leaks
-into it. Deterministic: one seeded `random.Random`, no `hash()`, sorted inputs. Run from anywhere:
+into it. Deterministic: one seeded `random.Random`, no `hash()`, sorted inputs. (`make demo` uses the
+topic set and its pool `pool.jsonl`, built by tools/make_demo_topic.py.) Run from anywhere:
 
     .venv/bin/python tools/make_demo_data.py          # rewrite the two pool files
     .venv/bin/python tools/make_demo_data.py --check  # exit 1 if the committed files are stale
@@ -291,8 +292,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
     args = parser.parse_args()
     lines, truth = build_pool()
-    wanted = {DEMO_DIR / "pool.jsonl": "".join(line + "\n" for line in lines),
-              DEMO_DIR / "pool.truth.jsonl": "".join(json.dumps(row) + "\n" for row in truth)}
+    wanted = {DEMO_DIR / "nli.pool.jsonl": "".join(line + "\n" for line in lines),
+              DEMO_DIR / "nli.pool.truth.jsonl": "".join(json.dumps(row) + "\n" for row in truth)}
     if args.check:
         stale = [p.name for p, text in wanted.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
         print("stale: " + ", ".join(stale) if stale else "pool files are up to date")

@@ -1,9 +1,10 @@
 """Data shipped inside the package: the small hand-written multilingual demo set.
 
-Files live in ``hyft/data/demo/`` (see its README.md for how they were made): ``nli.dev.<lang>.jsonl``,
-``nli.test.<lang>.jsonl``, the noisy curation pool ``pool.jsonl`` and its answer key
-``pool.truth.jsonl``. They are found through :mod:`importlib.resources`, so the same code works from a
-source checkout and from an installed wheel.
+Files live in ``hyft/data/demo/`` (see its README.md for how they were made): the topic set
+``topic.{dev,test}.<lang>.jsonl`` that ``make demo`` trains on, its noisy curation pool ``pool.jsonl``
+with the answer key ``pool.truth.jsonl``, and the NLI set ``nli.{dev,test}.<lang>.jsonl`` with its own
+pool ``nli.pool.jsonl`` and key ``nli.pool.truth.jsonl``. They are found through
+:mod:`importlib.resources`, so the same code works from a source checkout and from an installed wheel.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ DEMO_SPLITS: tuple[str, ...] = ("dev", "test")
 """``dev`` feeds the k-shot sampler; ``test`` is only evaluated on (the pool never contains it)."""
 
 NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
+
+TOPIC_LABELS: tuple[str, ...] = ("sports", "food", "weather", "technology")
+"""Labels of the demo topic set, in the order of an encoder head's classes."""
 
 # Only used when the package is imported from a zip: files are extracted once and removed at exit.
 _extracted = ExitStack()
@@ -56,10 +60,19 @@ def demo_path(name: str) -> Path:
     return _extracted.enter_context(resources.as_file(resource))
 
 
+def _split_file_name(kind: str, split: str, lang: str) -> str:
+    if split not in DEMO_SPLITS:
+        raise FileNotFoundError(f"demo {kind} split must be one of {DEMO_SPLITS}, got {split!r}")
+    if lang not in DEMO_LANGUAGES:
+        raise FileNotFoundError(f"demo {kind} language must be one of {DEMO_LANGUAGES}, got {lang!r}")
+    return f"{kind.lower()}.{split}.{lang}.jsonl"
+
+
+def topic_file_name(split: str, lang: str) -> str:
+    """File name of one topic split, e.g. ``topic_file_name("dev", "hi") == "topic.dev.hi.jsonl"``."""
+    return _split_file_name("topic", split, lang)
+
+
 def nli_file_name(split: str, lang: str) -> str:
     """File name of one NLI split, e.g. ``nli_file_name("test", "zh") == "nli.test.zh.jsonl"``."""
-    if split not in DEMO_SPLITS:
-        raise FileNotFoundError(f"demo NLI split must be one of {DEMO_SPLITS}, got {split!r}")
-    if lang not in DEMO_LANGUAGES:
-        raise FileNotFoundError(f"demo NLI language must be one of {DEMO_LANGUAGES}, got {lang!r}")
-    return f"nli.{split}.{lang}.jsonl"
+    return _split_file_name("NLI", split, lang)

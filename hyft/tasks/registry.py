@@ -14,7 +14,7 @@ from hyft.cli.errors import UserError
 from hyft.tasks.base import Task
 from hyft.tasks.loading import DataSource
 
-_FAMILY_MODULES = ("xnli", "flores", "glue", "gsm8k", "mtbench", "humaneval", "demo_nli")
+_FAMILY_MODULES = ("xnli", "flores", "glue", "gsm8k", "mtbench", "humaneval", "demo_nli", "demo_topic")
 _TASKS: dict[str, Task] = {}
 # A group names several tasks; the callable decides which (e.g. GLUE adds QQP only with a local file).
 _GROUPS: dict[str, Callable[[DataSource], list[str]]] = {}

@@ -1,4 +1,5 @@
-"""The noisy curation pool and its answer key: alignment, each planted category is what it claims, no test leak."""
+"""The NLI set's noisy curation pool and its answer key (nli.pool*.jsonl): alignment, each planted category is
+what it claims, no test leak. The topic pool of `make demo` is checked in test_demo_topic.py."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def jaccard(a: str, b: str) -> float:
 
 @pytest.fixture(scope="module")
 def pool() -> tuple[list[str], list[dict]]:
-    lines = read_lines("pool.jsonl")
-    truth = [json.loads(line) for line in read_lines("pool.truth.jsonl")]
+    lines = read_lines("nli.pool.jsonl")
+    truth = [json.loads(line) for line in read_lines("nli.pool.truth.jsonl")]
     return lines, truth
 
 
@@ -166,13 +167,13 @@ def test_generator_is_deterministic_and_the_committed_files_are_current():
     first, second = module.build_pool(), module.build_pool()
     assert first == second
     lines, truth = first
-    assert lines == read_lines("pool.jsonl")
-    assert [json.dumps(row) for row in truth] == read_lines("pool.truth.jsonl")
+    assert lines == read_lines("nli.pool.jsonl")
+    assert [json.dumps(row) for row in truth] == read_lines("nli.pool.truth.jsonl")
 
 
 def test_demo_path_resolves_every_file_and_explains_a_typo():
     names = demo_names()
-    assert {"pool.jsonl", "pool.truth.jsonl"} <= set(names)
+    assert {"pool.jsonl", "pool.truth.jsonl", "nli.pool.jsonl", "nli.pool.truth.jsonl"} <= set(names)
     assert {nli_file_name(s, lang) for s in ("dev", "test") for lang in DEMO_LANGUAGES} <= set(names)
     for name in names:
         path = demo_path(name)
