@@ -43,8 +43,10 @@ def check_run_config(config: RunConfig, source: str = "<config>") -> None:
             problems.append(problem)
     data = DataSource.default(config.data.data_dir)
     tasks = [get_task(name) for name in config.tasks()]
+    from hyft.experiments.cell_run import evaluation_keys
+
     for task in tasks:
-        for lang in config.languages_for(task):
+        for lang in evaluation_keys(config, task):  # directions (en-de, de-en) for translation
             for split in {task.eval_split, task.shot_split} - {None}:
                 try:
                     task.load(split, lang, data)
