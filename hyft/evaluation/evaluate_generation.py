@@ -1,8 +1,13 @@
 """Generation tasks (FLORES translation, GSM8K, HumanEval, MT-Bench) → a results dict.
 
 Greedy decoding with the task template's stop strings; the task's own scorer gives the metric
-(BLEU/chrF per direction, exact match, pass@1, or answers only for MT-Bench). Shots and the
+(BLEU/chrF per direction, exact match, pass@1; MT-Bench: BLEU against the GPT-4 reference answers and,
+with ``judge``, a local judge model's 1–10 score from :mod:`hyft.evaluation.judge`). Shots and the
 ``max_examples`` cut follow the same protocol as classification (see :mod:`hyft.evaluation.evaluate`).
+
+Translation aggregates: ``delta_bleu``/``delta_chrf`` are the paper's FLORES Δ, max − min over the
+EN→X directions (None with fewer than two); ``reverse_gap_bleu``/``reverse_gap_chrf`` are the mean
+|a→b − b→a| over the pairs run in both directions (None without such a pair).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Literal
 from hyft.evaluation import metrics
 from hyft.evaluation.evaluate import results_header
 from hyft.evaluation.generate import greedy_generate
+from hyft.evaluation.judge import PROMPT_VERSION
 from hyft.tasks.base import Task, direction
 from hyft.tasks.kshot import draw_shots
 from hyft.tasks.loading import DataSource
@@ -65,13 +71,23 @@ def evaluate_generation(
     sandbox_timeout_s: float = 10.0,
     progress: bool = True,
     exclude_ids: Mapping[str, Collection[str]] | None = None,
+    judge: str | None = None,
+    judge_max_new_tokens: int = 512,
 ) -> dict[str, Any]:
     """Greedy generation scored by the task (translation: ``languages`` are directions ``src-tgt``).
 
     ``exclude_ids[lang]``: rows never evaluated (e.g. the examples an adapter was trained on, for tasks
-    whose shots come from the evaluation split).
+    whose shots come from the evaluation split). ``judge``: path (or Hub id) of a causal LM that grades
+    MT-Bench answers (ignored by other tasks); the result then records it under ``"judge"``.
     """
     per_language, samples, shot_ids = {}, [], {}
+    judged = judge is not None and task.name == "mtbench"
+    judge_model = judge_tokenizer = None
+    if judged:
+        from hyft.evaluation.classify import model_device
+        from hyft.evaluation.judge import load_judge
+
+        judge_model, judge_tokenizer = load_judge(judge, model_device(model))
     for lang in languages:
         template = template_for(task, lang, templates)
         rows = task.load(task.eval_split, lang, data)
@@ -92,8 +108,33 @@ def evaluate_generation(
             progress,
         )
         texts = [answer[0] if len(answer) == 1 else "\n\n".join(answer) for answer in answers]
-        scores = task.score_generations(texts, rows, {"sandbox_timeout_s": sandbox_timeout_s})
+        scores = task.score_generations(
+            texts, rows, {"sandbox_timeout_s": sandbox_timeout_s, "turn_answers": answers}
+        )
         per_example = scores.pop("per_example", None)  # e.g. HumanEval pass/fail per problem
+        if judged:
+            from hyft.evaluation.judge import judge_answers
+
+            graded = judge_answers(
+                judge_model,
+                judge_tokenizer,
+                rows,
+                answers,
+                batch_size=batch_size,
+                max_new_tokens=judge_max_new_tokens,
+                progress=progress,
+            )
+            scores.update(
+                judge_score=graded.mean, judge_ratings=graded.parsed, judge_unparsed=graded.unparsed
+            )
+            per_example = [
+                {
+                    **(per_example[i] if per_example else {}),
+                    "judge_scores": graded.scores[i],
+                    "judge_outputs": graded.outputs[i],
+                }
+                for i in range(len(rows))
+            ]
         per_language[lang] = {"n": len(rows), **scores}
         if task.kind == "translation":
             per_language[lang]["bleu_signature"] = metrics.bleu_signature(rows[0]["tgt_lang"])
@@ -101,6 +142,8 @@ def evaluate_generation(
             sample = {"id": row["id"], "lang": lang, "prediction": answer[0] if len(answer) == 1 else answer}
             if task.kind == "translation" or "reference_field" in task.extra:
                 sample["reference"] = task.reference(row)
+            elif row.get("reference_turns"):  # MT-Bench: the GPT-4 reference answer, one entry per turn
+                sample["reference"] = row["reference_turns"]
             if per_example is not None:
                 sample.update(per_example[i])
             samples.append(sample)
@@ -112,15 +155,37 @@ def evaluate_generation(
             by_direction = {lang: entry[name] for lang, entry in per_language.items()}
             result[name] = by_direction
             result[f"avg_{name}"] = metrics.macro_average(by_direction)
-            result[f"delta_{name}"] = _direction_gap_or_none(by_direction)
+            result[f"delta_{name}"] = _en_x_spread_or_none(by_direction)
+            result[f"reverse_gap_{name}"] = _direction_gap_or_none(by_direction)
     else:
         result[task.metric] = {lang: entry.get(task.metric) for lang, entry in per_language.items()}
+        for name in task.extra.get("also_reported", ()):  # MT-Bench: reference_bleu beside judge_score
+            result[name] = {lang: entry.get(name) for lang, entry in per_language.items()}
+    if task.name == "mtbench":
+        result["judge"] = (
+            {
+                "model": judge,
+                "prompt": PROMPT_VERSION,
+                "max_new_tokens": judge_max_new_tokens,
+                "ratings": sum(e.get("judge_ratings", 0) for e in per_language.values()),
+                "unparsed": sum(e.get("judge_unparsed", 0) for e in per_language.values()),
+            }
+            if judged
+            else None
+        )
     result["samples"] = samples
     return result
 
 
+def _en_x_spread_or_none(by_direction: Mapping[str, float]) -> float | None:
+    """The paper's FLORES Δ: max − min over the EN→X directions; None with fewer than two of them."""
+    if sum(key.startswith("en-") for key in by_direction) < 2:
+        return None
+    return metrics.en_x_spread(by_direction)
+
+
 def _direction_gap_or_none(by_direction: Mapping[str, float]) -> float | None:
-    """Δ between the two directions of each pair; None when no direction has its reverse (EN→X only)."""
+    """Reverse-direction gap: mean |a→b − b→a| over pairs with both directions; None when none has both."""
     keys = set(by_direction)
     if not any(f"{b}-{a}" in keys for a, b in (key.split("-", 1) for key in keys)):
         return None

@@ -29,6 +29,7 @@ __all__ = [
     "bleu_tokenizer",
     "chrf",
     "direction_gap",
+    "en_x_spread",
     "expected_calibration_error",
     "fit_temperature",
     "gsm8k_exact_match",
@@ -205,6 +206,24 @@ def direction_gap(bleu_by_direction: Mapping[str, float]) -> float:
     if not gaps:
         raise ValueError(f"direction_gap: no direction has its reverse among {sorted(bleu_by_direction)}")
     return float(np.mean(gaps))
+
+
+def en_x_spread(score_by_direction: Mapping[str, float], source_language: str = "en") -> float:
+    """FLORES Δ as the paper reports it: the spread of a score over the run's EN→X directions.
+
+    Keys are "src-tgt". Over the keys whose source is ``source_language`` (``en-zh``, ``en-es``, …):
+    Δ = max_X score(en→X) − min_X score(en→X). Other directions (X→EN, X→Y) are ignored; the gap
+    between the two directions of one pair is :func:`direction_gap`. Fewer than two EN→X directions is
+    a ValueError naming the keys (a spread needs two). Example: {en-zh: 10, en-es: 30, zh-en: 25} → 20.
+    """
+    _check_scores(score_by_direction, "en_x_spread")
+    prefix = f"{source_language}-"
+    values = [float(v) for key, v in score_by_direction.items() if key.startswith(prefix)]
+    if len(values) < 2:
+        raise ValueError(
+            f"en_x_spread: need two or more {source_language}→X directions, got {sorted(score_by_direction)}"
+        )
+    return max(values) - min(values)
 
 
 # --------------------------------------------------------------------------- GSM8K

@@ -1,11 +1,23 @@
-"""MT-Bench (Zheng et al., 2023): 80 two-turn questions; hyft writes the answers.
+"""MT-Bench (Zheng et al., 2023): 80 two-turn questions; hyft writes the answers and scores them.
 
-Scoring needs an LLM judge (GPT-4 in the paper), which hyft does not call (no network calls the user
-did not ask for), so the results hold the answers and ``judge_score: None``. GPT-4 reference answers
-(math, reasoning, coding) are attached when ``reference_answer.gpt-4.jsonl`` is present.
+Two scores, both in the results:
+
+- ``reference_bleu`` (always, the paper's proxy): corpus BLEU (sacrebleu, 13a, via
+  :func:`hyft.evaluation.metrics.bleu`) of the model's answers against the GPT-4 reference answers of
+  ``reference_answer.gpt-4.jsonl`` (questions 101–130: math, reasoning, coding). Only questions with a
+  reference count; each (question, turn) is one segment, answer of turn t against reference turn t.
+  None when no evaluated question has a reference.
+- ``judge_score`` (1–10): only with a local judge model (``eval.judge``), graded by
+  :mod:`hyft.evaluation.judge`; otherwise None. hyft calls no remote judge (GPT-4 in the original).
+
+k-shot training (k > 0 in ``hyft run``): MT-Bench has no shot split, so shots come from its questions
+and are then left out of evaluation. Only a question with a GPT-4 reference can be a shot (target =
+the first reference turn, prompt = the first user turn); ``task.extra["trainable"]`` says which rows.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from hyft.tasks.base import Example, Task
 from hyft.tasks.loading import DataSource, format_error, load_records, read_jsonl
@@ -52,24 +64,54 @@ def load_mtbench(split: str, lang: str, data: DataSource) -> list[Example]:
     for line, record in records:
         if not record["turns"] or not all(isinstance(turn, str) for turn in record["turns"]):
             raise format_error(where, line, "'turns' must be a non-empty list of strings", _EXPECTED)
-        examples.append(
-            {
-                "id": f"mtbench/{split}/{lang}/{record['question_id']}",
-                "lang": lang,
-                "question_id": record["question_id"],
-                "category": record["category"],
-                "turns": list(record["turns"]),
-                "reference_turns": references.get(record["question_id"]),
-            }
-        )
+        reference_turns = references.get(record["question_id"])
+        example = {
+            "id": f"mtbench/{split}/{lang}/{record['question_id']}",
+            "lang": lang,
+            "question_id": record["question_id"],
+            "category": record["category"],
+            "turns": list(record["turns"]),
+            "reference_turns": reference_turns,
+            "turn": record["turns"][0],  # the prompt of a k-shot training example (first turn)
+        }
+        if reference_turns:
+            example["answer"] = example["target"] = reference_turns[0]  # its training target
+        examples.append(example)
     return examples
 
 
+def has_reference(example: Example) -> bool:
+    """Whether the question has a GPT-4 reference answer (scored by BLEU; usable as a k-shot example)."""
+    return bool(example.get("reference_turns"))
+
+
+def reference_bleu_segments(
+    turn_answers: Sequence[Sequence[str]], examples: Sequence[Example]
+) -> tuple[list[str], list[str]]:
+    """(hypotheses, references): answer of turn t against GPT-4 reference turn t, for every question
+    that has a reference, in question order, turns in order."""
+    hypotheses, references = [], []
+    for answers, example in zip(turn_answers, examples, strict=True):
+        for answer, reference in zip(answers, example.get("reference_turns") or (), strict=False):
+            hypotheses.append(answer)
+            references.append(reference)
+    return hypotheses, references
+
+
 def _score(answers, examples, options) -> dict:
+    from hyft.evaluation import metrics
+
+    turn_answers = options.get("turn_answers") or [[answer] for answer in answers]
+    hypotheses, references = reference_bleu_segments(turn_answers, examples)
     return {
-        "judge_score": None,
+        "judge_score": None,  # filled in by evaluate_generation when a judge model is given
+        "reference_bleu": metrics.bleu(hypotheses, references, "en") if hypotheses else None,
+        "reference_bleu_questions": sum(has_reference(example) for example in examples),
+        "reference_bleu_segments": len(hypotheses),
+        "reference_bleu_signature": metrics.bleu_signature("en"),
         "answered": sum(1 for answer in answers if answer.strip()),
-        "note": "MT-Bench needs an LLM judge; hyft writes the answers (samples) and does not call one",
+        "note": "reference_bleu: BLEU against the GPT-4 reference answers (the paper's proxy; questions "
+        "with a reference only); judge_score: local judge model (eval.judge), else None",
     }
 
 
@@ -79,7 +121,7 @@ MTBENCH = register_task(
         family="mtbench",
         kind="generation",
         metric="judge_score",
-        description="MT-Bench two-turn questions (answers written; judging needs an external LLM judge)",
+        description="MT-Bench two-turn questions (BLEU against GPT-4 references; judge score with eval.judge)",
         languages=("en",),
         loader=load_mtbench,
         eval_split="test",
@@ -88,6 +130,6 @@ MTBENCH = register_task(
         supports_fewshot=False,
         score_generations=_score,
         hub_dataset="HuggingFaceH4/mt_bench_prompts",
-        extra={"multi_turn": True},
+        extra={"multi_turn": True, "trainable": has_reference, "also_reported": ("reference_bleu",)},
     )
 )
