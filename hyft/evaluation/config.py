@@ -125,6 +125,11 @@ class EvalConfig(BaseModel):
     )
     ece_bins: int = Field(15, ge=1, description="Equal-width confidence bins of ECE.")
     sandbox_timeout_s: float = Field(10.0, gt=0, description="HumanEval: seconds per problem in the sandbox.")
+    judge: str | None = Field(
+        None,
+        description="MT-Bench: local causal LM (path or cached Hub id) that grades answers 1–10 "
+        "(hyft.evaluation.judge); none: BLEU against the GPT-4 reference answers only.",
+    )
     data_dir: Path | None = Field(
         None, description="Benchmark data folder; default $HYFT_DATA_DIR, else ../shared/data."
     )

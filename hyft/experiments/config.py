@@ -161,6 +161,8 @@ class EvalSection(BaseModel):
     ece_bins: int = Field(15, ge=1, description="ECE bins (equal width).")
     bootstrap_resamples: int = Field(1000, ge=100, description="Paired bootstrap resamples for the CIs.")
     max_new_tokens: int | None = Field(None, ge=1, description="Generation tasks: token limit (default: the task's).")
+    judge: str | None = Field(None, description="MT-Bench: local causal LM (path or cached Hub id) that grades "
+                              "answers 1–10 (hyft.evaluation.judge); none: BLEU against the GPT-4 references only.")
 
 
 class RunConfig(BaseModel):
