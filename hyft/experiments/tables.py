@@ -10,6 +10,7 @@ returns Markdown; when the run has no data for a table it returns one italic lin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from hyft.evaluation import tables as task_tables
@@ -196,17 +197,53 @@ def table_multilingual(groups: Groups, run: Mapping[str, Any], setting: MainSett
     return "".join(parts)
 
 
+def _translation_gaps(group: CellGroup, metric: str) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """((mean, std) of Δ, (mean, std) of the reverse-direction gap) over the group's seeds.
+
+    Δ = ``delta_<metric>``, max − min over the EN→X directions; the reverse gap = ``reverse_gap_<metric>``.
+    Results written before ``reverse_gap_*`` existed held the reverse gap in ``delta_*``: for them the
+    reverse gap is that value and Δ is recomputed per seed from the per-direction scores."""
+    from hyft.evaluation.metrics import en_x_spread
+
+    deltas, reverses = [], []
+    for cell in group.cells:
+        scores = cell.get("eval") or {}
+        if f"reverse_gap_{metric}" in scores:
+            deltas.append(scores.get(f"delta_{metric}"))
+            reverses.append(scores.get(f"reverse_gap_{metric}"))
+            continue
+        by_direction = {k: v for k, v in (scores.get(metric) or {}).items() if v is not None}
+        deltas.append(en_x_spread(by_direction) if sum(k.startswith("en-") for k in by_direction) >= 2 else None)
+        reverses.append(scores.get(f"delta_{metric}"))
+    return mean_std(deltas), mean_std(reverses)
+
+
+def _translation_table(by_method: Mapping[str, CellGroup], metric: str) -> str:
+    """Per direction, Avg, Δ (EN→X spread) and Rev. Δ (reverse-direction gap), each mean ± std over seeds."""
+    views, reverse = {}, {}
+    for method, group in by_method.items():
+        (delta_mean, delta_std), reverse[method] = _translation_gaps(group, metric)
+        views[method] = replace(group, mean={**group.mean, f"delta_{metric}": delta_mean},
+                                std={**group.std, f"delta_{metric}": delta_std})
+    rows = parse_markdown_table(_spread_table(task_tables.translation_table, views, metric=metric))
+    header = [*rows[0], "Rev. Δ"] if rows else ["Method", "Rev. Δ"]
+    return render(header, [[*row.values(), mean_pm_std(*reverse[row["Method"]])] for row in rows])
+
+
 def table_translation(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
-    """Table III: BLEU (then chrF) per direction, Avg and direction gap Δ, per translation task and model."""
+    """Table III: BLEU (then chrF) per direction, Avg, Δ (max − min over the EN→X directions, the paper's
+    Δ) and Rev. Δ (mean |a→b − b→a| over pairs run both ways), per translation task and model."""
     selected = _slice(groups, setting, "translation")
     if not selected:
         return "_Table III skipped: the run has no translation (FLORES) cells._\n"
     parts = []
     for (task, model), by_method in _by_task_and_model(selected, run).items():
-        parts.append(f"### Table III · {task} · {model}\n\n{_setting_line(setting)} No bootstrap interval: "
-                     "both translation metrics are corpus-level, with no per-example score to resample.\n\n")
+        parts.append(f"### Table III · {task} · {model}\n\n{_setting_line(setting)} Δ = max − min over the EN→X "
+                     "directions; Rev. Δ = mean |A→B − B→A| over the pairs run both ways (– where undefined). "
+                     "No bootstrap interval: both translation metrics are corpus-level, with no per-example score "
+                     "to resample.\n\n")
         for metric, label in (("bleu", "BLEU"), ("chrf", "chrF")):
-            parts += [f"{label}\n\n", _spread_table(task_tables.translation_table, by_method, metric=metric), "\n"]
+            parts += [f"{label}\n\n", _translation_table(by_method, metric), "\n"]
     return "".join(parts)
 
 

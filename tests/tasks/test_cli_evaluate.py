@@ -85,7 +85,9 @@ def test_evaluate_writes_results_samples_and_tables(app, tmp_path, tiny_model_di
         assert flores["bleu"][key] == pytest.approx(metrics.bleu(hypotheses, references, target))
         assert flores["chrf"][key] == pytest.approx(metrics.chrf(hypotheses, references))
     assert flores["avg_bleu"] == pytest.approx(sum(flores["bleu"].values()) / 2)
-    assert flores["delta_bleu"] == pytest.approx(abs(flores["bleu"]["en-de"] - flores["bleu"]["de-en"]))
+    # Δ is the spread over EN→X directions (one here: undefined); the pair's gap is the reverse gap
+    assert flores["delta_bleu"] is None
+    assert flores["reverse_gap_bleu"] == pytest.approx(abs(flores["bleu"]["en-de"] - flores["bleu"]["de-en"]))
     tables = (out / "tables.md").read_text(encoding="utf-8")
     assert "| Method | EN | ZH | Macro | Δ | Avg-ECE |" in tables
     assert "| Method | EN→DE | DE→EN | Avg | Δ |" in tables
