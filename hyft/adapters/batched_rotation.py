@@ -52,6 +52,14 @@ def prepare_rotation_blocks(layers: Iterable[nn.Module]) -> None:
 def batched_operator_blocks(members: list[BoftLinear]) -> list[torch.Tensor]:
     """``operator_blocks()`` of each layer (same ``batch_key``), computed together: L × (d/g, g, g)."""
     first = members[0]
+    # Under a caller's autocast (HyftModel.forward runs inside the trainer's), the batched inverse and the
+    # butterfly fold must still run in the generators' fp32: half-precision blocks are not orthogonal.
+    with torch.autocast(device_type=first.boft_R.device.type, enabled=False):
+        return _batched_operator_blocks(members)
+
+
+def _batched_operator_blocks(members: list[BoftLinear]) -> list[torch.Tensor]:
+    first = members[0]
     size, factors, blocks_per_layer = first.block_size, first.n_factors, first.n_blocks
     upper = torch.stack([member.boft_R for member in members])  # (L, m, d/b, b(b−1)/2)
     blocks = cayley(skew_from_upper(upper, size), first.cayley_form, first.neumann_terms)  # (L, m, d/b, b, b)

@@ -112,11 +112,16 @@ class BoftLinear(AdaptedLinear):
         return skew * generator_scale
 
     def rotation_blocks(self, generator_scale: GeneratorScale = 1.0, dropout: bool = False) -> torch.Tensor:
-        """Orthogonal blocks ``Cayley(μQ)`` (m, d/b, b, b) fp32; ``dropout`` swaps random blocks for I."""
-        skew = self.generator(generator_scale)
-        if self.cayley_form == "neumann" and self.training:
-            self._check_neumann_range(skew)
-        blocks = cayley(skew, self.cayley_form, self.neumann_terms)
+        """Orthogonal blocks ``Cayley(μQ)`` (m, d/b, b, b) fp32; ``dropout`` swaps random blocks for I.
+
+        Always in the generators' dtype, whatever autocast is active: the solve (or Neumann products)
+        rounded to bf16 would leave the blocks orthogonal only to ~1e-2.
+        """
+        with torch.autocast(device_type=self.boft_R.device.type, enabled=False):
+            skew = self.generator(generator_scale)
+            if self.cayley_form == "neumann" and self.training:
+                self._check_neumann_range(skew)
+            blocks = cayley(skew, self.cayley_form, self.neumann_terms)
         if dropout and self.dropout > 0:
             keep = torch.rand(blocks.shape[:2], device=blocks.device) >= self.dropout
             eye = torch.eye(self.block_size, device=blocks.device, dtype=blocks.dtype)

@@ -94,19 +94,32 @@ def block_gradient(x: torch.Tensor, grad: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class _BlockMatmul(torch.autograd.Function):
-    """``apply_blocks`` on (T, k·b); saves only x (shared with the caller) and the blocks."""
+    """``apply_blocks`` on (T, k·b); saves only x (shared with the caller) and the blocks.
+
+    Autocast never applies inside (forward or backward): an autocast bmm would round the orthogonal
+    blocks, or the Cayley chain that builds them, to half precision. The product runs in the wider of
+    the two input dtypes, and each gradient comes back in its input's dtype.
+    """
 
     @staticmethod
     def forward(ctx, x, blocks):
         ctx.save_for_backward(x, blocks)
-        return _block_product(x, blocks)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            dtype = torch.promote_types(x.dtype, blocks.dtype)
+            return _block_product(x.to(dtype), blocks.to(dtype))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, blocks = ctx.saved_tensors
-        grad_x = _block_product(grad, blocks.transpose(1, 2)) if ctx.needs_input_grad[0] else None
-        grad_blocks = block_gradient(x, grad, blocks.shape[0]) if ctx.needs_input_grad[1] else None
+        grad_x = grad_blocks = None
+        with torch.autocast(device_type=grad.device.type, enabled=False):
+            dtype = torch.promote_types(x.dtype, blocks.dtype)
+            grad = grad.to(dtype)
+            if ctx.needs_input_grad[0]:
+                grad_x = _block_product(grad, blocks.to(dtype).transpose(1, 2)).to(x.dtype)
+            if ctx.needs_input_grad[1]:
+                grad_blocks = block_gradient(x.to(dtype), grad, blocks.shape[0]).to(blocks.dtype)
         return grad_x, grad_blocks
 
 

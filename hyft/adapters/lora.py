@@ -9,6 +9,7 @@ buffers so that W0 is never mutated (methods.md §2.2); it saves as a standard r
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -79,15 +80,20 @@ class LoraLinear(AdaptedLinear):
         extra pass over (tokens, d_out)); only for outputs autograd has not saved, such as a plain
         ``nn.Linear``'s. In place on a view would be slower: its backward copies the whole gradient.
         The frozen-init form runs as one rank-2r product ([B, −B0] · [A; A0] x): x is read once.
+
+        Under autocast, plain LoRA's products follow it (PEFT's behaviour); the frozen-init form runs in
+        fp32 with autocast off, as methods.md §2.2 asks: BA and B0A0 are large and nearly cancel, and
+        rounding each to bf16 would leave noise of their size (ζ²·s, ~8 at d_out = 4096) in the output.
         """
-        B, A = self.factors()
-        hidden = self.dropout(x.to(ADAPTER_DTYPE)) @ A.T
-        scaled_B = B * scale
-        if result.dtype != ADAPTER_DTYPE:
-            return result + (hidden @ scaled_B.T).to(result.dtype)
-        if in_place and result.dim() == 2 and result._base is None:
-            return result.addmm_(hidden, scaled_B.T)
-        return result + hidden @ scaled_B.T
+        with torch.autocast(device_type=x.device.type, enabled=False) if self.frozen_init else nullcontext():
+            B, A = self.factors()
+            hidden = self.dropout(x.to(ADAPTER_DTYPE)) @ A.T
+            scaled_B = B * scale
+            if result.dtype != ADAPTER_DTYPE:
+                return result + (hidden @ scaled_B.T).to(result.dtype)
+            if in_place and result.dim() == 2 and result._base is None:
+                return result.addmm_(hidden, scaled_B.T)
+            return result + hidden @ scaled_B.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not is_plain_linear(self.base_layer):  # other layers may save their output for backward

@@ -22,10 +22,24 @@ from hyft.adapters.layer import is_plain_linear
 LowRank = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | float]
 
 
+def _gemm_dtype(device: str, weight: torch.Tensor) -> torch.dtype:
+    """The dtype the frozen layer's own GEMM would run in: the autocast dtype when autocast is on for
+    ``device`` (as ``F.linear`` under autocast), else the weight's."""
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return weight.dtype
+
+
 class _RotatedFrozenLinear(torch.autograd.Function):
+    """Autocast is handled explicitly (the op must not see it implicitly): the frozen GEMM runs in the
+    dtype the base layer's own GEMM would run in (:func:`_gemm_dtype`), in forward and backward alike;
+    the rotation of W0 or of the tokens, the LoRA products and every gradient of the fp32 adapter
+    tensors run in fp32 with autocast off."""
+
     @staticmethod
     def forward(ctx, x, blocks, weight, bias, lora_A, lora_B, lora_A0, lora_B0, scale):
         device = x.device.type
+        gemm_dtype = _gemm_dtype(device, weight)
         ctx.autocast = (torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.lora_rank = rank = 0 if lora_A is None else lora_A.shape[0]
         flat = x.reshape(-1, x.shape[-1])
@@ -37,19 +51,19 @@ class _RotatedFrozenLinear(torch.autograd.Function):
                 factor_B = (lora_B if lora_B0 is None else torch.cat([lora_B, -lora_B0], dim=1)) * scale
             low_rank = factor_A
             if flat.shape[0] >= weight.shape[0]:  # rotate W0 (d_out rows) rather than the T tokens
-                operand = flat
+                operand = flat.to(gemm_dtype)
                 rotated = apply_blocks(weight.to(blocks.dtype), blocks.transpose(-1, -2))
-                if lora_A0 is not None and weight.dtype == rotated.dtype:
-                    # fp32 base: the frozen −s·B0A0 joins the rotated weight (d_out·r·d_in FLOPs), so the
-                    # tokens only meet the trainable rank-r half. Not for half precision: rounding the
-                    # sum to the base dtype would swallow the small frozen term.
+                if lora_A0 is not None and gemm_dtype == rotated.dtype:
+                    # fp32 GEMM: the frozen −s·B0A0 joins the rotated weight (d_out·r·d_in FLOPs), so the
+                    # tokens only meet the trainable rank-r half. Not for half precision (a half base or
+                    # autocast): rounding the sum to it would swallow the small frozen term.
                     rotated.addmm_(factor_B[:, rank:], factor_A[rank:])
                     low_rank = lora_A
-                rotated = rotated.to(weight.dtype)
+                rotated = rotated.to(gemm_dtype)
             else:  # few tokens (decoding, small batches): rotating them is cheaper
-                operand = apply_blocks(flat.to(blocks.dtype), blocks).to(flat.dtype)
-                rotated = weight
-            y = F.linear(operand, rotated, bias)
+                operand = apply_blocks(flat.to(blocks.dtype), blocks).to(gemm_dtype)
+                rotated = weight.to(gemm_dtype)
+            y = F.linear(operand, rotated, None if bias is None else bias.to(gemm_dtype))
             if low_rank is not None:
                 hidden = flat.to(low_rank.dtype) @ low_rank.T  # (T, r) or (T, 2r)
                 if y.dtype == hidden.dtype:
@@ -64,29 +78,32 @@ class _RotatedFrozenLinear(torch.autograd.Function):
     def backward(ctx, grad):
         x, blocks, weight, factor_A, factor_B, hidden, scale = ctx.saved_tensors
         enabled, dtype = ctx.autocast
+        device = x.device.type
         grad = grad.reshape(-1, grad.shape[-1])
-        with torch.autocast(device_type=x.device.type, dtype=dtype, enabled=enabled):
+        # The frozen GEMM's backward in the forward's autocast state (what the base layer's would do).
+        with torch.autocast(device_type=device, dtype=dtype, enabled=enabled):
             u = grad @ weight  # ∂L/∂(xM), (T, d_in)
-        u = u.to(blocks.dtype)
-        k, size, _ = blocks.shape
-        flat = x.reshape(-1, k * size)
-        grad_x = grad_blocks = grad_A = grad_B = None
-        if factor_A is not None:
-            grad = grad.to(factor_B.dtype)
-            grad_hidden = grad @ factor_B  # (T, r')
-        if ctx.needs_input_grad[0]:
-            grad_x = apply_blocks(u, blocks.transpose(-1, -2))
+        with torch.autocast(device_type=device, enabled=False):
+            u = u.to(blocks.dtype)
+            k, size, _ = blocks.shape
+            flat = x.reshape(-1, k * size)
+            grad_x = grad_blocks = grad_A = grad_B = None
             if factor_A is not None:
-                grad_x.addmm_(grad_hidden, factor_A)  # the LoRA path's share, without a separate sum
-            grad_x = grad_x.to(x.dtype).view(x.shape)
-        if ctx.needs_input_grad[1]:
-            grad_blocks = block_gradient(flat.to(blocks.dtype), u, k)
-        # Only the trainable half of the rank-2r factors needs a gradient: rank-r products.
-        rank = ctx.lora_rank
-        if ctx.needs_input_grad[4]:
-            grad_A = grad_hidden[:, :rank].T @ flat.to(factor_A.dtype)
-        if ctx.needs_input_grad[5]:
-            grad_B = (grad.T @ hidden[:, :rank]) * scale
+                grad = grad.to(factor_B.dtype)
+                grad_hidden = grad @ factor_B  # (T, r')
+            if ctx.needs_input_grad[0]:
+                grad_x = apply_blocks(u, blocks.transpose(-1, -2))
+                if factor_A is not None:
+                    grad_x.addmm_(grad_hidden, factor_A)  # the LoRA path's share, without a separate sum
+                grad_x = grad_x.to(x.dtype).view(x.shape)
+            if ctx.needs_input_grad[1]:
+                grad_blocks = block_gradient(flat.to(blocks.dtype), u, k)
+            # Only the trainable half of the rank-2r factors needs a gradient: rank-r products.
+            rank = ctx.lora_rank
+            if ctx.needs_input_grad[4]:
+                grad_A = grad_hidden[:, :rank].T @ flat.to(factor_A.dtype)
+            if ctx.needs_input_grad[5]:
+                grad_B = (grad.T @ hidden[:, :rank]) * scale
         return grad_x, grad_blocks, None, None, grad_A, grad_B, None, None, None
 
 

@@ -172,7 +172,15 @@ class _UnitaryTransform(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        # Explicitly outside autocast (the forward runs under :meth:`UnitaryLinear._run`'s disabled
+        # autocast; a backward called inside an autocast region must not round the stages either).
+        # ctx.saved_tensors is read exactly once: non-reentrant checkpointing refuses a second unpack.
         x, theta, v, v_ref = ctx.saved_tensors
+        with torch.autocast(device_type=grad.device.type, enabled=False):
+            return _UnitaryTransform._backward(ctx, grad.to(x.dtype), x, theta, v, v_ref)
+
+    @staticmethod
+    def _backward(ctx, grad, x, theta, v, v_ref):
         ops, program = Operands(theta, v, v_ref, ctx.indices), ctx.program
         grads = {"theta": torch.zeros_like(ops.phase), "v": torch.zeros_like(ops.vectors["v"])}
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
