@@ -61,11 +61,80 @@ class HyftModel(nn.Module):
         # Found once: the adapters are in place before the wrapper is built, and walking every module
         # (with its nesting check) on each training forward and λ update would cost milliseconds per step.
         self._adapted = adapted_layers(base_model)
+        # transformers modules that carry a `gradient_checkpointing` switch (set by
+        # gradient_checkpointing_enable, on this wrapper or on the base model directly), found once too.
+        self._checkpoint_switches = [m for m in base_model.modules() if hasattr(m, "gradient_checkpointing")]
+        # Batched Cayley blocks for same-shaped BOFT layers (batched_rotation.py); turned off automatically
+        # under gradient checkpointing, and settable by hand for a model checkpointed by other means.
+        self.batch_rotations = True
+        self._input_grad_hook: torch.utils.hooks.RemovableHandle | None = None
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.training:
+        if self.training and self.batch_rotations and not self.is_checkpointing():
+            # Prepared blocks are computed here, outside any checkpointed segment: a recomputation could
+            # not find them again (non-reentrant checkpointing then refuses the differing saved tensors),
+            # and a reentrant one would backpropagate through their shared graph once per segment. Under
+            # checkpointing each layer therefore computes, and recomputes, its own blocks.
             prepare_rotation_blocks(self._adapted.values())
         return self.base_model(*args, **kwargs)
+
+    # -- gradient checkpointing ------------------------------------------------------------------
+    def is_checkpointing(self) -> bool:
+        """Whether any module of the base model has gradient (activation) checkpointing switched on."""
+        return any(getattr(m, "gradient_checkpointing", False) for m in self._checkpoint_switches)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None,
+                                      **kwargs: Any) -> None:
+        """Switch on the base model's gradient checkpointing (transformers' API, e.g.
+        ``gradient_checkpointing_kwargs={"use_reentrant": False}``) and make the input embeddings' output
+        require grad, so that a reentrant segment whose inputs come from frozen layers still passes
+        gradients to the adapters inside it (PEFT does the same)."""
+        base = self.base_model
+        # transformers ≥ 5 renamed the method and warns on the old name; call whichever exists.
+        enable = getattr(base, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs)
+        elif hasattr(base, "gradient_checkpointing_enable"):
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs,
+                                               **kwargs)
+        else:
+            raise ValueError(f"{type(base).__name__} does not support gradient checkpointing")
+        self._checkpoint_switches = [m for m in base.modules() if hasattr(m, "gradient_checkpointing")]
+        self.enable_input_require_grads()
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Switch the base model's gradient checkpointing off again."""
+        base = self.base_model
+        disable = getattr(base, "activation_checkpointing_disable", None)
+        (disable or base.gradient_checkpointing_disable)()
+
+    def enable_input_require_grads(self) -> None:
+        """Make the input embeddings' output require grad (idempotent): the base model's own method when it
+        has one and has not run yet, else a forward hook on ``get_input_embeddings()``."""
+        base = self.base_model
+        if getattr(base, "_require_grads_hooks", None) or getattr(base, "_require_grads_hook", None):
+            return
+        if self._input_grad_hook is not None:
+            return
+        if hasattr(base, "enable_input_require_grads"):
+            base.enable_input_require_grads()
+            return
+        embeddings = base.get_input_embeddings() if hasattr(base, "get_input_embeddings") else None
+        if embeddings is None:
+            raise ValueError(f"{type(base).__name__} exposes no input embeddings to make require grad")
+
+        def require_grad(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            output.requires_grad_(True)
+
+        self._input_grad_hook = embeddings.register_forward_hook(require_grad)
+
+    def disable_input_require_grads(self) -> None:
+        """Undo :meth:`enable_input_require_grads`."""
+        if self._input_grad_hook is not None:
+            self._input_grad_hook.remove()
+            self._input_grad_hook = None
+        elif hasattr(self.base_model, "disable_input_require_grads"):
+            self.base_model.disable_input_require_grads()
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         return self.base_model.generate(*args, **kwargs)
