@@ -115,7 +115,9 @@ class HybridLinear(AdaptedLinear):
             rotated = w0 + mu * (self.boft.rotate(w0, transpose=True) - w0)
         merged = rotated + lam * self.lora.delta_weight()
         if self.unitary is not None:
-            merged = self.unitary.transform_input(merged)
+            # The forward feeds x @ Ũ (per token Ũᵀx) to the hybrid, so W_eff = W_hybrid·Ũᵀ: U applied to
+            # each row of W_hybrid (apply_unitary_rows), not Ũ on the right (transform_input computes W·Ũ).
+            merged = self.unitary.apply_unitary_rows(merged)
         return merged
 
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
