@@ -51,7 +51,7 @@ class TaskSpec(BaseModel):
 
     name: str = Field(
         description="Task or group name: xnli, flores, glue, mnli, sst2, qnli, qqp, gsm8k, mtbench, "
-        "humaneval, demo-nli (the set shipped for the offline demo)."
+        "humaneval, demo-topic and demo-nli (the sets shipped for the offline demo)."
     )
     languages: list[LanguageCode] | None = Field(
         None, description="Languages to evaluate (FLORES: the X of EN↔X); default: all the task has."
