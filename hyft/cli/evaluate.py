@@ -103,6 +103,7 @@ def run_evaluation(config: Any) -> dict[str, Any]:
                 options |= {
                     "max_new_tokens": spec.max_new_tokens,
                     "sandbox_timeout_s": config.sandbox_timeout_s,
+                    "judge": config.judge,
                 }
             typer.echo(f"evaluating {name} on {', '.join(_languages(task, spec))}", err=True)
             results[name] = evaluate_task(

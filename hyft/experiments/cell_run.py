@@ -10,6 +10,7 @@ trains with the settings its (model, task, method) search chose (:mod:`hyft.expe
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -51,7 +52,10 @@ def shot_pools(config: RunConfig, task: Task, cell: Cell, curated: dict[str, lis
     data = DataSource.default(config.data.data_dir)
     languages = evaluation_keys(config, task)
     if cell.curation == NO_CURATION or curated is None:
-        return {lang: task.load(task.shot_split or task.eval_split, lang, data) for lang in languages}
+        # A task may mark which rows can be shots (MT-Bench: only questions with a reference answer).
+        trainable = task.extra.get("trainable")
+        return {lang: [e for e in task.load(task.shot_split or task.eval_split, lang, data)
+                       if trainable is None or trainable(e)] for lang in languages}
     view = curated[cell.curation.lower()]
     pools: dict[str, list[Example]] = {lang: [] for lang in languages}
     for record in view:
@@ -124,6 +128,7 @@ def fit_adapter(config: RunConfig, task: Task, entry: ModelEntry, model: Any, to
     """Wrap ``model`` with the adapter of method label ``method`` (LoRA-GA's gradient init on the first
     batches of the shots) and train it on the shots, with the validation rows for the val loss; the
     trainer checkpoints under ``out_dir`` and resumes from there."""
+    num_labels = len(task.labels) if entry.kind == "encoder" else None
     examples = encode(task, shots, tokenizer, entry.kind, config.data.max_length)
     has_val = any(validation.values())
     val_examples = encode(task, validation, tokenizer, entry.kind, config.data.max_length) if has_val else None
@@ -138,7 +143,8 @@ def fit_adapter(config: RunConfig, task: Task, entry: ModelEntry, model: Any, to
     init_seconds = time.perf_counter() - started
     started = time.perf_counter()
     result = train(model, examples, train_config, out_dir, eval_examples=val_examples,
-                   pad_token_id=tokenizer.pad_token_id, show_progress=show_progress)
+                   pad_token_id=tokenizer.pad_token_id, show_progress=show_progress,
+                   uniform_loss=math.log(num_labels) if num_labels else None)
     return Fitted(model, result, init_seconds, time.perf_counter() - started, val_examples)
 
 
@@ -184,6 +190,7 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
             "epoch_peak_memory_bytes": [e["peak_memory_bytes"] for e in result.history["epochs"]],
         }
         dynamics["epochs"] = result.history["epochs"]
+        dynamics["collapsed_epochs"] = [e["epoch"] for e in result.history["epochs"] if e.get("collapsed")]
         for row in result.history["steps"]:
             for layer, value in row.get("lambda", {}).items():
                 dynamics["lambda"].setdefault(layer, []).append(value)
@@ -210,6 +217,7 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
         options.update(orthographic=config.eval.orthographic, dev_scores=dev_scores, ece_bins=config.eval.ece_bins)
     else:
         options["max_new_tokens"] = config.eval.max_new_tokens
+        options["judge"] = config.eval.judge
     if not task.shot_split:
         excluded = excluded_from_evaluation(shots, validation)
         if config.search is not None:

@@ -24,13 +24,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyft.adapters.layer import adapted_layers
+from hyft.adapters.targeting import find_heads
 from hyft.evaluation.footprint import FootprintMeter
 from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hyft.training.config import TrainConfig
 from hyft.training.data import collate, epoch_order, micro_batches
 from hyft.training.seeding import seed_everything
 
-BRANCH_LR_FIELD = {"lora": "lr_lora", "rotation": "lr_rotation", "unitary": "lr_rotation"}
+GRADIENT_INIT_METHODS = ("lora_ga", "hybrid")  # their LoRA branch starts from the gradient's SVD
 
 
 @dataclass
@@ -46,25 +47,49 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def parameter_group_name(layer: nn.Module, branch: str) -> str:
+    """The LR group of one adapter branch: ``lora_ga`` for a LoRA branch initialised by LoRA-GA, else the
+    branch name (``lora``, ``rotation``, ``unitary``)."""
+    method = getattr(getattr(layer, "config", None), "method", None)
+    return "lora_ga" if branch == "lora" and method in GRADIENT_INIT_METHODS else branch
+
+
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: one per adapter branch kind (η_LoRA, η_rotation), heads, and everything else."""
+    """AdamW groups, each at :meth:`TrainConfig.branch_lr`: one per adapter branch kind (lora, lora_ga,
+    rotation, unitary), the task heads (``head``), the base weights under full fine-tuning (``full``),
+    and anything else trainable (``other``, at ``lr``)."""
     assigned: dict[int, str] = {}
     for layer in adapted_layers(model).values():
         for branch, params in layer.branch_parameters().items():
             for p in params:
-                assigned[id(p)] = branch
+                assigned[id(p)] = parameter_group_name(layer, branch)
+    adapter_config = getattr(model, "adapter_config", None)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    modules_to_save = adapter_config.modules_to_save if adapter_config is not None else None
+    for head in find_heads(base, modules_to_save):
+        for p in base.get_submodule(head).parameters():
+            assigned.setdefault(id(p), "head")
+    rest = "full" if adapter_config is not None and adapter_config.method == "full" else "other"
     groups: dict[str, list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            groups.setdefault(assigned.get(id(p), "other"), []).append(p)
-    result = []
-    for name, params in sorted(groups.items()):
-        lr_field = BRANCH_LR_FIELD.get(name)
-        lr = getattr(config, lr_field) if lr_field else None
-        if name == "other":
-            lr = config.lr_head
-        result.append({"params": params, "lr": lr or config.lr, "name": name})
-    return result
+            groups.setdefault(assigned.get(id(p), rest), []).append(p)
+    return [{"params": params, "lr": config.branch_lr(name), "name": name} for name, params in sorted(groups.items())]
+
+
+def is_collapsed(mean_loss: float, uniform_loss: float, tolerance: float) -> bool:
+    """True when an epoch's mean loss sits at the loss of predicting every class equally (ln C)."""
+    return abs(mean_loss - uniform_loss) <= tolerance * uniform_loss
+
+
+def enable_gradient_checkpointing(model: nn.Module, reentrant: bool) -> None:
+    """transformers' activation recomputation on the wrapped model. The reentrant variant needs an input
+    that requires grad, or a frozen embedding cuts the graph: ``enable_input_require_grads`` adds it."""
+    if not hasattr(model, "gradient_checkpointing_enable"):
+        raise ValueError(f"{type(model).__name__} has no gradient_checkpointing_enable (not a transformers model)")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    if reentrant and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
 
 
 def lr_lambda(total_steps: int, config: TrainConfig):
@@ -133,13 +158,16 @@ def train(
     resume: bool = True,
     stop_after_steps: int | None = None,
     show_progress: bool = True,
+    uniform_loss: float | None = None,
 ) -> TrainResult:
     """Train ``model`` (a :class:`hyft.HyftModel` or any module returning ``.loss``) on tokenised examples.
 
     ``train_examples``: dicts as :func:`hyft.training.data.collate` takes them. ``output_dir`` gets
     ``progress.jsonl``, ``history.json`` and ``checkpoints/``; with ``resume`` the latest checkpoint is
     loaded first. ``stop_after_steps`` stops early after that global step (an interruption, for tests
-    and time-boxed runs) after writing a checkpoint.
+    and time-boxed runs) after writing a checkpoint. ``uniform_loss`` (ln C for a C-way classifier) turns
+    on collapse detection: an epoch whose mean loss stays within ``config.collapse_tolerance`` of it is
+    flagged ``collapsed`` in the history and reported on stderr, never passed over silently.
     """
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -152,6 +180,8 @@ def train(
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, config))
     norms = BranchNorms(unwrapped)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model, reentrant=config.gradient_checkpointing_reentrant)
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
 
@@ -223,6 +253,12 @@ def train(
             }
             if eval_examples:
                 summary["val_loss"] = evaluate_loss(model, eval_examples, config.batch_size, pad_token_id, device)
+            if uniform_loss is not None and summary["train_loss"] is not None:
+                summary["collapsed"] = is_collapsed(summary["train_loss"], uniform_loss, config.collapse_tolerance)
+                if summary["collapsed"] and accelerator.is_main_process:
+                    tqdm.write(f"hyft: epoch {position['epoch']}: mean train loss {summary['train_loss']:.4f} is the "
+                               f"uniform-prediction loss {uniform_loss:.4f}: the model is not learning (check the "
+                               "learning rates: train.lr, lr_lora_ga, lr_full)")
             history["epochs"].append(summary)
             position["epoch"] += 1
             position["batch"] = 0

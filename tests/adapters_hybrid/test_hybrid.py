@@ -196,7 +196,7 @@ def test_decoder_training_lowers_the_loss_and_logs_lambda(tmp_path, factory):
     inputs = model_inputs("llama", batch=4, length=16)
     examples = [{"input_ids": row.tolist(), "labels": row.tolist()} for row in inputs["input_ids"]] * 4
     model = hyft.wrap(factory(), _config(target_modules=None, lambda_warmup_steps=2), init_batches=[inputs])
-    result = train(model, examples, TrainConfig(epochs=8, batch_size=4, lr=1e-2, warmup_ratio=0.0), tmp_path,
+    result = train(model, examples, TrainConfig(epochs=8, batch_size=4, lr=1e-2, lr_lora_ga=1e-2, warmup_ratio=0.0), tmp_path,
                    show_progress=False)
     losses = [r["loss"] for r in result.history["steps"]]
     assert losses[-1] < 0.9 * losses[0]

@@ -153,8 +153,6 @@ def test_mtbench_k_shots_come_from_referenced_questions_and_are_not_evaluated(ll
     assert result["per_language"]["en"]["reference_bleu_questions"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="needs hyft/experiments/cell_run.shot_pools to keep only rows for which "
-                   "task.extra['trainable'] is true (MT-Bench: questions with a GPT-4 reference)")
 def test_run_with_k_shot_mtbench(tmp_path, tokenizer, data_dir):
     from hyft.config import validate_config
     from hyft.experiments.config import RunConfig
