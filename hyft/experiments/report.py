@@ -148,6 +148,14 @@ def _notes(results: Mapping[str, Any], groups: Mapping[Any, CellGroup], comparis
             notes.append(f"With {_count(n_seeds[0], 'seed')} the seed part of a CI rests on that many training runs (a "
                          "bootstrap over so few values understates their spread); a 'significant' difference "
                          "near the CI edge may not hold with more seeds.")
+    collapsed = [cell for cell in cells if (cell.get("dynamics") or {}).get("collapsed_epochs")]
+    for cell in collapsed:
+        epochs = cell["dynamics"]["collapsed_epochs"]
+        last = len(cell["dynamics"].get("epochs") or []) - 1
+        verdict = ("it never learned: its scores are chance-level" if last in epochs
+                   else "it learned afterwards")
+        notes.append(f"Collapse: `{cell.get('cell_id', '?')}` had its mean training loss at the uniform-prediction "
+                     f"loss (ln C) in epoch(s) {epochs}; {verdict}.")
     for cell in cells:
         if cell["status"] != "done":
             notes.append(f"Cell `{cell.get('cell_id', '?')}` is {cell['status']} and left out: "

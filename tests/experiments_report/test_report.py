@@ -296,3 +296,21 @@ def test_multi_task_run_table_i_has_a_glue_column_and_every_task_is_compared(run
     key_lines = [line for line in section(report, "## Key differences").splitlines() if line.startswith("- ")]
     assert len(key_lines) == 4 * (len(syn.METHODS) - 1)
     assert any(line.startswith(f"- {syn.MODEL} · mnli: hybrid vs lora: ") for line in key_lines)
+
+
+def test_collapsed_cells_are_named_with_whether_they_recovered(run, tmp_path):
+    run_dir, results, _ = run
+    copy = tmp_path / "collapsed"
+    shutil.copytree(run_dir, copy)
+    edited = json.loads(json.dumps(results))
+    trained = [c for c in edited["cells"] if c["status"] == "done" and c["k_shot"] > 0]
+    stuck, recovered = trained[0], trained[1]
+    stuck.setdefault("dynamics", {}).update(epochs=[{}, {}, {}], collapsed_epochs=[0, 1, 2])
+    recovered.setdefault("dynamics", {}).update(epochs=[{}, {}, {}], collapsed_epochs=[0])
+    (copy / "results.json").write_text(json.dumps(edited), encoding="utf-8")
+    report = write_report(copy, progress=False).read_text(encoding="utf-8")
+    assert f"`{stuck['cell_id']}` had its mean training loss at the uniform-prediction loss (ln C) in epoch(s) " \
+           "[0, 1, 2]; it never learned" in report
+    assert f"`{recovered['cell_id']}` had its mean training loss at the uniform-prediction loss (ln C) in " \
+           "epoch(s) [0]; it learned afterwards" in report
+    assert report.count("Collapse:") == 2
