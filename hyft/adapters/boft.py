@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hyft.adapters.butterfly import (
@@ -32,6 +31,7 @@ from hyft.adapters.butterfly import (
 from hyft.adapters.cayley import cayley, skew_from_upper, upper_size
 from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape
+from hyft.adapters.quantized import weight_product
 from hyft.adapters.registry import register_method
 from hyft.adapters.rotated_linear import can_rotate_weight, rotated_frozen_linear
 from hyft.config.loading import ConfigError
@@ -238,13 +238,14 @@ class BoftLinear(AdaptedLinear):
 
     # -- AdaptedLinear --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.base_layer.weight, self.base_layer.bias
+        bias = self.base_layer.bias
         if self.side == "input":
             if self.boft_s is None:
                 return self.rotated_linear(x, self.base_layer)
             rotated = self.rotate(x, dropout=self.training).to(x.dtype)
-            return F.linear(rotated, weight) * self.boft_s.view(-1).to(x.dtype) + (0 if bias is None else bias)
-        hidden = self.rotate(F.linear(x, weight), transpose=True, dropout=self.training)  # (R W0 x)ᵀ
+            product = weight_product(self.base_layer, rotated)  # W0·(Rᵀx), also on a quantized base
+            return product * self.boft_s.view(-1).to(product.dtype) + (0 if bias is None else bias)
+        hidden = self.rotate(weight_product(self.base_layer, x), transpose=True, dropout=self.training)  # (R W0 x)ᵀ
         if self.boft_s is not None:
             hidden = hidden * self.boft_s.view(-1)
         hidden = hidden.to(x.dtype)
@@ -252,7 +253,7 @@ class BoftLinear(AdaptedLinear):
 
     def merged_weight(self) -> torch.Tensor:
         """``diag(s) W0 Rᵀ`` (input side) or ``diag(s) R W0`` (output side), (d_out, d_in) fp32."""
-        w0 = self.base_layer.weight.to(self.boft_R.dtype)
+        w0 = self.base_weight().to(self.boft_R.dtype)
         merged = self.rotate(w0, transpose=True) if self.side == "input" else self.rotate(w0.T, transpose=True).T
         return merged * self.boft_s if self.boft_s is not None else merged
 

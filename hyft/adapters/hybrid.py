@@ -108,7 +108,7 @@ class HybridLinear(AdaptedLinear):
         """W0 + μ(W0Rᵀ − W0) + λκs(BA − B0A0) (linear mix) or W0R(μQ)ᵀ + λκsΔW (generator), then ·Ũᵀ."""
         lam = self.mixer.mixing_weight.detach()
         mu = 1.0 - lam
-        w0 = self.base_layer.weight.to(ADAPTER_DTYPE)
+        w0 = self.base_weight().to(ADAPTER_DTYPE)  # dequantised on a quantized base
         if self.mix == "generator":
             rotated = self.boft.rotate(w0, mu, transpose=True)
         else:

@@ -11,6 +11,12 @@ import torch
 from torch import nn
 
 from hyft.adapters.config import AdapterConfig
+from hyft.adapters.quantized import (
+    compute_dtype,
+    dequantized_weight,
+    is_quantized_linear,
+    prepare_quantized_base,
+)
 
 ADAPTER_DTYPE = torch.float32
 
@@ -31,6 +37,7 @@ class AdaptedLinear(nn.Module):
             raise TypeError(f"hyft adapts nn.Linear layers only, got {type(base_layer).__name__}")
         self.base_layer = base_layer
         self.base_layer.requires_grad_(False)
+        prepare_quantized_base(base_layer)  # bitsandbytes 4-bit: keep its trainable-through kernel (quantized.py)
         self.in_features = base_layer.in_features
         self.out_features = base_layer.out_features
         self.config = config
@@ -59,20 +66,29 @@ class AdaptedLinear(nn.Module):
     def base_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base_layer(x)
 
-    def merged_linear(self) -> nn.Linear:
-        """A plain nn.Linear with the adapter folded in: merged in fp32, cast once to the base dtype."""
-        weight = self.base_layer.weight
+    def base_weight(self) -> torch.Tensor:
+        """W0 (d_out, d_in) in fp32, detached: dequantised (one layer at a time) for a quantized base."""
+        return dequantized_weight(self.base_layer)
+
+    def merged_linear(self, dtype: torch.dtype | None = None) -> nn.Linear:
+        """A plain nn.Linear with the adapter folded in: merged in fp32, cast once to the base dtype.
+
+        A quantized base is dequantised first; the result is a full-precision nn.Linear in ``dtype``
+        (default: the dtype the base weight had before quantization, fp32 for 8-bit layers).
+        """
+        base = self.base_layer
+        dtype = dtype if dtype is not None and is_quantized_linear(base) else compute_dtype(base)
         merged = nn.Linear(
             self.in_features,
             self.out_features,
-            bias=self.base_layer.bias is not None,
-            device=weight.device,
-            dtype=weight.dtype,
+            bias=base.bias is not None,
+            device=base.weight.device,
+            dtype=dtype,
         )
         with torch.no_grad():
-            merged.weight.copy_(self.merged_weight().to(weight.dtype))
-            if self.base_layer.bias is not None:
-                merged.bias.copy_(self.base_layer.bias)
+            merged.weight.copy_(self.merged_weight().to(dtype))
+            if base.bias is not None:
+                merged.bias.copy_(base.bias.to(dtype))
         return merged
 
     def extra_repr(self) -> str:

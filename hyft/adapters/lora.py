@@ -16,6 +16,7 @@ from torch import nn
 
 from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape, is_plain_linear
+from hyft.adapters.quantized import dequantized_weight
 
 
 def lowrank_frobenius_norm(B: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
@@ -54,7 +55,7 @@ class LoraLinear(AdaptedLinear):
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.norm_cap = config.norm_cap
         if self.norm_cap is not None:
-            w0_norm = base_layer.weight.detach().float().norm()
+            w0_norm = dequantized_weight(base_layer).norm()  # one layer dequantised on a quantized base
             self.register_buffer("w0_norm", w0_norm, persistent=False)
         self.cap_active_steps = 0
 
@@ -115,7 +116,7 @@ class LoraLinear(AdaptedLinear):
         return (B @ A) * self.delta_scale()
 
     def merged_weight(self) -> torch.Tensor:
-        return self.base_layer.weight.float() + self.delta_weight()
+        return self.base_weight() + self.delta_weight()
 
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
         return {"lora": [self.lora_A, self.lora_B]}

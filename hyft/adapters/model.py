@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,12 @@ from hyft.adapters.batched_rotation import prepare_rotation_blocks
 from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import AdaptedLinear, adapted_layers
 from hyft.adapters.lora_ga import LoraGaInitReport, estimate_lora_ga_init
+from hyft.adapters.quantized import (
+    dequantized_weight,
+    is_quantized_linear,
+    is_quantized_model,
+    quantization_kind,
+)
 from hyft.adapters.registry import NEEDS_GRADIENT_INIT, layer_builder
 from hyft.adapters.targeting import find_heads, find_targets, matches_pattern
 
@@ -29,6 +37,7 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 FULL_WEIGHTS_NAME = "model.safetensors"
 PEFT_PREFIX = "base_model.model."
 FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -208,6 +217,7 @@ class HyftModel(nn.Module):
             "adapter": cfg.model_dump(mode="json"),
             "target_layers": sorted(self.adapted_layers()),
             "base_fingerprint": base_fingerprint(self),
+            "base_quantization": base_quantization(self),
         }
         saved: dict[str, Any] = {
             "base_model_name_or_path": base_name,
@@ -236,17 +246,53 @@ class HyftModel(nn.Module):
         return saved
 
     def merge_and_unload(self) -> nn.Module:
-        """Fold every adapter into its base weight (fp32 merge, one cast) and return the plain model."""
-        for name, layer in self.adapted_layers().items():
-            _set_submodule(self.base_model, name, layer.merged_linear())
+        """Fold every adapter into its base weight (fp32 merge, one cast) and return the plain model.
+
+        On a quantized base (bitsandbytes 4-/8-bit) each adapted layer is dequantised, merged and replaced
+        by a full-precision ``nn.Linear`` in the model's floating dtype (its input embeddings'), with a
+        warning: the merged layers take 4–8× the memory of the quantized ones. When no quantized layer is
+        left, the model's quantization markers (``hf_quantizer``, ``config.quantization_config``) are
+        removed, so that ``save_pretrained`` writes a plain full-precision checkpoint.
+        """
+        layers = self.adapted_layers()
+        quantized = [name for name, layer in layers.items() if is_quantized_linear(layer.base_layer)]
+        dtype = _floating_dtype(self.base_model) if quantized else None
+        for name, layer in layers.items():
+            _set_submodule(self.base_model, name, layer.merged_linear(dtype))
+        if quantized:
+            _after_dequantising_merge(self.base_model, quantized, dtype)
         return self.base_model
 
 
+def _floating_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's unquantized weights (its input embeddings'), fp32 when it has none."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    weight = getattr(embeddings, "weight", None)
+    return weight.dtype if weight is not None and weight.is_floating_point() else torch.float32
+
+
+def _after_dequantising_merge(model: nn.Module, merged: list[str], dtype: torch.dtype) -> None:
+    remaining = [n for n, m in model.named_modules() if is_quantized_linear(m)]
+    message = (f"merge_and_unload dequantised {len(merged)} quantized layers and merged the adapters into "
+               f"full-precision {dtype} nn.Linear layers (the merged model is not quantized)")
+    if remaining:
+        message += f"; {len(remaining)} layers without adapters stay quantized (e.g. {remaining[0]})"
+    else:
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None and hasattr(quantizer, "remove_quantization_config"):
+            quantizer.remove_quantization_config(model)
+    logger.warning(message)
+    warnings.warn(message, stacklevel=3)
+
+
 def base_fingerprint(model: HyftModel) -> dict[str, str]:
-    """Per adapted layer: a short hash of W0 (fp32 norm + a few fixed entries) to refuse a wrong base."""
+    """Per adapted layer: a short hash of W0 (fp32 norm + a few fixed entries) to refuse a wrong base.
+
+    For a quantized layer W0 is the dequantised weight, so an adapter trained on a quantized base loads
+    on the same base quantized the same way (and is refused on its full-precision original)."""
     prints = {}
     for name, layer in model.adapted_layers().items():
-        weight = layer.base_layer.weight.detach().float().cpu()
+        weight = dequantized_weight(layer.base_layer).cpu()  # quantized bases: of the dequantised Ŵ
         flat = weight.flatten()
         probe = torch.stack([weight.norm(), flat[0], flat[len(flat) // 2], flat[-1]])
         prints[name] = hashlib.sha256(f"{tuple(weight.shape)}{probe.tolist()}".encode()).hexdigest()[:16]
@@ -265,6 +311,7 @@ def wrap(
     gradient they produce sets the initial adapter (methods.md §2).
     """
     if config.method == "full":
+        _refuse_full_on_quantized(base_model)
         base_model.requires_grad_(True)
         return HyftModel(base_model, config)
     targets = find_targets(base_model, config.target_modules, config.exclude_modules)
@@ -290,6 +337,23 @@ def wrap(
     return HyftModel(base_model, config, report)
 
 
+def base_quantization(model: HyftModel) -> str | None:
+    """How the adapted layers' weights are stored: "nf4", "fp4", "int8" (or several, comma-joined), None
+    for full precision; saved beside the fingerprint so a mismatch can name the cause."""
+    kinds = sorted({kind for layer in model.adapted_layers().values()
+                    if (kind := quantization_kind(layer.base_layer)) is not None})
+    return ",".join(kinds) or None
+
+
+def _refuse_full_on_quantized(model: nn.Module) -> None:
+    if is_quantized_model(model):
+        raise ValueError(
+            "full fine-tuning needs a full-precision base: this model is quantized (bitsandbytes 4-/8-bit "
+            "weights are frozen integers without gradients); load it without quantization, or train an "
+            "adapter (lora, lora_ga, boft, oft, unitary, hybrid) on the quantized base"
+        )
+
+
 def _lora_targets(model: nn.Module, targets: list[str], config: AdapterConfig) -> list[str]:
     """Layers that get a LoRA-GA branch (the hybrid's unitary-only layers do not)."""
     if config.method == "hybrid" and config.unitary_mode == "replace" and config.unitary_modules:
@@ -311,6 +375,7 @@ def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = Fals
         raise ValueError(f"{config_path}: format_version {block.get('format_version')} != {FORMAT_VERSION}")
     config = AdapterConfig.model_validate(block["adapter"])
     if config.method == "full":
+        _refuse_full_on_quantized(base_model)
         state = load_file(str(directory / FULL_WEIGHTS_NAME))
         base_model.load_state_dict(state, strict=True)
         base_model.requires_grad_(is_trainable)
@@ -325,6 +390,13 @@ def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = Fals
         _set_submodule(base_model, name, build(modules[name], config, name, None))
     model = HyftModel(base_model, config)
     mismatched = [n for n, fp in base_fingerprint(model).items() if block["base_fingerprint"].get(n) != fp]
+    trained_on, loaded_on = block.get("base_quantization"), base_quantization(model)
+    if mismatched and "base_quantization" in block and trained_on != loaded_on:
+        raise ValueError(
+            f"{config_path}: the adapter was trained on a {trained_on or 'full-precision'} base, and this base "
+            f"is {loaded_on or 'full-precision'} (layers {mismatched[:3]}... differ); load the base the same "
+            "way (models[].quantization), or merge on the base it was trained on"
+        )
     if mismatched:
         raise ValueError(
             f"{config_path}: the base model's weights differ from the ones the adapter was trained on "

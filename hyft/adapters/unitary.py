@@ -304,7 +304,7 @@ class UnitaryLinear(AdaptedLinear):
 
     def merged_weight(self) -> torch.Tensor:
         """``W0 Ũᵀ`` (d_out, d_in) fp32, by applying U to the rows of W0: O(d_out·d_in·log d_in)."""
-        return self.apply_unitary_rows(self.base_layer.weight)
+        return self.apply_unitary_rows(self.base_weight())
 
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
         return {"unitary": [self.unitary_theta, self.unitary_v]}

@@ -105,8 +105,8 @@ def load_model(config: RunConfig, entry: ModelEntry, task: Task, seed: int) -> t
     """(model, tokenizer): the base model with a fresh head for encoders, on the GPU when there is one."""
     num_labels = len(task.labels) if entry.kind == "encoder" else None
     model, tokenizer = load_base_model(entry.name_or_path, entry.kind, num_labels, entry.dtype, entry.tokenizer,
-                                       seed=seed)
-    if torch.cuda.is_available():
+                                       seed=seed, quantization=entry.quantization)
+    if torch.cuda.is_available() and entry.quantization is None:  # a quantized model is loaded in place
         model = model.cuda()
     return model, tokenizer
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from hyft.adapters.config import AdapterConfig
 from hyft.config import LanguageCode
 from hyft.governance.config import CurationConfig
+from hyft.models import Quantization
 from hyft.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -149,6 +150,9 @@ class ModelEntry(BaseModel):
     kind: Literal["encoder", "decoder"] = Field(description="encoder: classification head; decoder: causal LM.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Base weight dtype.")
     tokenizer: str | None = Field(None, description="Tokenizer id/folder; default: name_or_path.")
+    quantization: Quantization | None = Field(
+        None, description="Load the base quantized with bitsandbytes: {bits: 4|8, quant_type: nf4|fp4, "
+        "compute_dtype: bf16|fp16|fp32, double_quant: bool}; adapters train on the frozen quantized weights.")
 
 
 class EvalSection(BaseModel):
@@ -215,6 +219,11 @@ class RunConfig(BaseModel):
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"models need distinct names, got {names}")
+        quantized = [m.name for m in self.models if m.quantization is not None]
+        full = [label for label, method in self.methods.items() if method.method == "full"]
+        if quantized and full:
+            raise ValueError(f"methods {full} fine-tune every weight, which a quantized base cannot (models "
+                             f"{quantized} set quantization); drop them or load those models unquantized")
         if self.curation:
             unknown = [m for m in self.curation.ablation_methods if m not in self.methods]
             if unknown:

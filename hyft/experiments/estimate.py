@@ -95,6 +95,8 @@ def _estimate_row(config: RunConfig, label: str, model_name: str, method: str, t
     else:
         trainable, total = count_adapter_parameters(model, config.adapter_config(method))
     bytes_per = {"float32": 4, "bfloat16": 2, "float16": 2}[entry.dtype]
+    if entry.quantization is not None:  # rough: every weight at bits/8 plus an fp32 scale per 64
+        bytes_per = entry.quantization.bits / 8 + 4 / 64
     hidden = getattr(model_config, "hidden_size", 0)
     layers = getattr(model_config, "num_hidden_layers", getattr(model_config, "n_layer", 0))
     batch, length = train.batch_size, config.data.max_length
