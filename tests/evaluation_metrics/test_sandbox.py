@@ -58,7 +58,7 @@ def test_well_behaved_programs(parent_area) -> None:
     assert (exited.status, exited.reason, exited.returncode) == ("error", "exit_code", 3)
     huge = run("print('x' * 5_000_000)", timeout_s=5, max_output_bytes=1000)
     assert huge.status == "passed" and len(huge.stdout) < 1100 and huge.stdout.endswith("output truncated]")
-    assert "audit_hook" in ok.isolation and "rlimit_as" in ok.isolation
+    assert {"audit-hook", "rlimits", "userns", "mountns", "pidns", "netns"} <= set(ok.isolation)
 
 
 def test_hostile_programs_are_contained(parent_area) -> None:
