@@ -61,6 +61,19 @@ def _languages(task: Any, spec: Any) -> list[str]:
     return translation_directions(targets, spec.source_language, spec.directions)
 
 
+def _check_code_sandbox(allow_unsafe: bool) -> None:
+    """Refuse to run model-written code without a kernel sandbox unless --unsafe-code / allow_unsafe_code."""
+    from hyft.evaluation.sandbox import KERNEL_LAYERS, UnsafeCodeRefused, check_code_execution_allowed
+
+    try:
+        layers = check_code_execution_allowed(allow_unsafe)
+    except UnsafeCodeRefused as exc:
+        raise UserError(str(exc)) from None
+    if not set(KERNEL_LAYERS) <= set(layers):
+        shown = ", ".join(layers)
+        typer.echo(f"warning: --unsafe-code: code runs without a kernel sandbox ({shown})", err=True)
+
+
 def run_evaluation(config: Any) -> dict[str, Any]:
     """Evaluate ``config`` (an EvalConfig); returns ``{"tasks": {name: results}}`` with samples."""
     import numpy as np
@@ -79,6 +92,8 @@ def run_evaluation(config: Any) -> dict[str, Any]:
     for spec in config.tasks:
         for name in expand_task_names([spec.name], data):
             task = get_task(name)
+            if task.family == "humaneval":  # runs model-written code: refuse before loading a model
+                _check_code_sandbox(config.allow_unsafe_code)
             head = len(task.labels) if config.model.kind == "encoder" else None
             if head not in loaded:
                 loaded.clear()  # keep one model in memory at a time
@@ -151,6 +166,12 @@ def register(app: typer.Typer) -> None:
             ..., help="Evaluation config (YAML or TOML), see hyft.evaluation.config."
         ),
         overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. batch_size=16"),
+        unsafe_code: bool = typer.Option(
+            False,
+            "--unsafe-code",
+            help="Run model-written code (HumanEval) even where the kernel gives no sandbox "
+            "(rlimits and an audit hook only). Same as allow_unsafe_code: true in the config.",
+        ),
     ) -> None:
         """Evaluate a model on tasks × languages; write results.json, samples.jsonl and tables.md.
 
@@ -161,6 +182,8 @@ def register(app: typer.Typer) -> None:
             from hyft.evaluation.config import EvalConfig
 
             resolved = load_config(config, EvalConfig, overrides or [])
+            if unsafe_code:
+                resolved = resolved.model_copy(update={"allow_unsafe_code": True})
             out = write_outputs(resolved, run_evaluation(resolved))
             typer.echo((out / "tables.md").read_text(encoding="utf-8"))
             typer.echo(f"wrote {out / 'results.json'}, samples.jsonl and tables.md", err=True)

@@ -125,6 +125,11 @@ class EvalConfig(BaseModel):
     )
     ece_bins: int = Field(15, ge=1, description="Equal-width confidence bins of ECE.")
     sandbox_timeout_s: float = Field(10.0, gt=0, description="HumanEval: seconds per problem in the sandbox.")
+    allow_unsafe_code: bool = Field(
+        False,
+        description="HumanEval: run model-written code even where the kernel gives no sandbox (no user "
+        "namespaces): rlimits and an audit hook only. Same as `hyft evaluate --unsafe-code`.",
+    )
     judge: str | None = Field(
         None,
         description="MT-Bench: local causal LM (path or cached Hub id) that grades answers 1–10 "

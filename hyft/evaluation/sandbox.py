@@ -270,6 +270,20 @@ def kernel_sandbox_available() -> bool:
     return set(KERNEL_LAYERS) <= set(kernel_isolation())
 
 
+class UnsafeCodeRefused(RuntimeError):
+    """Raised by :func:`check_code_execution_allowed` where there is no kernel sandbox and no permission."""
+
+
+def check_code_execution_allowed(allow_unsafe: bool) -> tuple[str, ...]:
+    """Before running model-written code: set the process-wide permission and refuse (UnsafeCodeRefused)
+    when the kernel gives no sandbox here and unsafe code was not allowed. Returns the layers a run gets."""
+    set_unsafe_code_allowed(allow_unsafe)
+    layers = kernel_isolation()
+    if not allow_unsafe and not set(KERNEL_LAYERS) <= set(layers):
+        raise UnsafeCodeRefused(unsafe_code_message(layers))
+    return layers
+
+
 def unsafe_code_message(layers: Sequence[str]) -> str:
     """What ``hyft evaluate`` says when it refuses to run model-written code."""
     return (
