@@ -10,6 +10,13 @@ Autograd splits the gradient back onto each layer's ``boft_R`` through the stack
 
 :meth:`HyftModel.forward` calls :func:`prepare_rotation_blocks` before a forward with gradients; each
 layer takes its prepared blocks once (:meth:`BoftLinear.operator_blocks`) and otherwise computes its own.
+
+Under FSDP the batch covers only the layers whose generators are whole when ``HyftModel.forward`` runs:
+all of them when the wrapper itself is the FSDP unit (its pre-forward hook has gathered every
+parameter it owns), none of those inside separately sharded sub-modules (decoder blocks): FSDP gathers
+their parameters only when their own forward runs, so they compute their blocks per layer there.
+Batching inside each FSDP unit would need a pre-forward hook per unit; per-layer blocks cost ~1 ms per
+layer on CPU and are exact, so the fallback is what FSDP runs (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from torch import nn
 
 from hyft.adapters.boft import BoftLinear
 from hyft.adapters.butterfly import grouped_blocks
-from hyft.adapters.cayley import cayley, skew_from_upper
+from hyft.adapters.cayley import cayley, skew_from_upper, upper_size
+from hyft.distributed import is_full_parameter
 
 
 def _rotation_of(layer: nn.Module) -> BoftLinear | None:
@@ -41,12 +49,20 @@ def prepare_rotation_blocks(layers: Iterable[nn.Module]) -> None:
     groups: dict[tuple, list[BoftLinear]] = {}
     for layer in layers:
         rotation = _rotation_of(layer)
-        if rotation is not None and rotation.training and (key := rotation.batch_key()) is not None:
+        if (rotation is not None and rotation.training and _holds_full_generator(rotation)
+                and (key := rotation.batch_key()) is not None):
             groups.setdefault(key, []).append(rotation)
     for members in groups.values():
         if len(members) > 1:
             for member, blocks in zip(members, batched_operator_blocks(members), strict=True):
                 member.prepared_blocks = (member.boft_R._version, blocks)
+
+
+def _holds_full_generator(rotation: BoftLinear) -> bool:
+    """False while FSDP holds this layer's generators sharded (an FSDP2 DTensor, or an FSDP1 flat-shard
+    view): the layer then computes its own blocks in its forward, after FSDP has gathered them."""
+    shape = (rotation.n_factors, rotation.n_blocks, upper_size(rotation.block_size))
+    return is_full_parameter(rotation.boft_R, shape)
 
 
 def batched_operator_blocks(members: list[BoftLinear]) -> list[torch.Tensor]:

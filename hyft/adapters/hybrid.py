@@ -91,14 +91,22 @@ class HybridLinear(AdaptedLinear):
         return result.view(*lead, self.out_features)
 
     # -- λ ---------------------------------------------------------------------------------------
+    def lambda_branches(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(LoRA parameters, BOFT parameters): the two groups whose gradient norms set λ."""
+        return self.lora.branch_parameters()["lora"], self.boft.branch_parameters()["rotation"]
+
     @torch.no_grad()
     def branch_gradient_norms(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(g_LoRA, g_BOFT): L2 norms of the two branches' current gradients (zeros when absent)."""
-        norms = []
-        for params in (self.lora.branch_parameters()["lora"], self.boft.branch_parameters()["rotation"]):
-            grads = [p.grad for p in params if p.grad is not None]
-            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(()))
-        return norms[0], norms[1]
+        """(g_LoRA, g_BOFT): L2 norms of the two branches' full gradients (zeros when absent).
+
+        Under torch.distributed (DDP, FSDP1, FSDP2) the norms come from one all-reduce of the local
+        squared norms (:func:`hyft.distributed.global_squared_norms`), so every rank gets the same values;
+        :meth:`HyftModel.after_backward` does this for all layers in one call.
+        """
+        from hyft.distributed import global_squared_norms
+
+        squares = global_squared_norms(self.lambda_branches(), self.mixer.mixing_weight.device)
+        return squares[0].sqrt(), squares[1].sqrt()
 
     def after_backward(self) -> None:
         self.mixer.update(*self.branch_gradient_norms())

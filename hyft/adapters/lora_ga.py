@@ -3,7 +3,11 @@
 The gradient estimate G = (1/N) Σ_n ∂L_n/∂W0 streams per layer: a post-accumulate hook moves each
 target weight's gradient off the device into an fp32 accumulator as soon as it is complete and frees
 it, so device memory holds about the model, the activations and one layer's gradient. With a single
-batch the layer's SVD init is taken inside the hook and nothing is kept.
+batch the layer's SVD init is taken inside the hook and nothing is kept. Under torch.distributed
+(DDP/FSDP launches: the model is not wrapped yet, every rank holds the full W0) each rank runs a
+contiguous share of the batches, the sums are all-reduced and every rank takes the same seeded SVD:
+the same factors as one process on all the batches. Each batch's forward is seeded with seed + its
+index, so dropout does not depend on which rank runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyft.adapters.config import AdapterConfig
+from hyft.distributed import all_reduce_sum_, rank_and_world
 from hyft.evaluation.footprint import FootprintMeter
 
 
@@ -108,7 +113,12 @@ def estimate_lora_ga_init(
     device = next(model.parameters()).device
     accumulators: dict[str, torch.Tensor] = {}
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    single = len(batches) == 1
+    # Under torch.distributed each rank takes a contiguous share of the batches; the summed gradients are
+    # all-reduced below, so every rank SVDs the one-process G (bit for bit with 2 ranks: a + b = b + a).
+    total = len(batches)
+    rank, world = rank_and_world()
+    mine = list(enumerate(batches))[rank * total // world : (rank + 1) * total // world]
+    single = total == 1 and world == 1
     svd_seconds = 0.0
 
     def make_hook(name: str):
@@ -137,8 +147,8 @@ def estimate_lora_ga_init(
         model.train()
         start = time.perf_counter()
         with meter, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for batch in tqdm(batches, desc="LoRA-GA gradient estimate", unit="batch", leave=False):
+            for index, batch in tqdm(mine, desc="LoRA-GA gradient estimate", unit="batch", leave=False):
+                torch.manual_seed(seed + index)  # per batch: its dropout masks do not depend on the rank
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 loss = model(**batch).loss
                 if loss is None:
@@ -156,9 +166,14 @@ def estimate_lora_ga_init(
     if not single:
         start = time.perf_counter()
         for name in target_names:
-            grad = accumulators.pop(name) / len(batches)
+            grad = accumulators.pop(name, None)
+            if grad is None:  # a rank without batches (fewer batches than ranks) adds zeros
+                grad = torch.zeros(weights[name].shape, dtype=torch.float32)
+            grad = all_reduce_sum_(grad) / total
             factors[name] = lora_ga_factors(grad, weights[name].detach().cpu(), config, seed)
         svd_seconds += time.perf_counter() - start
     factors = {name: (A0.to(device), B0.to(device)) for name, (A0, B0) in factors.items()}
-    report = LoraGaInitReport(len(batches), gradient_seconds, svd_seconds, peak, len(target_names))
+    report = LoraGaInitReport(total, gradient_seconds, svd_seconds, peak, len(target_names))
+    if world > 1:
+        report.extra.update(world_size=world, local_batches=len(mine))
     return factors, report

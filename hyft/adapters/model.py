@@ -175,10 +175,32 @@ class HyftModel(nn.Module):
     def total_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def after_backward(self) -> None:
-        """Per-step hook called by the trainer after gradients are final, before clipping (λ updates)."""
-        for layer in self.adapted_layers().values():
-            layer.after_backward()
+    def after_backward(self, branch_norms: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        """Per-step hook called by the trainer after gradients are final, before clipping (λ updates).
+
+        The hybrid layers' branch gradient norms are computed together: one all-reduce of the local
+        squared norms for the whole model under torch.distributed (DDP, FSDP1, FSDP2), so every rank
+        sets the same λ, the one a single process would set on the union batch. ``branch_norms``
+        ({layer name: {"lora": g_L, "rotation": g_B}}, global norms as the trainer logs them) skips
+        that computation.
+        """
+        from hyft.distributed import global_squared_norms
+
+        mixed, groups = [], []
+        for name, layer in self.adapted_layers().items():
+            if not hasattr(layer, "lambda_branches"):
+                layer.after_backward()
+            elif branch_norms is not None and name in branch_norms:
+                norms = branch_norms[name]
+                layer.mixer.update(norms.get("lora", 0.0), norms.get("rotation", 0.0))
+            else:
+                mixed.append(layer)
+                groups.extend(layer.lambda_branches())
+        if not mixed:
+            return
+        norms = global_squared_norms(groups, mixed[0].mixing_weight.device).sqrt()
+        for index, layer in enumerate(mixed):
+            layer.mixer.update(norms[2 * index], norms[2 * index + 1])
 
     def mixing_weights(self) -> dict[str, float]:
         """{layer name: λ} for hybrid layers (empty for other methods)."""

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from hyft.distributed import map_batches
 from hyft.tasks.base import Example, Task
 from hyft.tasks.causal_lm import encode_context_continuation, leading_special_ids, truncate_left
 
@@ -62,12 +63,15 @@ def encoder_scores(
 ) -> ClassificationScores:
     """Logits of a sequence-classification model over ``examples`` (text fields as a segment pair)."""
     device = model_device(model)
-    rows = []
-    for start in tqdm(range(0, len(examples), batch_size), desc=f"{task.name} encoder", disable=not progress):
+
+    def score(start: int) -> torch.Tensor:
         batch = examples[start : start + batch_size]
         texts = [[example[field] for example in batch] for field in task.text_fields]
         inputs = tokenizer(*texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        rows.append(model(**inputs.to(device)).logits.float().cpu())
+        return model(**inputs.to(device)).logits.float().cpu()
+
+    rows = map_batches(score, range(0, len(examples), batch_size),
+                       lambda items: tqdm(items, desc=f"{task.name} encoder", disable=not progress))
     logits = torch.cat(rows) if rows else torch.empty(0, len(task.labels))
     if logits.shape[-1] != len(task.labels):
         raise ValueError(
@@ -114,7 +118,8 @@ def continuation_logprobs(
     device, pad = model_device(model), _pad_id(tokenizer)
     use_positions, use_keep = _accepts(model, "position_ids"), _accepts(model, "logits_to_keep")
     result = torch.empty(len(encoded), dtype=torch.float32)
-    for start in tqdm(range(0, len(order), batch_size), desc="scoring", disable=not progress):
+
+    def score(start: int) -> tuple[list[int], torch.Tensor]:
         indices = order[start : start + batch_size]
         sequences = [encoded[i][0] + encoded[i][1] for i in indices]
         width = max(len(sequence) for sequence in sequences)
@@ -135,13 +140,22 @@ def continuation_logprobs(
             kwargs["logits_to_keep"] = kept
         logits = model(**kwargs, use_cache=False).logits[:, -kept:].float()
         logprobs = torch.log_softmax(logits, dim=-1).cpu()
+        values = torch.empty(len(indices), dtype=torch.float32)
         for row, i in enumerate(indices):
             continuation = torch.tensor(encoded[i][1])
             n = len(continuation)
             # logits at kept position p predict the token at p + 1; the continuation fills the last n slots
             predicting = logprobs[row, kept - n - 1 : kept - 1]
             total = predicting.gather(-1, continuation.unsqueeze(-1)).sum()
-            result[i] = total / n if normalization == "mean" else total
+            values[row] = total / n if normalization == "mean" else total
+        return indices, values
+
+    # Inside hyft.distributed.sharded_evaluation the batches (formed as one process forms them) are split
+    # over the ranks and gathered back: the same numbers as one process.
+    batches = map_batches(score, range(0, len(order), batch_size),
+                          lambda items: tqdm(items, desc="scoring", disable=not progress))
+    for indices, values in batches:
+        result[indices] = values
     return result
 
 

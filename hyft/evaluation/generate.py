@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from hyft.distributed import map_batches
 from hyft.evaluation.classify import _max_length, _pad_id, model_device
 from hyft.tasks.causal_lm import leading_special_ids
 
@@ -92,8 +93,8 @@ def greedy_generate(
         bos_token_id=tokenizer.bos_token_id,
     )
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    results: list[Generation | None] = [None] * len(encoded)
-    for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress):
+
+    def generate(start: int) -> list[tuple[int, Generation]]:
         indices = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in indices)
         input_ids = torch.full((len(indices), width), pad, dtype=torch.long)
@@ -109,10 +110,19 @@ def greedy_generate(
             stopping_criteria=StoppingCriteriaList([stopper]) if stop_strings else None,
         )
         new_tokens = output[:, width:].cpu()
-        for row, i in enumerate(indices):
-            results[i] = _finish(
-                tokenizer, new_tokens[row], eos, stopper.stopped_after.get(row), stop_strings
-            )
+        return [
+            (i, _finish(tokenizer, new_tokens[row], eos, stopper.stopped_after.get(row), stop_strings))
+            for row, i in enumerate(indices)
+        ]
+
+    # Inside hyft.distributed.sharded_evaluation the batches are split over the ranks and gathered back
+    # (a replicated model, DDP: FSDP would need every rank to decode the same number of tokens).
+    results: list[Generation | None] = [None] * len(encoded)
+    batches = map_batches(generate, range(0, len(order), batch_size),
+                          lambda items: tqdm(items, desc="generating", disable=not progress))
+    for pairs in batches:
+        for i, generation in pairs:
+            results[i] = generation
     return results  # type: ignore[return-value]
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 import hyft
+from hyft.distributed import is_distributed, sharded_evaluation
 from hyft.experiments.cells import NO_CURATION, Cell
 from hyft.experiments.config import ModelEntry, RunConfig
 from hyft.models import load_base_model
@@ -198,36 +199,42 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
             model.save_pretrained(cell_dir / "adapter")
             record["adapter_dir"] = f"cells/{cell.cell_id}/adapter"
     model.eval()
-    if not is_main:
+    if not is_main and not is_distributed():
         return record
-    dev_scores = None
-    if config.eval.temperature_scaling and task.kind == "classification":
-        # Fit the temperature on held-out dev rows, never on the training shots.
-        dev_scores = {}
-        for lang in languages:
-            rows = validation[lang][: config.eval.calibration_examples]
-            template = template_for(task, lang) if entry.kind == "decoder" else None
-            scored = classification_scores(model, tokenizer, task, rows, entry.kind, template,
-                                           batch_size=config.eval.batch_size, progress=False)
-            dev_scores[lang] = (scored.scores, [task.label_index(row) for row in rows])
-    options: dict[str, Any] = {"seed": cell.seed, "batch_size": config.eval.batch_size,
-                               "max_examples": config.data.max_eval_examples, "progress": show_progress,
-                               "data": DataSource.default(config.data.data_dir)}
-    if task.kind == "classification":
-        options.update(orthographic=config.eval.orthographic, dev_scores=dev_scores, ece_bins=config.eval.ece_bins)
-    else:
-        options["max_new_tokens"] = config.eval.max_new_tokens
-        options["judge"] = config.eval.judge
-    if not task.shot_split:
-        excluded = excluded_from_evaluation(shots, validation)
-        if config.search is not None:
-            # Rows the search trained or scored on are never test rows of any cell of the task.
-            from hyft.experiments.search import search_row_ids
+    # Every rank scores its share of the evaluation batches and gets the whole result (the numbers one
+    # process gets, hyft.distributed.map_batches); the main process writes the files.
+    with sharded_evaluation():
+        dev_scores = None
+        if config.eval.temperature_scaling and task.kind == "classification":
+            # Fit the temperature on held-out dev rows, never on the training shots.
+            dev_scores = {}
+            for lang in languages:
+                rows = validation[lang][: config.eval.calibration_examples]
+                template = template_for(task, lang) if entry.kind == "decoder" else None
+                scored = classification_scores(model, tokenizer, task, rows, entry.kind, template,
+                                               batch_size=config.eval.batch_size, progress=False)
+                dev_scores[lang] = (scored.scores, [task.label_index(row) for row in rows])
+        options: dict[str, Any] = {"seed": cell.seed, "batch_size": config.eval.batch_size,
+                                   "max_examples": config.data.max_eval_examples, "progress": show_progress and is_main,
+                                   "data": DataSource.default(config.data.data_dir)}
+        if task.kind == "classification":
+            options.update(orthographic=config.eval.orthographic, dev_scores=dev_scores, ece_bins=config.eval.ece_bins)
+        else:
+            options["max_new_tokens"] = config.eval.max_new_tokens
+            options["judge"] = config.eval.judge
+        if not task.shot_split:
+            excluded = excluded_from_evaluation(shots, validation)
+            if config.search is not None:
+                # Rows the search trained or scored on are never test rows of any cell of the task.
+                from hyft.experiments.search import search_row_ids
 
-            for lang, ids in search_row_ids(config, task, curated).items():
-                excluded[lang] = excluded.get(lang, set()) | ids
-        options["exclude_ids"] = excluded
-    evaluation = evaluate_task(model, tokenizer, task, languages, model_kind=entry.kind, **options)
+                for lang, ids in search_row_ids(config, task, curated).items():
+                    excluded[lang] = excluded.get(lang, set()) | ids
+            options["exclude_ids"] = excluded
+        evaluation = evaluate_task(model, tokenizer, task, languages, model_kind=entry.kind, **options)
+    if not is_main:
+        record.update(status="done", eval=evaluation)
+        return record
     samples = evaluation.pop("samples")
     cell_dir.mkdir(parents=True, exist_ok=True)
     with (cell_dir / "samples.jsonl").open("w") as handle:

@@ -9,6 +9,7 @@ checkpoints every N steps make the same command resume where it stopped, bit for
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import statistics
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from hyft.adapters.layer import adapted_layers
 from hyft.adapters.targeting import find_heads
+from hyft.distributed import global_squared_norms
 from hyft.evaluation.footprint import FootprintMeter
 from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hyft.training.config import TrainConfig
@@ -109,27 +111,29 @@ def lr_lambda(total_steps: int, config: TrainConfig):
 
 
 class BranchNorms:
-    """Per-layer gradient norm of each adapter branch, computed in one fused call per step."""
+    """Per-layer gradient norm of each adapter branch, computed in one fused call per step.
+
+    The parameters are looked up at each step (FSDP2's ``fully_shard`` replaces them by DTensors in
+    ``accelerator.prepare``); under torch.distributed the norms are those of the full gradients, the same
+    on every rank, from one all-reduce (:func:`hyft.distributed.global_squared_norms`).
+    """
 
     def __init__(self, model: nn.Module):
-        self.keys: list[tuple[str, str]] = []
-        self.params: list[list[nn.Parameter]] = []
-        for name, layer in adapted_layers(model).items():
-            for branch, params in layer.branch_parameters().items():
-                self.keys.append((name.removeprefix("base_model."), branch))
-                self.params.append(params)
+        self.layers = [(name.removeprefix("base_model."), layer) for name, layer in adapted_layers(model).items()]
 
     def compute(self) -> dict[str, dict[str, float]]:
-        flat = [p.grad if p.grad is not None else torch.zeros(1) for group in self.params for p in group]
-        if not flat:
+        keys: list[tuple[str, str]] = []
+        groups: list[list[nn.Parameter]] = []
+        for name, layer in self.layers:
+            for branch, params in layer.branch_parameters().items():
+                keys.append((name, branch))
+                groups.append(params)
+        if not groups:
             return {}
-        norms = torch._foreach_norm(flat)
-        squares = torch.stack([n.float().cpu() ** 2 for n in norms]).tolist()
+        squares = global_squared_norms(groups).cpu().tolist()
         result: dict[str, dict[str, float]] = {}
-        index = 0
-        for (layer, branch), group in zip(self.keys, self.params, strict=True):
-            result.setdefault(layer, {})[branch] = math.sqrt(sum(squares[index : index + len(group)]))
-            index += len(group)
+        for (layer, branch), square in zip(keys, squares, strict=True):
+            result.setdefault(layer, {})[branch] = math.sqrt(square)
         return result
 
 
@@ -295,7 +299,11 @@ def _optimizer_step(model, unwrapped, group, examples, pad_token_id, device, acc
         step_loss += loss.detach()
     branch_norms = norms.compute()  # before clipping: the hybrid's λ reads the raw branch norms
     if hasattr(unwrapped, "after_backward"):
-        unwrapped.after_backward()
+        # The global norms just computed (one all-reduce per step under torch.distributed) set λ.
+        if "branch_norms" in inspect.signature(unwrapped.after_backward).parameters:
+            unwrapped.after_backward(branch_norms=branch_norms)
+        else:
+            unwrapped.after_backward()
     grad_norm = accelerator.clip_grad_norm_(
         [p for p in model.parameters() if p.requires_grad], max_grad_norm or float("inf")
     )
