@@ -117,4 +117,8 @@ def load_base_model(
         raise FileNotFoundError(f"cannot load model {name_or_path!r} (resolved to {path}): {exc}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if quantization is not None:
+        from hyft.adapters.quantized import prepare_quantized_model
+
+        prepare_quantized_model(model)  # before any eval forward: keep 4-bit layers trainable-through on CPU
     return model, tokenizer

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyft.adapters.config import AdapterConfig
+from hyft.adapters.quantized import dequantized_weight, is_quantized_linear, tap_weight_gradients
 from hyft.distributed import all_reduce_sum_, rank_and_world
 from hyft.evaluation.footprint import FootprintMeter
 
@@ -102,12 +103,22 @@ def estimate_lora_ga_init(
 
     ``batches``: model-input dicts with labels (the model must return ``.loss``). Only the target weights
     get gradients; every requires_grad flag is restored afterwards and W0 is never modified.
+
+    Quantized bases (bitsandbytes 4-/8-bit targets): G is the gradient on the dequantised weight Ŵ, per
+    layer, taken as ``Σ_t g_tᵀ x_t`` from the layer's input x and output gradient g (exactly ∂L/∂Ŵ for
+    ``y = x·Ŵᵀ + b``); no full-precision model is materialised: a layer's Ŵ is dequantised alone and
+    transiently when its factors are taken (ζ's weight spectrum, ``lora_ga_scale="weightS"``, reads it).
+    Peak memory on a tiny Llama: bench/results/lora-ga-quantized-memory.md.
     """
     batches = list(batches)
     if not batches:
         raise ValueError("LoRA-GA needs init_batches: at least one batch of training inputs with labels")
     modules = dict(model.named_modules())
     weights = {name: modules[name].weight for name in target_names}
+    # Quantized (bitsandbytes) weights are frozen integers: their gradient, on the dequantised weight, is
+    # formed from each layer's input and output gradient (quantized.tap_weight_gradients), and W0 is
+    # dequantised one layer at a time, only where ζ needs its spectrum.
+    quantized = {name: modules[name] for name in target_names if is_quantized_linear(modules[name])}
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     was_training = model.training
     device = next(model.parameters()).device
@@ -121,19 +132,22 @@ def estimate_lora_ga_init(
     single = total == 1 and world == 1
     svd_seconds = 0.0
 
+    def consume(name: str, grad: torch.Tensor) -> None:
+        nonlocal svd_seconds
+        if single:
+            start = time.perf_counter()
+            factors[name] = lora_ga_factors(grad, dequantized_weight(modules[name]).cpu(), config, seed)
+            svd_seconds += time.perf_counter() - start
+        elif name in accumulators:
+            accumulators[name] += grad
+        else:
+            accumulators[name] = grad.clone()
+
     def make_hook(name: str):
         def hook(param: torch.Tensor) -> None:
-            nonlocal svd_seconds
             grad = param.grad.detach().to("cpu", torch.float32)
             param.grad = None
-            if single:
-                start = time.perf_counter()
-                factors[name] = lora_ga_factors(grad, param.detach().cpu(), config, seed)
-                svd_seconds += time.perf_counter() - start
-            elif name in accumulators:
-                accumulators[name] += grad
-            else:
-                accumulators[name] = grad.clone()
+            consume(name, grad)
 
         return hook
 
@@ -142,8 +156,10 @@ def estimate_lora_ga_init(
     try:
         model.requires_grad_(False)
         for name, weight in weights.items():
-            weight.requires_grad_(True)
-            handles.append(weight.register_post_accumulate_grad_hook(make_hook(name)))
+            if name not in quantized:
+                weight.requires_grad_(True)
+                handles.append(weight.register_post_accumulate_grad_hook(make_hook(name)))
+        handles.extend(tap_weight_gradients(model, quantized, consume))
         model.train()
         start = time.perf_counter()
         with meter, torch.random.fork_rng(devices=[]):
@@ -168,9 +184,9 @@ def estimate_lora_ga_init(
         for name in target_names:
             grad = accumulators.pop(name, None)
             if grad is None:  # a rank without batches (fewer batches than ranks) adds zeros
-                grad = torch.zeros(weights[name].shape, dtype=torch.float32)
+                grad = torch.zeros(modules[name].out_features, modules[name].in_features, dtype=torch.float32)
             grad = all_reduce_sum_(grad) / total
-            factors[name] = lora_ga_factors(grad, weights[name].detach().cpu(), config, seed)
+            factors[name] = lora_ga_factors(grad, dequantized_weight(modules[name]).cpu(), config, seed)
         svd_seconds += time.perf_counter() - start
     factors = {name: (A0.to(device), B0.to(device)) for name, (A0, B0) in factors.items()}
     report = LoraGaInitReport(total, gradient_seconds, svd_seconds, peak, len(target_names))

@@ -20,10 +20,13 @@ dependency of the loader, never of the adapters).
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 
 def _bnb_classes() -> tuple[type, ...]:
@@ -63,8 +66,11 @@ def prepare_quantized_base(layer: nn.Module) -> None:
     On CPUs with AVX512-BF16, bitsandbytes' ``Linear4bit`` repacks its weight for a bf16 inference
     kernel on the first eval-mode forward without gradients, and keeps it repacked: later forwards run
     that kernel, which has no autograd formula, so the input gradient silently vanishes (adapters before
-    the layer stop learning) and outputs carry bf16 rounding. The repacking is switched off for adapted
-    layers and undone if it already happened, so training and evaluation compute the same ``x·Ŵᵀ``.
+    the layer stop learning) and outputs carry bf16 rounding. The repacking is switched off here (call
+    this, or :func:`prepare_quantized_model`, before any such forward: ``hyft.models.load_base_model``
+    does). A layer already repacked is unpacked, with a warning: the repacking rounded its block scales
+    to bf16 (for good), and bitsandbytes 0.50's inverse leaves the scales in the packed (blocks, rows)
+    order, which is put back in row order here.
     """
     if quantization_kind(layer) not in ("nf4", "fp4"):
         return
@@ -73,7 +79,22 @@ def prepare_quantized_base(layer: nn.Module) -> None:
     if getattr(weight.quant_state, "packing_format_for_cpu", False):
         from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
 
-        weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, weight.quant_state)
+        data, state = _convert_weight_packed_for_cpu_inverse(weight.data, weight.quant_state)
+        if not state.nested and state.absmax.dim() == 2:  # (in/blocksize, out) → one scale per block, row order
+            state.absmax = state.absmax.T.reshape(-1).float()
+        weight.data, weight.quant_state = data, state
+        warnings.warn(
+            "a 4-bit layer had been repacked for bitsandbytes' bf16 CPU inference kernel (an eval forward "
+            "without gradients before hyft wrapped the model), which rounded its block scales to bf16; "
+            "unpacked it. Call hyft.adapters.quantized.prepare_quantized_model(model) right after loading "
+            "(hyft.models.load_base_model does) to keep the scales exact", stacklevel=3)
+
+
+def prepare_quantized_model(model: nn.Module) -> nn.Module:
+    """:func:`prepare_quantized_base` on every quantized linear layer of ``model``; returns ``model``."""
+    for module in model.modules():
+        prepare_quantized_base(module)
+    return model
 
 
 def dequantized_weight(layer: nn.Module, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -114,3 +135,45 @@ def compute_dtype(layer: nn.Module, fallback: torch.dtype = torch.float32) -> to
     if kind != "int8":
         return layer.weight.quant_state.dtype
     return fallback
+
+
+GradientSink = Callable[[str, torch.Tensor], None]
+
+
+def tap_weight_gradients(model: nn.Module, layers: dict[str, nn.Module], sink: GradientSink) -> list[RemovableHandle]:
+    """LoRA-GA's gradient for layers whose weight cannot take one (quantized): ``sink(name, G)`` after each
+    backward, with ``G = Σ_t g_tᵀ x_t`` (d_out, d_in) fp32 on the CPU from the layer's input x and output
+    gradient g. For ``y = x·Ŵᵀ + b`` that is exactly ∂L/∂Ŵ, the gradient on the dequantised weight, and
+    no weight is dequantised to form it: the device holds the quantized model, the activations (whose
+    references autograd keeps anyway) and one layer's G at a time, as the fp32 path does.
+
+    With every base parameter frozen, nothing in the forward would require grad: the input embeddings'
+    output is made to (as transformers' ``enable_input_require_grads`` does), or else each tapped output.
+    Remove the returned handles afterwards. A layer called several times per forward reports once per call.
+    """
+    handles: list[RemovableHandle] = []
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
+            x = (args[0] if args else next(iter(kwargs.values()))).detach()
+            if not output.requires_grad:
+                output.requires_grad_(True)
+
+            def on_gradient(grad: torch.Tensor) -> None:
+                flat_grad = grad.reshape(-1, grad.shape[-1]).to(torch.float32)
+                sink(name, (flat_grad.T @ x.reshape(-1, x.shape[-1]).to(torch.float32)).cpu())
+
+            output.register_hook(on_gradient)
+
+        return hook
+
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if layers and embeddings is not None:
+        def require_grad(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            if not output.requires_grad:
+                output.requires_grad_(True)
+
+        handles.append(embeddings.register_forward_hook(require_grad))
+    for name, layer in layers.items():
+        handles.append(layer.register_forward_hook(make_hook(name), with_kwargs=True))
+    return handles
