@@ -91,3 +91,19 @@ def test_distributed_classification_evaluation_equals_one_process(hybrid_runs):
     one = hybrid_runs["one"][0]["eval"]
     assert rank0 == rank1 == one
     assert len(one["samples"]) == 14 and one["per_language"]["en"]["n"] == 7
+
+
+def test_trainer_hybrid_lambda_under_ddp_matches_one_process(tmp_path):
+    """Through the trainer (accelerate DDP): the logged branch norms, all-reduced once per step, set λ."""
+    two, one = tmp_path / "two.json", tmp_path / "one.json"
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+          str(SCRIPT), str(two), "4", "hybrid"], tmp_path)
+    _run([sys.executable, str(SCRIPT), str(one), "8", "hybrid"], tmp_path)
+    rank0, rank1 = (json.loads(Path(f"{two}.rank{r}").read_text())["lambda"] for r in (0, 1))
+    reference = json.loads(Path(f"{one}.rank0").read_text())["lambda"]
+    assert len(rank0) == len(reference) == 8
+    for step0, step1, expected in zip(rank0, rank1, reference, strict=True):
+        for name, value in expected.items():
+            assert step0[name] == step1[name]
+            assert abs(step0[name] - value) <= 1e-4
+    assert any(abs(v - 0.5) > 0.05 for v in reference[-1].values())
