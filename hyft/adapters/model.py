@@ -210,7 +210,7 @@ class HyftModel(nn.Module):
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor that defines the adapter (and trained heads), with PEFT-style keys, on CPU."""
         if self.adapter_config.method == "full":
-            return {k: v.detach().cpu().contiguous() for k, v in self.base_model.state_dict().items()}
+            return _untied_state(self.base_model)
         state: dict[str, torch.Tensor] = {}
         for name, layer in self.adapted_layers().items():
             for key, tensor in layer.adapter_state().items():
@@ -376,6 +376,31 @@ def _refuse_full_on_quantized(model: nn.Module) -> None:
         )
 
 
+def _untied_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with each tied tensor once (BLOOM and GPT-2 tie lm_head to the embeddings;
+    safetensors refuses shared storage), first name wins, as transformers saves it."""
+    state, seen = {}, set()
+    for key, tensor in model.state_dict().items():
+        pointer = (tensor.device, tensor.data_ptr(), tensor.shape) if tensor.numel() else None
+        if pointer is not None and pointer in seen:
+            continue
+        if pointer is not None:
+            seen.add(pointer)
+        state[key] = tensor.detach().cpu().contiguous()
+    return state
+
+
+def _load_untied_state(model: nn.Module, state: dict[str, torch.Tensor], directory: Path) -> None:
+    """Inverse of :func:`_untied_state`: every key the file lacks must be tied to one it has."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    current = model.state_dict()
+    loaded_pointers = {current[k].data_ptr() for k in state if k in current}
+    untied = [k for k in missing if current[k].data_ptr() not in loaded_pointers]
+    if untied or unexpected:
+        raise ValueError(f"{directory / FULL_WEIGHTS_NAME}: does not fit {type(model).__name__}: missing "
+                         f"{untied[:5]}, unexpected {list(unexpected)[:5]}")
+
+
 def _lora_targets(model: nn.Module, targets: list[str], config: AdapterConfig) -> list[str]:
     """Layers that get a LoRA-GA branch (the hybrid's unitary-only layers do not)."""
     if config.method == "hybrid" and config.unitary_mode == "replace" and config.unitary_modules:
@@ -398,8 +423,7 @@ def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = Fals
     config = AdapterConfig.model_validate(block["adapter"])
     if config.method == "full":
         _refuse_full_on_quantized(base_model)
-        state = load_file(str(directory / FULL_WEIGHTS_NAME))
-        base_model.load_state_dict(state, strict=True)
+        _load_untied_state(base_model, load_file(str(directory / FULL_WEIGHTS_NAME)), directory)
         base_model.requires_grad_(is_trainable)
         return HyftModel(base_model, config)
     state = load_file(str(directory / WEIGHTS_NAME))
