@@ -7,24 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_shared_data
+
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def require_shared() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real benchmark data not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
-    return SHARED_DATA
 
 
 def xnli_rows(lang: str, split: str = "dev") -> list[dict]:
-    path = require_shared() / "xnli" / f"{split}.{lang}.jsonl"
+    path = require_shared_data() / "xnli" / f"{split}.{lang}.jsonl"
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
 
 def flores_lines(lang: str) -> list[str]:
-    path = require_shared() / "flores" / f"devtest.{lang}.txt"
+    path = require_shared_data() / "flores" / f"devtest.{lang}.txt"
     return path.read_text(encoding="utf-8").splitlines()
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from tests.conftest import SHARED_DATA, require_shared_data
+
 _FALLBACK_TEXT = [
     "The cat sat on the mat. Question: Answer: Yes Maybe No",
     "Der Hund schläft. Frage: Antwort: Ja Vielleicht Nein",
@@ -92,6 +93,4 @@ def llama(tokenizer):
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"benchmark data not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
-    return SHARED_DATA.resolve()
+    return require_shared_data()

@@ -70,13 +70,18 @@ def test_tasks_without_a_dev_split_remove_their_shots_from_evaluation(data_dir):
     assert not {shot["source"] for shot in shots} & {row["source"] for row in evaluated}
 
 
-def test_impossible_requests_fail_clearly(data_dir):
+def test_impossible_requests_fail_clearly():
     pool = [{"label": "a"}] * 5 + [{"label": "b"}] * 2
     with pytest.raises(ValueError, match="label 'b' needs 3 shots but the pool has only 2"):
         sample_k_shot(pool, 6, seed=0)
     with pytest.raises(ValueError, match="pool of 7"):
         sample_k_shot(pool, 8, seed=0)
     assert sample_k_shot(pool, 0, seed=0) == []
+
+
+def test_zero_shot_only_tasks_refuse_shots_before_reading_any_file(tmp_path):
     humaneval = get_task("humaneval")
+    rows = [{"id": f"HumanEval/{i}", "prompt": "def f():\n"} for i in range(3)]
     with pytest.raises(DataError, match="zero-shot only"):
-        draw_shots(humaneval, "en", 8, 0, humaneval.load("test", "en", DataSource(data_dir, "local")))
+        draw_shots(humaneval, "en", 8, 0, rows, DataSource(tmp_path / "no-data", "local"))
+    assert draw_shots(humaneval, "en", 0, 0, rows) == ([], rows)

@@ -110,8 +110,8 @@ def test_flores_files_must_be_aligned_and_non_empty(tmp_path):
         get_task("flores").load("devtest", "en-de", data)
 
 
-def test_unknown_language_and_split_are_refused(data_dir):
-    data = DataSource(data_dir, "local")
+def test_unknown_language_and_split_are_refused_before_reading_any_file(tmp_path):
+    data = DataSource(tmp_path / "no-data", "local")
     with pytest.raises(DataError, match="no language 'ja'"):
         get_task("xnli").load("test", "ja", data)
     with pytest.raises(DataError, match="splits"):
