@@ -61,6 +61,26 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
     return validate_config(data, CurateJob, source, line_map)
 
 
+def _curate(job: CurateJob) -> Any:
+    """Run curation; a bad input format or an unusable output folder is a user error (exit 2)."""
+    from hyft.governance import curate
+    from hyft.governance.validate import PoolFormatError
+    from hyft.io import OutputError
+
+    out = Path(job.output_dir)
+    try:
+        return curate(job.input, job.curation, out)
+    except PoolFormatError as exc:
+        raise UserError(str(exc)) from None
+    except OutputError as exc:
+        raise UserError(f"--out (output_dir): {exc}") from None
+    except OSError as exc:
+        target = Path(exc.filename) if exc.filename else None
+        if target is not None and (target == out or out in target.parents):
+            raise UserError(f"--out (output_dir): cannot write {target} ({exc.strerror or exc})") from None
+        raise
+
+
 def register(app: typer.Typer) -> None:
     @app.command("curate", epilog=EPILOG)
     def curate_command(
@@ -86,9 +106,7 @@ def register(app: typer.Typer) -> None:
                 "executor": executor, "workers": workers, "progress": False if quiet else None,
             }
             job = build_job(config, overrides, set_)
-            from hyft.governance import curate
-
-            result = curate(job.input, job.curation, job.output_dir)
+            result = _curate(job)
             total = result.report["total"]
             typer.echo(
                 f"curated {total['n_input']} records: C0 {total['n_c0']}, C1 {total['n_c1']}, "

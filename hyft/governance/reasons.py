@@ -26,7 +26,9 @@ class Reason(StrEnum):
 
     # validate (C0): the record never enters the pool
     INVALID_ENCODING = "invalid_encoding"
-    INVALID_JSON = "invalid_json"
+    INVALID_JSON = "invalid_json"  # not JSON (incl. NaN/Infinity literals), or not an object
+    INVALID_JSON_DEPTH = "invalid_json_depth"  # nested deeper than validate.MAX_JSON_DEPTH
+    INVALID_JSON_NUMBER = "invalid_json_number"  # a number no strict parser holds (huge int, 1e999)
     INVALID_MISSING_FIELD = "invalid_missing_field"
     INVALID_FIELD_TYPE = "invalid_field_type"
     INVALID_EMPTY = "invalid_empty"
@@ -50,6 +52,8 @@ class Reason(StrEnum):
 STAGE_OF_REASON: dict[Reason, Stage] = {
     Reason.INVALID_ENCODING: Stage.VALIDATE,
     Reason.INVALID_JSON: Stage.VALIDATE,
+    Reason.INVALID_JSON_DEPTH: Stage.VALIDATE,
+    Reason.INVALID_JSON_NUMBER: Stage.VALIDATE,
     Reason.INVALID_MISSING_FIELD: Stage.VALIDATE,
     Reason.INVALID_FIELD_TYPE: Stage.VALIDATE,
     Reason.INVALID_EMPTY: Stage.VALIDATE,

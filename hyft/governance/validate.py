@@ -5,13 +5,18 @@ An entry is a plain JSON-ready dict (so the same code runs in-process and in dat
 ``detail``, ``flags``, ``evidence``, plus for valid records ``record`` (the input object, untouched:
 C0 stays byte-faithful), ``fields`` (cleaned texts used for decisions) and ``label``.
 
-Nothing is dropped silently and nothing crashes: undecodable bytes, broken JSON, missing or non-text
-fields, empty text and unknown language codes each get a reason, with the file and line number.
+Nothing is dropped silently and nothing crashes: undecodable bytes, broken JSON (including NaN and
+Infinity literals, which strict parsers reject), nesting deeper than MAX_JSON_DEPTH, numbers no
+strict parser holds (a 5000-digit integer, 1e999), non-object lines, missing or non-text fields,
+empty text and unknown language codes each get a reason, with the file and line number. A UTF-8 byte
+order mark on the first line is skipped (``utf-8-sig``). A whole file that is one JSON array is not
+JSONL: :func:`check_pool_format` refuses it with a conversion hint.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,83 @@ from hyft.governance.text import clean_text
 
 UNKNOWN_LANG = "und"
 ITERABLE_SOURCE = "<iterable>"
+UTF8_BOM = b"\xef\xbb\xbf"
+MAX_JSON_DEPTH = 100  # far above any real record; keeps every later json.dumps clear of recursion limits
+MAX_INT_DIGITS = 4300  # Python's int_max_str_digits default: int() refuses longer decimal strings
+ARRAY_HINT = "looks like a JSON array; hyft expects JSONL (one object per line) — convert with `jq -c '.[]'`"
+
+
+class PoolFormatError(ValueError):
+    """The whole input file is not JSONL (e.g. one JSON array): no line-by-line ledger makes sense."""
+
+
+class _NumberError(ValueError):
+    """A JSON number that strict parsers cannot hold."""
+
+
+class _ConstantError(ValueError):
+    """NaN, Infinity or -Infinity: accepted by Python's json, rejected by strict JSON parsers."""
+
+
+def _strict_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _NumberError(f"integer with {len(text.lstrip('-'))} digits (more than {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NumberError(f"number {text[:40]} overflows a 64-bit float")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise _ConstantError(f"{name} is not valid JSON (RFC 8259; strict parsers reject it)")
+
+
+def strict_loads(text: str) -> Any:
+    """``json.loads`` that refuses NaN/Infinity and out-of-range numbers (raises ValueError subclasses)."""
+    return json.loads(text, parse_int=_strict_int, parse_float=_strict_float, parse_constant=_reject_constant)
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``[]`` is 1), without recursion.
+
+    Stops once the depth passes ``limit`` (so a self-referencing dict cannot loop forever).
+    """
+    deepest, stack = 0, [(value, 0)]
+    while stack and deepest <= limit:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def check_pool_format(path: str | Path) -> None:
+    """Raise PoolFormatError when the file is one JSON array rather than JSONL.
+
+    Only files whose first non-blank byte is ``[`` are looked at: the whole file parses as an array,
+    or its first line is a lone ``[`` (a pretty-printed array, one element spread over many lines).
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    head = head.removeprefix(UTF8_BOM).lstrip()
+    if not head.startswith(b"["):
+        return
+    whole_array = head.split(b"\n", 1)[0].strip() in (b"[", b"[{")
+    if not whole_array:
+        try:
+            whole_array = isinstance(json.loads(path.read_bytes().removeprefix(UTF8_BOM)), list)
+        except (ValueError, RecursionError):
+            whole_array = False
+    if whole_array:
+        raise PoolFormatError(f"{path}: {ARRAY_HINT}")
 
 
 def iter_pool(source: str | Path | Iterable[Any]) -> Iterator[tuple[str, int, Any]]:
@@ -37,7 +119,7 @@ def iter_pool(source: str | Path | Iterable[Any]) -> Iterator[tuple[str, int, An
             raise FileNotFoundError(f"{path}: input pool not found (expected a JSONL file)")
         with path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
-                yield str(path), number, raw
+                yield str(path), number, raw.removeprefix(UTF8_BOM) if number == 1 else raw
         return
     for number, item in enumerate(source, start=1):
         yield ITERABLE_SOURCE, number, item
@@ -73,7 +155,7 @@ def _parse(source: str, line: int, raw: Any) -> tuple[dict[str, Any] | None, dic
     """Decode and parse one raw item; returns (record or None, entry)."""
     entry = _entry(source, line)
     if isinstance(raw, Mapping):
-        return dict(raw), entry
+        return _check_record(dict(raw), entry)
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -86,12 +168,36 @@ def _parse(source: str, line: int, raw: Any) -> tuple[dict[str, Any] | None, dic
     if not raw.strip():
         return None, _drop(entry, Reason.INVALID_JSON, "blank line")
     try:
-        record = json.loads(raw)
+        record = strict_loads(raw)
     except json.JSONDecodeError as exc:
         return None, _drop(entry, Reason.INVALID_JSON, f"not valid JSON ({exc.msg} at column {exc.colno})")
+    except _ConstantError as exc:
+        return None, _drop(entry, Reason.INVALID_JSON, str(exc))
+    except _NumberError as exc:
+        return None, _drop(entry, Reason.INVALID_JSON_NUMBER, str(exc))
+    except RecursionError:
+        return None, _drop(entry, Reason.INVALID_JSON_DEPTH, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    except ValueError as exc:  # anything else the decoder refuses: still this line's problem, not the run's
+        return None, _drop(entry, Reason.INVALID_JSON, f"not valid JSON ({exc})")
     if not isinstance(record, dict):
-        return None, _drop(entry, Reason.INVALID_JSON, f"expected a JSON object, got {type(record).__name__}")
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(record), "a number")
+        return None, _drop(entry, Reason.INVALID_JSON, f"expected a JSON object, got {kind}")
     del entry["evidence"]["raw"]
+    return _check_record(record, entry)
+
+
+def _check_record(record: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """A parsed object must stay writable as strict UTF-8 JSON: bounded depth, no NaN, no lone surrogate."""
+    if json_depth(record) > MAX_JSON_DEPTH:
+        return None, _drop(entry, Reason.INVALID_JSON_DEPTH, f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return None, _drop(entry, Reason.INVALID_ENCODING, "holds a lone surrogate (a \\ud800-style escape)")
+    except ValueError as exc:
+        return None, _drop(entry, Reason.INVALID_JSON_NUMBER, f"not strict JSON ({exc})")
+    except (TypeError, RecursionError) as exc:
+        return None, _drop(entry, Reason.INVALID_JSON, f"not JSON-serializable ({exc})")
     return record, entry
 
 
