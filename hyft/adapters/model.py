@@ -8,6 +8,7 @@ On disk an adapter is ``adapter_config.json`` + ``adapter_model.safetensors`` wi
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import warnings
@@ -151,6 +152,15 @@ class HyftModel(nn.Module):
     def get_base_model(self) -> nn.Module:
         """The wrapped transformers model (PEFT's name for it)."""
         return self.base_model
+
+    @property
+    def accepts_loss_kwargs(self) -> bool:
+        """Whether the base model's forward takes loss kwargs (``num_items_in_batch``): transformers' Trainer
+        reads this, and would otherwise infer True from this wrapper's ``**kwargs``."""
+        base = self.base_model
+        if hasattr(type(base), "accepts_loss_kwargs") or "accepts_loss_kwargs" in vars(base):
+            return bool(base.accepts_loss_kwargs)
+        return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in inspect.signature(base.forward).parameters.values())
 
     def __getattr__(self, name: str) -> Any:
         try:
