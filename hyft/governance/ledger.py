@@ -61,7 +61,8 @@ def check_ledger(rows: list[dict[str, Any]], n_input: int, views: dict[str, list
     - one row per input line, no line twice, and the per-language totals add up to the input;
     - per language: rows = kept + sum of drops; reasons, stages and views consistent;
     - every dup_of names a record of the same language that survived dedup (view c1 or c2);
-    - the written C0/C1/C2 views hold exactly the records the ledger says they hold.
+    - the written C0/C1/C2 views hold exactly the records the ledger says they hold, by identity
+      (source, line), each once.
     """
     problems = []
     if len(rows) != n_input:
@@ -89,10 +90,18 @@ def check_ledger(rows: list[dict[str, Any]], n_input: int, views: dict[str, list
         if r["dup_of"] is not None and (r["lang"], json.dumps(r["dup_of"])) not in survivors:
             problems.append(f"line {r['line']}: dup_of {r['dup_of']!r} is not a record kept by dedup")
     for view, members in views.items():
-        # Views nest (c2 within c1 within c0), and "c0" < "c1" < "c2" as strings.
-        expected = Counter(r["lang"] for r in rows if r["view"] is not None and r["view"] >= view)
-        found = Counter(m["_provenance"]["lang"] for m in members)
+        # Identities, not counts: a view that swapped a dropped record for a copy of a kept one has the
+        # right per-language counts but the wrong (source, line) pairs. Views nest (c2 within c1 within
+        # c0), and "c0" < "c1" < "c2" as strings.
+        in_view = [r for r in rows if r["view"] is not None and r["view"] >= view]
+        expected = Counter((r["source"], r["line"]) for r in in_view)
+        found = Counter((m["_provenance"]["source"], m["_provenance"]["line"]) for m in members)
         if expected != found:
-            problems.append(f"{view}: view holds {dict(found)} records, ledger says {dict(expected)}")
+            missing, extra = sorted(expected - found, key=str), sorted(found - expected, key=str)
+            problems.append(
+                f"{view}: view holds {sum(found.values())} records, ledger says {sum(expected.values())}; "
+                f"{len(missing)} missing (e.g. {missing[:1]}), {len(extra)} not in the ledger or repeated "
+                f"(e.g. {extra[:1]})"
+            )
     if problems:
         raise LedgerError("ledger does not reconcile:\n" + "\n".join(f"  - {p}" for p in problems[:20]))

@@ -89,6 +89,25 @@ def test_reconciliation_fails_loudly(tmp_path):
         check_ledger([dict(ledger[0], reason="made_up")] + ledger[1:], len(rows), views)
 
 
+def test_views_are_checked_by_identity_not_by_count(tmp_path):
+    """A view that holds a dropped record, or a copy of a kept one, in place of a kept record has the
+    same per-language counts; check_ledger must still refuse it by comparing (source, line)."""
+    rows = [dict(r, lang="en") for r in xnli_rows("en")[:60]]
+    rows.append(dict(rows[0]))  # an exact duplicate: one record is dropped after C0
+    result = curate(rows, CurationConfig(text_fields=["premise", "hypothesis"], progress=False), tmp_path)
+    ledger = read_jsonl(result.ledger_path)
+    views = {"c0": result.c0, "c1": result.c1, "c2": result.c2}
+    check_ledger(ledger, len(rows), views)
+    dropped = next(r for r in ledger if r["view"] == "c0")  # dropped by dedup: in C0 only
+    provenance = {k: dropped[k] for k in ("id", "source", "line", "lang")}
+    swapped = {**views, "c2": views["c2"][:-1] + [dict(views["c2"][-1], _provenance=provenance)]}
+    with pytest.raises(LedgerError, match=r"c2: .*1 missing.*1 not in the ledger"):
+        check_ledger(ledger, len(rows), swapped)
+    copied = {**views, "c1": views["c1"][:-1] + [views["c1"][0]]}
+    with pytest.raises(LedgerError, match=r"c1: .*1 missing.*1 not in the ledger or repeated"):
+        check_ledger(ledger, len(rows), copied)
+
+
 def test_iterable_input_uses_positions_as_ids(tmp_path):
     rows = [dict(r, lang="en") for r in xnli_rows("en")[:20]] + ["{broken"]
     result = curate(rows, CurationConfig(text_fields=["premise", "hypothesis"], progress=False), tmp_path)
