@@ -67,8 +67,50 @@ class AdaptedLinear(nn.Module):
         return self.base_layer(x)
 
     def base_weight(self) -> torch.Tensor:
-        """W0 (d_out, d_in) in fp32, detached: dequantised (one layer at a time) for a quantized base."""
+        """W0 (d_out, d_in) in fp32, detached: dequantised (one layer at a time) for a quantized base; the
+        kept original while the adapter is merged (:meth:`merge`)."""
+        backup = self._buffers.get("merge_backup")
+        if backup is not None:
+            return backup.detach().float()
         return dequantized_weight(self.base_layer)
+
+    # -- reversible merge ------------------------------------------------------------------------
+    @property
+    def merged(self) -> bool:
+        """Whether the adapter is folded into ``base_layer.weight`` (:meth:`merge`)."""
+        return "merge_backup" in self._buffers
+
+    @torch.no_grad()
+    def merge(self, safe_merge: bool = False, name: str | None = None) -> None:
+        """Write W_eff (merged in fp32, cast once to the base dtype) into ``base_layer.weight`` and forward
+        through the base layer alone. The original W0 tensor is kept (a non-persistent buffer, moved by
+        ``.to()``), so :meth:`unmerge` restores it bit for bit; the cost is one extra copy of this weight
+        while merged. ``safe_merge`` refuses a merged weight with NaN/Inf (also from overflow in the cast)."""
+        if self.merged:
+            return
+        base = self.base_layer
+        if is_quantized_linear(base):
+            raise ValueError(f"layer {name or self.extra_repr()}: a quantized base weight cannot hold a merged "
+                             "adapter; use merge_and_unload(), which dequantises the merged layers")
+        weight = base.weight
+        merged = self.merged_weight().to(device=weight.device, dtype=weight.dtype)
+        if safe_merge and not bool(torch.isfinite(merged).all()):
+            bad = int((~torch.isfinite(merged)).sum())
+            raise ValueError(f"safe_merge: layer {name or self.extra_repr()!r}: the merged weight has {bad} NaN/Inf "
+                             f"entries of {merged.numel()} ({weight.dtype}); the adapter was not merged")
+        self.register_buffer("merge_backup", weight.data, persistent=False)
+        weight.data = merged
+        self.forward = base.forward  # the instance attribute shadows the adapter path until unmerge()
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Put the kept W0 back into ``base_layer.weight`` and the adapter path back into ``forward``."""
+        if not self.merged:
+            return
+        backup = self._buffers.pop("merge_backup")
+        weight = self.base_layer.weight
+        weight.data = backup.to(device=weight.device, dtype=weight.dtype)
+        self.__dict__.pop("forward", None)
 
     def merged_linear(self, dtype: torch.dtype | None = None) -> nn.Linear:
         """A plain nn.Linear with the adapter folded in: merged in fp32, cast once to the base dtype.

@@ -25,7 +25,6 @@ from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import AdaptedLinear, adapted_layers
 from hyft.adapters.lora_ga import LoraGaInitReport, estimate_lora_ga_init
 from hyft.adapters.quantized import (
-    dequantized_weight,
     is_quantized_linear,
     is_quantized_model,
     quantization_kind,
@@ -80,7 +79,7 @@ class HyftModel(nn.Module):
         self._input_grad_hook: torch.utils.hooks.RemovableHandle | None = None
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.training and self.batch_rotations and not self.is_checkpointing():
+        if self.training and self.batch_rotations and not self.is_checkpointing() and not self.merged:
             # Prepared blocks are computed here, outside any checkpointed segment: a recomputation could
             # not find them again (non-reentrant checkpointing then refuses the differing saved tensors),
             # and a reentrant one would backpropagate through their shared graph once per segment. Under
@@ -196,6 +195,8 @@ class HyftModel(nn.Module):
         """
         from hyft.distributed import global_squared_norms
 
+        if self.merged:
+            return  # a merged adapter gets no gradients: zero norms must not move λ
         mixed, groups = [], []
         for name, layer in self.adapted_layers().items():
             if not hasattr(layer, "lambda_branches"):
@@ -277,6 +278,44 @@ class HyftModel(nn.Module):
             saved["peft_type"] = f"HYFT_{cfg.method.upper()}"
         return saved
 
+    @property
+    def merged(self) -> bool:
+        """Whether the adapters are merged into the base weights (:meth:`merge_adapter`)."""
+        return any(layer.merged for layer in self._adapted.values())
+
+    def merge_adapter(self, safe_merge: bool = False) -> None:
+        """Fold every adapter into its base weight in place, reversibly (PEFT's ``merge_adapter``).
+
+        Each layer's W_eff is computed in fp32 and cast once to the base dtype; the forward then runs
+        through the plain base layers (the merged model's outputs equal the adapter's). The original W0
+        tensors are kept, so :meth:`unmerge_adapter` restores them exactly (one extra copy of the adapted
+        weights while merged). ``safe_merge=True`` checks each merged weight for NaN/Inf first and raises a
+        ValueError naming the layer, leaving the whole model unmerged. A quantized base cannot hold a merged
+        weight: use :meth:`merge_and_unload`, which dequantises.
+        """
+        if self.adapter_config.method == "full":
+            raise ValueError("full fine-tuning has no adapter to merge: the trained weights are the model's own")
+        if self.merged:
+            warnings.warn("merge_adapter: the adapters are already merged; nothing done", stacklevel=2)
+            return
+        done = []
+        try:
+            for name, layer in self.adapted_layers().items():
+                layer.merge(safe_merge=safe_merge, name=name)
+                done.append(layer)
+        except ValueError:
+            for layer in done:
+                layer.unmerge()
+            raise
+
+    def unmerge_adapter(self) -> None:
+        """Undo :meth:`merge_adapter`: the kept W0 tensors go back and the adapters run again."""
+        if not self.merged:
+            warnings.warn("unmerge_adapter: the adapters are not merged; nothing done", stacklevel=2)
+            return
+        for layer in self._adapted.values():
+            layer.unmerge()
+
     def merge_and_unload(self) -> nn.Module:
         """Fold every adapter into its base weight (fp32 merge, one cast) and return the plain model.
 
@@ -324,7 +363,7 @@ def base_fingerprint(model: HyftModel) -> dict[str, str]:
     on the same base quantized the same way (and is refused on its full-precision original)."""
     prints = {}
     for name, layer in model.adapted_layers().items():
-        weight = dequantized_weight(layer.base_layer).cpu()  # quantized bases: of the dequantised Ŵ
+        weight = layer.base_weight().cpu()  # quantized bases: of the dequantised Ŵ; merged: the kept W0
         flat = weight.flatten()
         probe = torch.stack([weight.norm(), flat[0], flat[len(flat) // 2], flat[-1]])
         prints[name] = hashlib.sha256(f"{tuple(weight.shape)}{probe.tolist()}".encode()).hexdigest()[:16]
