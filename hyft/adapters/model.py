@@ -35,6 +35,10 @@ from hyft.adapters.targeting import find_heads, find_targets, matches_pattern
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
 FULL_WEIGHTS_NAME = "model.safetensors"
+FULL_INDEX_NAME = "model.safetensors.index.json"
+# Full fine-tuning writes a plain transformers folder; its hyft block goes here, not in adapter_config.json,
+# which transformers' from_pretrained would take for a PEFT adapter to load on top.
+FULL_CONFIG_NAME = "hyft_config.json"
 PEFT_PREFIX = "base_model.model."
 FORMAT_VERSION = 1
 logger = logging.getLogger(__name__)
@@ -232,9 +236,19 @@ class HyftModel(nn.Module):
         return state
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (no pickle) into ``directory``."""
+        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (no pickle) into ``directory``.
+
+        Full fine-tuning of a transformers model writes a plain transformers folder instead (the model's own
+        ``save_pretrained``: ``config.json`` and safetensors, sharded when large) plus ``hyft_config.json``;
+        ``AutoModel*.from_pretrained(directory)`` loads it, and so does :func:`load`.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.adapter_config.method == "full" and hasattr(self.base_model, "save_pretrained"):
+            self.base_model.save_pretrained(directory)
+            (directory / CONFIG_NAME).unlink(missing_ok=True)  # a stale one would make transformers try PEFT
+            (directory / FULL_CONFIG_NAME).write_text(json.dumps(self._saved_config(), indent=2, sort_keys=True) + "\n")
+            return directory
         state = self.adapter_state_dict()
         name = FULL_WEIGHTS_NAME if self.adapter_config.method == "full" else WEIGHTS_NAME
         save_file(state, str(directory / name), metadata={"format": "pt"})
@@ -450,6 +464,17 @@ def _load_untied_state(model: nn.Module, state: dict[str, torch.Tensor], directo
                          f"{untied[:5]}, unexpected {list(unexpected)[:5]}")
 
 
+def _read_full_state(directory: Path) -> dict[str, torch.Tensor]:
+    """The full fine-tuning weights: ``model.safetensors``, or every shard its index names."""
+    index = directory / FULL_INDEX_NAME
+    if not (directory / FULL_WEIGHTS_NAME).is_file() and index.is_file():
+        state: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
+            state.update(load_file(str(directory / shard)))
+        return state
+    return load_file(str(directory / FULL_WEIGHTS_NAME))
+
+
 def _lora_targets(model: nn.Module, targets: list[str], config: AdapterConfig) -> list[str]:
     """Layers that get a LoRA-GA branch (the hybrid's unitary-only layers do not)."""
     if config.method == "hybrid" and config.unitary_mode == "replace" and config.unitary_modules:
@@ -461,8 +486,11 @@ def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = Fals
     """Load an adapter saved by :meth:`HyftModel.save_pretrained` onto ``base_model`` (modified in place)."""
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
+    if not config_path.is_file() and (directory / FULL_CONFIG_NAME).is_file():
+        config_path = directory / FULL_CONFIG_NAME  # full fine-tuning saved as a transformers folder
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: no adapter config (expected {CONFIG_NAME} from save_pretrained)")
+        raise FileNotFoundError(f"{config_path}: no adapter config (expected {CONFIG_NAME}, or "
+                                f"{FULL_CONFIG_NAME} for full fine-tuning, from save_pretrained)")
     saved = json.loads(config_path.read_text())
     if "hyft" not in saved:
         raise ValueError(f"{config_path}: not a hyft adapter (no 'hyft' block); load PEFT adapters with peft")
@@ -472,7 +500,7 @@ def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = Fals
     config = AdapterConfig.model_validate(block["adapter"])
     if config.method == "full":
         _refuse_full_on_quantized(base_model)
-        _load_untied_state(base_model, load_file(str(directory / FULL_WEIGHTS_NAME)), directory)
+        _load_untied_state(base_model, _read_full_state(directory), directory)
         base_model.requires_grad_(is_trainable)
         return HyftModel(base_model, config)
     state = load_file(str(directory / WEIGHTS_NAME))

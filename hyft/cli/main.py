@@ -19,9 +19,9 @@ app = typer.Typer(
 
 def _register_verbs() -> None:
     # Imported here so that `hyft --help` stays fast and a broken optional stage never hides the others.
-    from hyft.cli import curate, evaluate, report, run, utility
+    from hyft.cli import curate, evaluate, export, report, run, utility
 
-    for module in (run, evaluate, curate, report, utility):
+    for module in (run, evaluate, curate, report, export, utility):
         module.register(app)
 
 
