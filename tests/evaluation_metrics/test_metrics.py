@@ -58,6 +58,20 @@ def test_ece_puts_confidence_one_in_the_last_bin() -> None:
     assert value == pytest.approx(0.35, abs=1e-12)
 
 
+def test_ece_bins_are_right_closed_so_a_confidence_on_an_edge_lands_in_the_lower_bin() -> None:
+    # M = 4 bins ((m−1)/4, m/4]; confidences 0.5 ✓ (argmax takes the first index on the tie), 0.6 ✗,
+    # 0.75 ✓, 0.8 ✗. Right-closed: {0.5} in (0.25, 0.5], {0.6, 0.75} in (0.5, 0.75], {0.8} in (0.75, 1]:
+    # ECE = (|1 − 0.5| + |1 − 1.35| + |0 − 0.8|) / 4. Left-closed [lower, upper) bins would give
+    # {0.5, 0.6} and {0.75, 0.8}: (0.1 + 0.55) / 4.
+    probs = [[0.5, 0.5], [0.6, 0.4], [0.75, 0.25], [0.8, 0.2]]
+    labels = [0, 1, 0, 1]
+    assert expected_calibration_error(probs, labels, n_bins=4) == pytest.approx((0.5 + 0.35 + 0.8) / 4)
+    # With five classes c = 0.25 (right) is on the edge of (0, 0.25] and shares it with c = 0.2 (wrong):
+    # |1 − 0.45| / 2 right-closed; left-closed would give c = 0.25 a bin of its own: (0.75 + 0.2) / 2.
+    five = [[0.25, 0.25, 0.25, 0.15, 0.1], [0.2] * 5]
+    assert expected_calibration_error(five, [0, 1], n_bins=4) == pytest.approx(abs(1 - 0.45) / 2)
+
+
 def test_ece_equals_torchmetrics() -> None:
     from torchmetrics.classification import MulticlassCalibrationError
 
@@ -151,6 +165,21 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
     assert (scaled.argmax(1) == overconfident.argmax(1)).all()
     underconfident = torch.tensor(0.5 * true_logits)  # tensors are accepted too
     assert fit_temperature(underconfident, torch.tensor(labels)) == pytest.approx(0.5, rel=0.08)
+
+
+@pytest.mark.parametrize("true_temperature", [3.0, 0.5, 1.7])
+def test_fitted_temperature_equals_the_true_one_when_labels_follow_its_softmax_exactly(true_temperature) -> None:
+    # Each row's labels occur in exactly the proportions softmax(z / T*) gives them (q rows repeated with
+    # label counts 20·q), so the dev NLL's slope in β = 1/T is zero at T*: the fit must return T*
+    # (sampling noise, which a random-label test has to allow for, is absent).
+    q = np.array([[0.5, 0.3, 0.2], [0.7, 0.2, 0.1], [0.25, 0.25, 0.5], [0.05, 0.9, 0.05], [0.4, 0.35, 0.25]])
+    counts = np.rint(20 * q).astype(int)
+    assert (counts == 20 * q).all()
+    rows = [(i, label) for i in range(len(q)) for label in range(3) for _ in range(counts[i, label])]
+    logits = np.array([true_temperature * np.log(q[i]) for i, _ in rows])
+    labels = np.array([label for _, label in rows])
+    assert fit_temperature(logits, labels) == pytest.approx(true_temperature, rel=0.01)
+    assert fit_temperature(logits, labels) == pytest.approx(true_temperature, rel=1e-6)
 
 
 def test_paired_bootstrap_ci_covers_the_true_difference() -> None:
