@@ -28,6 +28,7 @@ from hyft.experiments.aggregate import (
     main_setting,
     stage_sort_key,
 )
+from hyft.io import atomic_write_text
 
 SCHEMA_VERSION = 1
 CELL_KEYS = ("model", "method", "task", "k_shot", "seed", "status")
@@ -149,13 +150,18 @@ def _notes(results: Mapping[str, Any], groups: Mapping[Any, CellGroup], comparis
                          "bootstrap over so few values understates their spread); a 'significant' difference "
                          "near the CI edge may not hold with more seeds.")
     collapsed = [cell for cell in cells if (cell.get("dynamics") or {}).get("collapsed_epochs")]
+    recovered = []
     for cell in collapsed:
         epochs = cell["dynamics"]["collapsed_epochs"]
-        last = len(cell["dynamics"].get("epochs") or []) - 1
-        verdict = ("it never learned: its scores are chance-level" if last in epochs
-                   else "it learned afterwards")
-        notes.append(f"Collapse: `{cell.get('cell_id', '?')}` had its mean training loss at the uniform-prediction "
-                     f"loss (ln C) in epoch(s) {epochs}; {verdict}.")
+        if len(cell["dynamics"].get("epochs") or []) - 1 in epochs:
+            notes.append(f"Collapse: `{cell.get('cell_id', '?')}` had its mean training loss at the uniform-prediction "
+                         f"loss (ln C) in epoch(s) {epochs}, the last included: it never learned, its scores are "
+                         "chance-level.")
+        else:
+            recovered.append(f"`{cell.get('cell_id', '?')}` {epochs}")
+    if recovered:
+        notes.append(f"Slow start: {_count(len(recovered), 'cell')} had the mean training loss at the uniform-prediction "
+                     f"loss (ln C) in early epochs and learned afterwards: {', '.join(recovered)}.")
     for cell in cells:
         if cell["status"] != "done":
             notes.append(f"Cell `{cell.get('cell_id', '?')}` is {cell['status']} and left out: "
@@ -282,5 +288,5 @@ def write_report(run_dir: Path, reference_method: str = "hybrid", n_resamples: i
             lines += [f"![{caption}](figures/{file_name})", ""]
     lines += _significance(comparisons, reference_method, confidence)
     report_path = run_dir / "report.md"
-    report_path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    atomic_write_text(report_path, "\n".join(lines).rstrip() + "\n")
     return report_path

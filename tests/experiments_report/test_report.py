@@ -310,7 +310,7 @@ def test_collapsed_cells_are_named_with_whether_they_recovered(run, tmp_path):
     (copy / "results.json").write_text(json.dumps(edited), encoding="utf-8")
     report = write_report(copy, progress=False).read_text(encoding="utf-8")
     assert f"`{stuck['cell_id']}` had its mean training loss at the uniform-prediction loss (ln C) in epoch(s) " \
-           "[0, 1, 2]; it never learned" in report
-    assert f"`{recovered['cell_id']}` had its mean training loss at the uniform-prediction loss (ln C) in " \
-           "epoch(s) [0]; it learned afterwards" in report
-    assert report.count("Collapse:") == 2
+           "[0, 1, 2], the last included: it never learned" in report
+    assert f"Slow start: 1 cell had the mean training loss at the uniform-prediction loss (ln C) in early epochs " \
+           f"and learned afterwards: `{recovered['cell_id']}` [0]." in report
+    assert report.count("Collapse:") == 1
