@@ -43,8 +43,10 @@ def load_model(spec: Any, num_labels: int | None = None) -> tuple[Any, Any]:
     except OSError as exc:
         raise UserError(f"model.name_or_path: cannot load {spec.name_or_path!r}: {exc}") from None
     if spec.adapter_dir is not None:
-        if not (Path(spec.adapter_dir) / "adapter_config.json").is_file():
-            raise UserError(f"model.adapter_dir: {spec.adapter_dir}/adapter_config.json not found")
+        folder = Path(spec.adapter_dir)
+        if not any((folder / name).is_file() for name in ("adapter_config.json", "hyft_config.json")):
+            raise UserError(f"model.adapter_dir: {folder} has neither adapter_config.json (an adapter) nor "
+                            "hyft_config.json (a full fine-tuning folder)")
         from hyft.adapters import load
 
         model = load(model, spec.adapter_dir).merge_and_unload()
