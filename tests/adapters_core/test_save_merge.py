@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import hyft
+from hyft.adapters.lora import LoraLinear
 from tests.conftest import MODEL_FACTORIES, model_inputs, tiny_llama
 
 
@@ -28,7 +29,7 @@ def _hashes(module):
 
 @pytest.mark.parametrize("method", ["lora", "lora_ga"])
 @pytest.mark.parametrize("name", ["minilm", "llama"])
-def test_merge_equals_adapter_and_save_load_is_exact(tmp_path, method, name):
+def test_merge_equals_adapter_and_save_load_restores_it(tmp_path, method, name):
     inputs = model_inputs(name)
     config = hyft.AdapterConfig(method=method, r=4, alpha=8, norm_cap=0.5 if name == "llama" else None)
     model = hyft.wrap(MODEL_FACTORIES[name](), config, init_batches=[inputs])
@@ -41,9 +42,18 @@ def test_merge_equals_adapter_and_save_load_is_exact(tmp_path, method, name):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     loaded = hyft.load(MODEL_FACTORIES[name](), tmp_path)
     with torch.no_grad():
-        assert torch.equal(loaded(**forward).logits, adapted) or torch.allclose(
-            loaded(**forward).logits, adapted, atol=1e-6, rtol=0
-        )
+        restored = loaded(**forward).logits
+    if config.norm_cap is None:  # the saved tensors are the trained ones: same weights, same ops, same bits
+        trained, back = model.state_dict(), loaded.state_dict()
+        assert trained.keys() == back.keys()
+        assert [n for n in trained if not torch.equal(back[n], trained[n])] == []
+        assert torch.equal(restored, adapted)
+    else:
+        # κ = min(1, ρ‖W0‖ / (s‖BA‖)) is folded into the saved B so that PEFT reproduces the capped output;
+        # that product is one fp32 rounding, so the reload agrees to rounding, not bit for bit.
+        lora_layers = [m for m in model.modules() if isinstance(m, LoraLinear)]
+        assert any(float(layer.delta_scale()) < layer.scaling for layer in lora_layers)  # the cap bites
+        assert torch.allclose(restored, adapted, atol=1e-6, rtol=0)
         merged = loaded.merge_and_unload()
         assert type(merged).__name__ == type(MODEL_FACTORIES[name]()).__name__
         assert not any("lora" in n for n, _ in merged.named_parameters())

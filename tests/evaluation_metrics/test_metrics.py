@@ -168,7 +168,7 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
 
 
 @pytest.mark.parametrize("true_temperature", [3.0, 0.5, 1.7])
-def test_fitted_temperature_equals_the_true_one_when_labels_follow_its_softmax_exactly(true_temperature) -> None:
+def test_fitted_temperature_is_the_true_one_when_labels_follow_its_softmax_exactly(true_temperature):
     # Each row's labels occur in exactly the proportions softmax(z / T*) gives them (q rows repeated with
     # label counts 20·q), so the dev NLL's slope in β = 1/T is zero at T*: the fit must return T*
     # (sampling noise, which a random-label test has to allow for, is absent).

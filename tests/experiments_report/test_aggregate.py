@@ -233,13 +233,23 @@ def test_figures_return_none_without_data(tmp_path):
     assert GroupKey("m", "lora", "nli", 32, "C2") in group_cells(one_k["cells"])
 
 
-def test_figure_1_starts_every_method_at_the_shared_zero_shot_cell(tmp_path):
-    import matplotlib.image
+def test_figure_1_starts_every_method_at_the_shared_zero_shot_cell(tmp_path, monkeypatch):
+    """Each trained method's line is drawn from the one k = 0 cell (macro 0.30 over two seeds, at the
+    first x position) to its own k = 32 mean; the zero-shot cell gets no line of its own."""
+    from hyft.experiments import figures
 
-    cells = [_cell("zero-shot", "nli", seed, {"kind": "classification", "macro": 0.3}) | {"k_shot": 0}
-             for seed in (0, 1)]
+    cells = [_cell("zero-shot", "nli", seed, {"kind": "classification", "macro": 0.3 + 0.02 * seed})
+             | {"k_shot": 0} for seed in (0, 1)]
     cells += [_cell(method, "nli", seed, {"kind": "classification", "macro": value + 0.01 * seed})
               for method, value in (("lora", 0.5), ("hybrid", 0.6)) for seed in (0, 1)]
     results = {"run": {"methods": ["lora", "hybrid"], "primary_task": "nli"}, "cells": cells}
+    drawn = []
+    save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, out_path: drawn.append(fig) or save(fig, out_path))
     path = figure_1_fewshot_scaling(results, tmp_path / "f1.png")
-    assert path is not None and matplotlib.image.imread(path)[..., :3].std() > 0.05
+    assert path is not None and path.stat().st_size > 0
+    (axes,) = drawn[0].axes
+    lines = {container.get_label(): container.lines[0].get_xydata() for container in axes.containers}
+    assert set(lines) == {"lora", "hybrid"}
+    for method, value in (("lora", 50.5), ("hybrid", 60.5)):  # % means over seeds
+        assert lines[method].tolist() == [[0, pytest.approx(31.0)], [1, pytest.approx(value)]]

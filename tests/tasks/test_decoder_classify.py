@@ -12,6 +12,7 @@ from hyft.tasks.causal_lm import IGNORE_INDEX, build_causal_lm_example, encode_c
 from hyft.tasks.templates import nli_template, render_prompt, template_for, verbalizers_in_label_order
 
 from .conftest import make_gpt2, make_llama
+from .oracles import nll_slope_in_temperature, textbook_ece
 
 EXAMPLES = [
     {
@@ -130,16 +131,17 @@ def test_template_overrides_must_cover_the_labels():
 
 def test_decoder_xnli_evaluation_rebuilds_from_its_parts(llama, tokenizer, data_dir):
     """evaluate_task with 8 shots and given dev scores == the same pipeline assembled by hand."""
-    from hyft.evaluation import metrics
     from hyft.evaluation.evaluate import evaluate_task
     from hyft.tasks.kshot import sample_k_shot
     from hyft.tasks.loading import DataSource
 
     task, data = get_task("xnli"), DataSource(data_dir, "local")
     generator = torch.Generator().manual_seed(0)
+    # Dev scores whose argmax is right 3 times in 4: the fitted T lies inside (0.05, 20), not on a bound
+    dev_logits = [torch.randn(30, 3, generator=generator) * 3 for _ in range(2)]
     dev_scores = {
-        lang: (torch.randn(30, 3, generator=generator) * 3, [i % 3 for i in range(30)])
-        for lang in ("en", "hi")
+        lang: (logits, [top if i % 4 else (top + 1) % 3 for i, top in enumerate(logits.argmax(1).tolist())])
+        for lang, logits in zip(("en", "hi"), dev_logits, strict=True)
     }
     results = evaluate_task(
         llama,
@@ -170,11 +172,13 @@ def test_decoder_xnli_evaluation_rebuilds_from_its_parts(llama, tokenizer, data_
             torch.tensor([s["probs"] for s in samples]), scored.probs, rtol=0, atol=1e-5
         )
         gold = [task.label_index(row) for row in rows]
-        temperature = metrics.fit_temperature(*dev_scores[lang])
         entry = results["per_language"][lang]
-        assert entry["temperature"] == pytest.approx(temperature)
-        expected = metrics.expected_calibration_error(
-            metrics.apply_temperature(scored.scores, temperature), gold
-        )
-        assert entry["ece_temperature_scaled"] == pytest.approx(expected, abs=1e-6)
-        assert entry["ece"] == pytest.approx(metrics.expected_calibration_error(scored.probs, gold), abs=1e-6)
+        # T was fitted on the given dev scores: the dev NLL is flat in T there, and rises on either side
+        temperature = entry["temperature"]
+        assert 1 < temperature < 10
+        assert nll_slope_in_temperature(*dev_scores[lang], temperature) == pytest.approx(0, abs=1e-7)
+        assert nll_slope_in_temperature(*dev_scores[lang], 0.9 * temperature) < 0
+        assert nll_slope_in_temperature(*dev_scores[lang], 1.1 * temperature) > 0
+        scaled = torch.softmax(scored.scores.double() / temperature, dim=-1).numpy()
+        assert entry["ece_temperature_scaled"] == pytest.approx(textbook_ece(scaled, gold), abs=1e-6)
+        assert entry["ece"] == pytest.approx(textbook_ece(scored.probs.double().numpy(), gold), abs=1e-6)
