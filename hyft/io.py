@@ -63,7 +63,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temp name keeps the suffix, so writers that infer a format from it (savefig) still do.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -108,6 +109,18 @@ def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> None:
     """Call ``save(temp_path)`` (e.g. ``lambda p: fig.savefig(p, format="png")``), then replace."""
     with atomic_path(path) as tmp:
         save(tmp)
+
+
+def fsync_tree(folder: str | Path) -> None:
+    """fsync every file below ``folder`` and every folder entry (before renaming a temp folder into place)."""
+    folder = Path(folder)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())
+    for path in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        fsync_dir(path)
+    fsync_dir(folder)
 
 
 def file_sha256(path: str | Path) -> str:

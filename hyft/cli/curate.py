@@ -107,6 +107,8 @@ def register(app: typer.Typer) -> None:
             }
             job = build_job(config, overrides, set_)
             result = _curate(job)
+            if result.previous:
+                typer.echo(result.previous)
             total = result.report["total"]
             typer.echo(
                 f"curated {total['n_input']} records: C0 {total['n_c0']}, C1 {total['n_c1']}, "

@@ -142,22 +142,21 @@ def write_outputs(config: Any, results: dict[str, Any]) -> Path:
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "samples.jsonl").open("w", encoding="utf-8") as handle:
-        for task_name, task_results in results["tasks"].items():
-            for sample in task_results["samples"]:
-                handle.write(json.dumps({"task": task_name, **sample}, ensure_ascii=False) + "\n")
+    from hyft.io import atomic_write_jsonl, atomic_write_text
+
+    atomic_write_jsonl(out / "samples.jsonl", ({"task": task_name, **sample} for task_name, task_results
+                                               in results["tasks"].items() for sample in task_results["samples"]))
     slim = {
         **results,
         "tasks": {
             name: {k: v for k, v in r.items() if k != "samples"} for name, r in results["tasks"].items()
         },
     }
-    (out / "results.json").write_text(json.dumps(slim, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "results.json", json.dumps(slim, ensure_ascii=False, indent=2) + "\n")
     tables = [task_tables(name, {config.name: r}) for name, r in slim["tasks"].items()]
-    (out / "tables.md").write_text("\n".join(tables), encoding="utf-8")
-    (out / "config.resolved.yaml").write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
-    )
+    atomic_write_text(out / "tables.md", "\n".join(tables))
+    atomic_write_text(out / "config.resolved.yaml",
+                      yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
     return out
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from hyft.cli.errors import user_errors
+from hyft.cli.errors import UserError, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +26,12 @@ def register(app: typer.Typer) -> None:
         """
         with user_errors():
             from hyft.experiments.report import write_report
+            from hyft.io import IncompleteOutputError, require_marker
 
+            if (run_dir / "results.json").is_file():
+                try:  # a folder whose run was killed mid-write has no marker: its results.json is not trusted
+                    require_marker(run_dir, "run folder")
+                except IncompleteOutputError as exc:
+                    raise UserError(f"{exc} (`hyft run` resumes: finished cells are skipped)") from None
             path = write_report(run_dir, reference_method=reference, n_resamples=resamples)
             typer.echo(f"wrote {path} and {path.parent / 'figures'}/")

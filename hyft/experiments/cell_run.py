@@ -23,6 +23,7 @@ import hyft
 from hyft.distributed import is_distributed, sharded_evaluation
 from hyft.experiments.cells import NO_CURATION, Cell
 from hyft.experiments.config import ModelEntry, RunConfig
+from hyft.io import atomic_write_jsonl, atomic_write_text
 from hyft.models import load_base_model
 from hyft.tasks.base import Example, Task
 from hyft.tasks.kshot import sample_k_shot
@@ -237,10 +238,8 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
         return record
     samples = evaluation.pop("samples")
     cell_dir.mkdir(parents=True, exist_ok=True)
-    with (cell_dir / "samples.jsonl").open("w") as handle:
-        for sample in samples:
-            handle.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    atomic_write_jsonl(cell_dir / "samples.jsonl", samples)  # before result.json: a result's samples exist
     record.update(status="done", eval=evaluation, footprint=footprint, dynamics=dynamics,
                   samples_path=f"cells/{cell.cell_id}/samples.jsonl")
-    (cell_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    atomic_write_text(cell_dir / RESULT_FILE, json.dumps(record, indent=1, ensure_ascii=False))
     return record

@@ -27,6 +27,7 @@ from hyft.experiments.aggregate import (  # noqa: E402
     mean_std,
     ordered,
 )
+from hyft.io import atomic_save  # noqa: E402
 
 GB = 1e9
 DPI = 110
@@ -54,7 +55,7 @@ def _save(fig: Any, out_path: Path) -> Path:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     # No "Software" stamp: the PNG bytes depend only on the data and the matplotlib version.
-    fig.savefig(out_path, dpi=DPI, metadata={"Software": None})
+    atomic_save(out_path, lambda tmp: fig.savefig(tmp, dpi=DPI, metadata={"Software": None}))
     plt.close(fig)
     return out_path
 

@@ -6,6 +6,11 @@ trials (:mod:`hyft.experiments.search`); its cells then train with the chosen se
 Resumable at two levels: a finished cell (``cells/<id>/result.json``) is skipped, and an interrupted
 cell resumes from its last training checkpoint. ``results.json`` is rebuilt from the cell files, so
 an interrupted and an uninterrupted run end with the same results.
+
+Every file is written atomically (hyft.io). ``_COMPLETE`` is written last, after results.json,
+manifest.json and the report, naming the config hash and every such file's sha256; it is removed
+before results.json is rewritten, so a run killed in between leaves no marker and ``hyft report``
+refuses the folder until ``hyft run`` is rerun (finished cells are skipped).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from hyft.experiments.cells import NO_CURATION, Cell, plan_cells
 from hyft.experiments.config import RunConfig
 from hyft.experiments.manifest import build_manifest, config_hash
 from hyft.experiments.search import SearchKey, load_search_results, run_search
+from hyft.io import atomic_write_text, clear_marker, write_marker
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -38,20 +44,20 @@ def resolve_pool(pool: str) -> Path:
 
 
 def curate_stage(config: RunConfig, run_dir: Path) -> tuple[dict[str, list[dict]] | None, dict | None]:
-    """Run (or reuse) curation; returns ({"c0": [...], "c1": [...], "c2": [...]}, report) or (None, None)."""
+    """Run (or reuse) curation; returns ({"c0": [...], "c1": [...], "c2": [...]}, report) or (None, None).
+
+    ``curate`` reuses ``run_dir/curation`` only when its _COMPLETE marker names the same pool (sha256)
+    and settings and every file still matches it; a torn or stale folder is cleared and recomputed.
+    """
     if config.curation is None:
         return None, None
     from hyft.governance import curate
 
     out = run_dir / "curation"
-    marker = out / "settings.sha256"
-    digest = config.curation.settings.decision_hash() + ":" + str(resolve_pool(config.curation.pool))
-    if marker.is_file() and marker.read_text() == digest and (out / "report.json").is_file():
-        views = {v: [json.loads(line) for line in (out / f"{v}.jsonl").read_text().splitlines() if line]
-                 for v in ("c0", "c1", "c2")}
-        return views, json.loads((out / "report.json").read_text())
+    (out / "settings.sha256").unlink(missing_ok=True)  # the marker of hyft versions before _COMPLETE
     result = curate(resolve_pool(config.curation.pool), config.curation.settings, out)
-    marker.write_text(digest)
+    if result.previous:
+        tqdm.write(f"curation: {result.previous}")
     return result.views, result.report
 
 
@@ -97,8 +103,8 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config.model_dump(mode="json")
     if state.is_main_process:
-        (run_dir / "config.resolved.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-        (run_dir / "launch.txt").write_text(" ".join(shlex.quote(a) for a in sys.argv) + "\n")
+        atomic_write_text(run_dir / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        atomic_write_text(run_dir / "launch.txt", " ".join(shlex.quote(a) for a in sys.argv) + "\n")
     curated, curation_report = curate_stage(config, run_dir)
     cells = plan_cells(config)
     searched = set(config.search_methods())
@@ -147,12 +153,16 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
         "search": load_search_results(config, run_dir),
         "cells": records,
     }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     manifest = build_manifest(resolved, data_files_used(config),
                               {m.name: m.name_or_path for m in config.models}, config.run.seeds)
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    clear_marker(run_dir)
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=1))
+    written = ["results.json", "manifest.json", "config.resolved.yaml"]
     if write_report and complete:
         from hyft.experiments.report import write_report as render
 
         render(run_dir)
+        written.append("report.md")
+    write_marker(run_dir, written, kind="hyft run", config_hash=results["run"]["config_hash"], complete=complete)
     return run_dir

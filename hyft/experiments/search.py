@@ -68,6 +68,7 @@ from hyft.experiments.cell_run import (
 )
 from hyft.experiments.cells import NO_CURATION, Cell
 from hyft.experiments.config import ModelEntry, RunConfig
+from hyft.io import atomic_write_text
 from hyft.tasks.base import Example, Task
 from hyft.training.config import TrainConfig
 
@@ -247,7 +248,7 @@ def run_trial(config: RunConfig, key: SearchKey, point: dict[str, Any], seed: in
         "steps": fitted.result.steps,
     }
     trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / RESULT_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    atomic_write_text(trial_dir / RESULT_FILE, json.dumps(record, indent=1, ensure_ascii=False))
 
 
 def choose(trials: list[dict[str, Any]], higher_is_better: bool) -> dict[str, Any] | None:
@@ -306,8 +307,8 @@ def run_search(config: RunConfig, key: SearchKey, run_dir: Path, curated: dict[s
     if is_main:
         folder.mkdir(parents=True, exist_ok=True)
         for trial in summary["trials"]:
-            (folder / trial["name"] / RESULT_FILE).write_text(json.dumps(trial, indent=1))
-        (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+            atomic_write_text(folder / trial["name"] / RESULT_FILE, json.dumps(trial, indent=1))
+        atomic_write_text(folder / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary
 
 

@@ -6,19 +6,25 @@ Output folder layout:
     <lang>/removed/<n>_<stage>.jsonl   dropped records per stage, with reason and detail
     <lang>/stats.json             counts rebuilt from the ledger
     report.json report.md report.png
+    _COMPLETE                     written last (hyft.io.write_marker): input sha256, config hash,
+                                  every file's sha256; readers refuse a folder without it
+
+Every file is written atomically (temp name + fsync + os.replace), so a killed run leaves whole
+files and no marker; :func:`clear_outputs` removes an earlier run's files before a new run writes.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hyft.governance.ledger import check_ledger, ledger_row, read_jsonl, write_jsonl
 from hyft.governance.reasons import Flag, Stage
 from hyft.governance.report import build_report, write_report
+from hyft.io import MARKER, clear_marker, read_marker, require_marker
 
 VIEWS = ("c0", "c1", "c2")
 STAGE_NUMBER = {stage.value: n for n, stage in enumerate(Stage, start=1)}
@@ -35,6 +41,8 @@ class CurationResult:
     ledger_path: Path
     report: dict[str, Any]
     out_dir: Path
+    files: list[Path] = field(default_factory=list)  # every file this run wrote in out_dir
+    previous: str | None = None  # what happened to an earlier run's outputs (reused / cleared)
 
     @property
     def views(self) -> dict[str, list[dict[str, Any]]]:
@@ -46,11 +54,39 @@ def _with_provenance(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry["record"], "_provenance": provenance}
 
 
-def _clear_previous(out_dir: Path) -> None:
-    """Remove per-language files of an earlier run (only folders this module wrote: with stats.json)."""
-    for stats in out_dir.glob("*/stats.json"):
-        shutil.rmtree(stats.parent / "removed", ignore_errors=True)
-        stats.unlink()
+OUTPUT_PATTERNS = ("ledger.jsonl", "c0.jsonl", "c1.jsonl", "c2.jsonl", "report.json", "report.md", "report.png",
+                   "*/stats.json", "*/removed/*.jsonl", ".*.tmp*")
+
+
+def clear_outputs(out_dir: Path) -> list[Path]:
+    """Remove everything an earlier curation run wrote in ``out_dir`` (the marker first); returns it.
+
+    Only files of this layout (or listed in the old marker) are removed, never other files in the
+    folder; removed/ and language folders left empty go too, as does the datatrove work folder.
+    """
+    listed = (read_marker(out_dir) or {}).get("files", {})
+    clear_marker(out_dir)
+    paths = {out_dir / name for name in listed} | {p for pattern in OUTPUT_PATTERNS for p in out_dir.glob(pattern)}
+    removed = []
+    for path in sorted(paths):
+        if path.is_file() and path.name != MARKER:
+            path.unlink()
+            removed.append(path)
+    shutil.rmtree(out_dir / "datatrove", ignore_errors=True)
+    for folder in sorted({p.parent for p in removed} | {p.parent.parent for p in removed}, reverse=True):
+        if folder != out_dir and out_dir in folder.parents and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def load_curation(out_dir: str | Path) -> CurationResult:
+    """Read a finished curation folder back; IncompleteOutputError when its marker is missing or stale."""
+    out_dir = Path(out_dir)
+    marker = require_marker(out_dir, "curation folder")
+    views = {view: read_jsonl(out_dir / f"{view}.jsonl") for view in VIEWS}
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    files = [out_dir / name for name in marker["files"]]
+    return CurationResult(views["c0"], views["c1"], views["c2"], out_dir / "ledger.jsonl", report, out_dir, files)
 
 
 def _flag_repeated_ids(entries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
@@ -93,16 +129,17 @@ def assemble(
             reject["record"] = entry.get("record")
             removed.setdefault((row["lang"], row["stage"]), []).append(reject)
 
-    _clear_previous(out_dir)
     ledger_path = out_dir / "ledger.jsonl"
+    files = [ledger_path, *(out_dir / f"{view}.jsonl" for view in VIEWS)]
     write_jsonl(ledger_path, rows)
     for view in VIEWS:
         write_jsonl(out_dir / f"{view}.jsonl", views[view])
     for (lang, stage), rejects in sorted(removed.items()):
-        write_jsonl(out_dir / lang / "removed" / f"{STAGE_NUMBER[stage]}_{stage}.jsonl", rejects)
+        files.append(out_dir / lang / "removed" / f"{STAGE_NUMBER[stage]}_{stage}.jsonl")
+        write_jsonl(files[-1], rejects)
 
     written = read_jsonl(ledger_path)
     check_ledger(written, n_input, {view: read_jsonl(out_dir / f"{view}.jsonl") for view in VIEWS})
     report = build_report(written, records, run, applied, text_fields)
-    write_report(report, out_dir)
-    return CurationResult(views["c0"], views["c1"], views["c2"], ledger_path, report, out_dir)
+    files += write_report(report, out_dir)
+    return CurationResult(views["c0"], views["c1"], views["c2"], ledger_path, report, out_dir, files)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hyft.governance.reasons import Reason, stage_of, view_of
+from hyft.io import atomic_write_jsonl
 
 
 class LedgerError(RuntimeError):
@@ -43,11 +44,8 @@ def ledger_row(entry: dict[str, Any], decision: dict[str, Any] | None) -> dict[s
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """UTF-8 JSONL, one object per line, keys in insertion order (deterministic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    """UTF-8 JSONL, one object per line, keys in insertion order (deterministic); atomic (hyft.io)."""
+    atomic_write_jsonl(path, rows)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

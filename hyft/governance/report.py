@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hyft.governance.reasons import Reason, Stage, stage_of
+from hyft.io import atomic_save, atomic_write_text
 
 SCHEMA_VERSION = 1
 STAGES = [s.value for s in Stage if s is not Stage.DONE]
@@ -149,17 +150,21 @@ def _chart(report: dict[str, Any], path: Path) -> None:
     if drawn:
         axis.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     figure.tight_layout()
-    figure.savefig(path, dpi=100, metadata={"Software": None})
+    atomic_save(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png", metadata={"Software": None}))
     plt.close(figure)
 
 
-def write_report(report: dict[str, Any], out_dir: Path) -> None:
-    """report.json, report.md and report.png in ``out_dir``; <lang>/stats.json per language."""
-    (out_dir / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out_dir / "report.md").write_text(_markdown(report), encoding="utf-8")
-    _chart(report, out_dir / "report.png")
+def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """report.json, report.md and report.png in ``out_dir``; <lang>/stats.json per language.
+
+    Each file is written atomically; returns the paths written.
+    """
+    written = [out_dir / "report.json", out_dir / "report.md", out_dir / "report.png"]
+    atomic_write_text(written[0], json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_text(written[1], _markdown(report))
+    _chart(report, written[2])
     for lang, summary in report["languages"].items():
-        folder = out_dir / lang
-        folder.mkdir(parents=True, exist_ok=True)
         stats = {"schema_version": SCHEMA_VERSION, "lang": lang} | {k: v for k, v in summary.items() if k != "examples"}
-        (folder / "stats.json").write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        written.append(out_dir / lang / "stats.json")
+        atomic_write_text(written[-1], json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
+    return written

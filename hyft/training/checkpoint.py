@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hyft.adapters.layer import adapted_layers
+from hyft.io import fsync_dir, fsync_tree
 from hyft.training.seeding import rng_state, set_rng_state
 
 STATE_FILE = "trainer_state.json"
@@ -82,8 +83,10 @@ def save_checkpoint(
         "history": history,
     }
     (tmp / STATE_FILE).write_text(json.dumps(meta))
+    fsync_tree(tmp)  # the bytes are on disk before the rename makes the checkpoint visible
     shutil.rmtree(step_dir, ignore_errors=True)
     tmp.rename(step_dir)
+    fsync_dir(directory)
     for old in sorted(directory.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return step_dir

@@ -271,7 +271,9 @@ def train(
     if not stopped:
         checkpoint()
     if out and accelerator.is_main_process:
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        from hyft.io import atomic_write_text
+
+        atomic_write_text(out / "history.json", json.dumps(history, indent=1))
     measured = meter.step_times_s[1:] or meter.step_times_s  # the first step pays one-off costs
     trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
     return TrainResult(

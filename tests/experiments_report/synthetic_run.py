@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from hyft.io import write_marker
+
 MODEL = "minilm"
 TASK = "xnli"
 METHODS = ("lora", "lora_ga", "boft", "hybrid")
@@ -151,4 +153,5 @@ def make_run(root: Path) -> Path:
                                                      "sha256": "ab" * 32}],
                 "packages": {"torch": "2.13.0"}, "python": "3.11.9", "git_commit": "abc123", "seeds": list(SEEDS)}
     (root / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    write_marker(root, ["results.json", "manifest.json"], kind="hyft run", config_hash=results["run"]["config_hash"])
     return root
