@@ -50,9 +50,13 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
             continue
         if key in ("input", "output_dir"):
             data[key] = value
+            path: tuple[str, ...] = (key,)
         else:
             curation[key] = value
-    data = apply_overrides(data, sets)
+            path = ("curation", key)
+        flag = {"output_dir": "--out", "progress": "--quiet"}.get(key, "--" + key.replace("_", "-"))
+        line_map[path] = f"command-line flag {flag}"  # an error in it names the flag, not the file
+    data = apply_overrides(data, sets, line_map)
     missing = [flag for flag, key in (("--input", "input"), ("--out", "output_dir")) if key not in data]
     if config_path is None and "text_fields" not in curation:
         missing.append("--text-fields")

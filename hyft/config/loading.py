@@ -91,7 +91,8 @@ def format_validation_error(
             if path[:cut] in line_map:
                 line = line_map[path[:cut]]
                 break
-        where = f"{source}:{line}" if line else source
+        # An override from the command line is named as such, never blamed on a line of the file.
+        where = line if isinstance(line, str) else f"{source}:{line}" if line else source
         key = ".".join(path) or "<root>"
         message = item["msg"]
         if item["type"] == "extra_forbidden":
@@ -131,24 +132,59 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[tuple[str, 
     return data, line_map
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars) to a config dict."""
+def _override_error(override: str, problem: str) -> ConfigError:
+    return ConfigError("<command line>", [f"command-line override '{override}': {problem}"])
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], line_map: dict[tuple[str, ...], Any] | None = None
+) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML scalars) to a config dict.
+
+    A numeric key indexes a list (``models.0.name_or_path=...``). With ``line_map``, the overridden
+    key paths (and everything below them) are re-pointed at the override, so a validation error in
+    an overridden value names the override instead of the line of the file it replaced.
+    """
     for override in overrides:
         if "=" not in override:
-            raise ConfigError("<command line>", [f"override '{override}' must look like key.sub=value"])
+            raise _override_error(override, "must look like key.sub=value")
         dotted, raw = override.split("=", 1)
-        target = data
-        keys = dotted.split(".")
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-        target[keys[-1]] = yaml.safe_load(raw)
+        keys = dotted.strip().split(".")
+        if not all(keys):
+            raise _override_error(override, f"'{dotted}' has an empty key")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise _override_error(override, f"value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        target: Any = data
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(target, list) and key.isdigit() and int(key) < len(target):
+                if last:
+                    target[int(key)] = value
+                else:
+                    target = target[int(key)]
+            elif isinstance(target, dict):
+                if last:
+                    target[key] = value
+                else:
+                    target = target.setdefault(key, {})
+            else:
+                where = ".".join(keys[:depth]) or "<root>"
+                kind = f"a list of {len(target)}" if isinstance(target, list) else f"a {type(target).__name__}"
+                raise _override_error(override, f"'{where}' is {kind}, so '{key}' cannot be set in it")
+        if line_map is not None:
+            path = tuple(keys)
+            for known in [k for k in line_map if k[: len(path)] == path]:
+                del line_map[known]
+            line_map[path] = f"command-line override '{override}'"
     return data
 
 
 def load_config(path: str | Path, model: type[ModelT], overrides: list[str] | None = None) -> ModelT:
     """Read ``path`` and validate it as ``model``; raise ConfigError listing every problem."""
     data, line_map = read_config_file(path)
-    data = apply_overrides(data, overrides or [])
+    data = apply_overrides(data, overrides or [], line_map)
     return validate_config(data, model, str(path), line_map)
 
 

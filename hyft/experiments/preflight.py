@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hyft.config import ConfigError
 from hyft.experiments.config import RunConfig
+from hyft.tasks.loading import HUB_TIMEOUT_S, hub_offline
 
 
 def _model_problem(index: int, name_or_path: str) -> str | None:
@@ -20,14 +21,31 @@ def _model_problem(index: int, name_or_path: str) -> str | None:
         return None
     if resolved.startswith((".", "/")) or os.sep in resolved and not resolved.count("/") == 1:
         return f"models.{index}.name_or_path: folder {resolved!r} does not exist"
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        try:
-            from huggingface_hub import snapshot_download
+    # Offline first: the local Hugging Face cache answers without any network.
+    try:
+        from huggingface_hub import snapshot_download
 
-            snapshot_download(resolved, local_files_only=True)
-        except Exception:
-            return (f"models.{index}.name_or_path: {resolved!r} is not in the local Hugging Face cache and "
-                    "HF_HUB_OFFLINE=1 forbids downloading it (use a local folder or builtin:minilm)")
+        snapshot_download(resolved, local_files_only=True)
+        return None
+    except Exception:  # not cached (LocalEntryNotFoundError), or a malformed id
+        pass
+    where = f"models.{index}.name_or_path: {resolved!r}"
+    if hub_offline():
+        return (f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE forbids downloading it "
+                "(use a local folder or builtin:minilm)")
+    # Not cached and online: one metadata request, bounded by a timeout, says whether it exists.
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(resolved, timeout=HUB_TIMEOUT_S)
+    except GatedRepoError:
+        return None  # exists; loading it needs a token, which from_pretrained will say
+    except RepositoryNotFoundError:
+        return f"{where} is neither a local folder nor in the Hugging Face cache, and the Hub has no such model"
+    except Exception as exc:  # network down, timeout, proxy: say so instead of hanging in a retry loop
+        return (f"{where} is not in the local Hugging Face cache and the Hub did not answer within "
+                f"{HUB_TIMEOUT_S:.0f} s ({type(exc).__name__}); download it first or use a local folder")
     return None
 
 

@@ -34,8 +34,9 @@ class DataSource:
     """Where task data comes from.
 
     ``mode``: ``local`` reads only files under ``root``; ``hub`` only the Hugging Face Hub; ``auto``
-    reads the local file when it exists, else the Hub unless ``HF_HUB_OFFLINE`` is set (then the
-    missing-file error is raised, since no download can succeed).
+    (the default) reads the local file and never the Hub: a missing file fails fast with a message
+    naming the path and ``data_dir`` instead of waiting on (or retrying) a download. The Hub is read
+    only when asked for (``hub``), after one metadata request bounded by ``HUB_TIMEOUT_S``.
     """
 
     root: Path
@@ -54,15 +55,30 @@ class DataSource:
         """Whether to read the Hub instead of ``local_path`` (raises when neither can work)."""
         if self.mode == "hub":
             return True
-        if local_path.is_file():
-            return False
-        if self.mode == "auto" and not _hub_offline():
-            return True
-        return False
+        return False  # local and auto: the local file (a missing one is reported by the reader)
 
 
-def _hub_offline() -> bool:
+HUB_TIMEOUT_S = 10.0
+
+
+def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def check_hub_dataset(dataset_id: str, local_path: Path) -> None:
+    """One bounded metadata request before ``datasets`` starts (it retries for minutes when offline)."""
+    if hub_offline():
+        raise DataError(f"{local_path}: file not found, and HF_HUB_OFFLINE forbids reading {dataset_id!r} "
+                        "from the Hub; point data_dir at the data folder")
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(dataset_id, timeout=HUB_TIMEOUT_S)
+    except Exception as exc:
+        raise DataError(
+            f"the Hugging Face Hub did not give {dataset_id!r} within {HUB_TIMEOUT_S:.0f} s "
+            f"({type(exc).__name__}); local file that would be used instead: {local_path}"
+        ) from None
 
 
 def missing_file_error(path: Path, expected_format: str) -> DataError:
@@ -142,6 +158,7 @@ def load_hub_rows(dataset_id: str, config: str | None, split: str, local_path: P
         import datasets
     except ImportError:  # pragma: no cover - datasets is a core dependency
         raise DataError("reading from the Hub needs the 'datasets' package: pip install datasets") from None
+    check_hub_dataset(dataset_id, local_path)
     try:
         rows = datasets.load_dataset(dataset_id, config, split=split)
     except Exception as exc:  # the Hub raises many types (network, gated, missing config)
