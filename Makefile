@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hyft run configs/demo.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/lint-imports && $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hyft tests bench

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from hyft.adapters.config import AdapterConfig
 from hyft.adapters.quantized import dequantized_weight, is_quantized_linear, tap_weight_gradients
 from hyft.distributed import all_reduce_sum_, rank_and_world
-from hyft.evaluation.footprint import FootprintMeter
+from hyft.footprint import FootprintMeter
 
 
 @dataclass

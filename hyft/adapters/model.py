@@ -50,6 +50,19 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+def install_layers(base_model: nn.Module, config: AdapterConfig, targets: Iterable[str],
+                   heads: Iterable[str] = (), inits: Mapping[str, Any] | None = None) -> None:
+    """Freeze ``base_model``, replace each target by the method's adapted layer (its initial factors from
+    ``inits[name]`` when given, else the method's default init), then unfreeze the ``heads``; in place."""
+    base_model.requires_grad_(False)
+    build = layer_builder(config.method)
+    modules = dict(base_model.named_modules())
+    for name in targets:
+        _set_submodule(base_model, name, build(modules[name], config, name, (inits or {}).get(name)))
+    for head in heads:
+        base_model.get_submodule(head).requires_grad_(True)
+
+
 def _task_type(model: nn.Module) -> str | None:
     cls = type(model).__name__
     if cls.endswith("ForCausalLM"):
@@ -412,13 +425,7 @@ def wrap(
             f"method {config.method!r} needs init_batches (training batches with labels) to estimate the "
             "gradient for its LoRA-GA initialisation"
         )
-    base_model.requires_grad_(False)
-    build = layer_builder(config.method)
-    modules = dict(base_model.named_modules())
-    for name in targets:
-        _set_submodule(base_model, name, build(modules[name], config, name, inits.get(name)))
-    for head in heads:
-        base_model.get_submodule(head).requires_grad_(True)
+    install_layers(base_model, config, targets, heads, inits)
     return HyftModel(base_model, config, report)
 
 
@@ -504,13 +511,11 @@ def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = Fals
         base_model.requires_grad_(is_trainable)
         return HyftModel(base_model, config)
     state = load_file(str(directory / WEIGHTS_NAME))
-    base_model.requires_grad_(False)
-    build = layer_builder(config.method)
     modules = dict(base_model.named_modules())
     for name in block["target_layers"]:
         if name not in modules:
             raise ValueError(f"{config_path}: adapted layer {name!r} does not exist in {type(base_model).__name__}")
-        _set_submodule(base_model, name, build(modules[name], config, name, None))
+    install_layers(base_model, config, block["target_layers"])
     model = HyftModel(base_model, config)
     mismatched = [n for n, fp in base_fingerprint(model).items() if block["base_fingerprint"].get(n) != fp]
     trained_on, loaded_on = block.get("base_quantization"), base_quantization(model)

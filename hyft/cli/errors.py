@@ -8,11 +8,7 @@ from contextlib import contextmanager
 
 import typer
 
-from hyft.config import ConfigError
-
-
-class UserError(RuntimeError):
-    """An error caused by input the user can fix (message says what to fix); no traceback shown."""
+from hyft.errors import ConfigError, UserError  # defined in the base layer (hyft.errors); re-exported
 
 
 @contextmanager

@@ -14,17 +14,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from hyft.errors import ConfigError as ConfigError  # defined in the base layer (hyft.errors); re-exported
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """A config could not be used. ``problems`` holds one human-readable line per mistake."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        listing = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the config:\n{listing}")
 
 
 def _yaml_line_map(text: str) -> dict[tuple[str, ...], int]:

@@ -19,6 +19,7 @@ from hyft.evaluation import metrics
 from hyft.evaluation.evaluate import results_header
 from hyft.evaluation.generate import greedy_generate
 from hyft.evaluation.judge import PROMPT_VERSION
+from hyft.evaluation.scoring import generation_scorer
 from hyft.tasks.base import Task, direction
 from hyft.tasks.kshot import draw_shots
 from hyft.tasks.loading import DataSource
@@ -108,7 +109,7 @@ def evaluate_generation(
             progress,
         )
         texts = [answer[0] if len(answer) == 1 else "\n\n".join(answer) for answer in answers]
-        scores = task.score_generations(
+        scores = generation_scorer(task)(
             texts, rows, {"sandbox_timeout_s": sandbox_timeout_s, "turn_answers": answers}
         )
         per_example = scores.pop("per_example", None)  # e.g. HumanEval pass/fail per problem

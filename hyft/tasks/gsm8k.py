@@ -45,13 +45,6 @@ def load_gsm8k(split: str, lang: str, data: DataSource) -> list[Example]:
     return examples
 
 
-def _score(predictions, examples, options) -> dict:
-    from hyft.evaluation import metrics
-
-    references = [example["answer"] for example in examples]
-    return {"exact_match": float(metrics.gsm8k_exact_match(list(predictions), references))}
-
-
 GSM8K = register_task(
     Task(
         name="gsm8k",
@@ -64,7 +57,6 @@ GSM8K = register_task(
         eval_split="test",
         shot_split=None,
         max_new_tokens=256,
-        score_generations=_score,
         hub_dataset="openai/gsm8k",
         extra={"reference_field": "answer"},
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hyft.cli.errors import UserError
+from hyft.errors import UserError
 
 DATA_DIR_ENV = "HYFT_DATA_DIR"
 SourceMode = Literal["local", "hub", "auto"]

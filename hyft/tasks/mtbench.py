@@ -98,23 +98,6 @@ def reference_bleu_segments(
     return hypotheses, references
 
 
-def _score(answers, examples, options) -> dict:
-    from hyft.evaluation import metrics
-
-    turn_answers = options.get("turn_answers") or [[answer] for answer in answers]
-    hypotheses, references = reference_bleu_segments(turn_answers, examples)
-    return {
-        "judge_score": None,  # filled in by evaluate_generation when a judge model is given
-        "reference_bleu": metrics.bleu(hypotheses, references, "en") if hypotheses else None,
-        "reference_bleu_questions": sum(has_reference(example) for example in examples),
-        "reference_bleu_segments": len(hypotheses),
-        "reference_bleu_signature": metrics.bleu_signature("en"),
-        "answered": sum(1 for answer in answers if answer.strip()),
-        "note": "reference_bleu: BLEU against the GPT-4 reference answers (the paper's proxy; questions "
-        "with a reference only); judge_score: local judge model (eval.judge), else None",
-    }
-
-
 MTBENCH = register_task(
     Task(
         name="mtbench",
@@ -128,7 +111,6 @@ MTBENCH = register_task(
         shot_split=None,
         max_new_tokens=512,
         supports_fewshot=False,
-        score_generations=_score,
         hub_dataset="HuggingFaceH4/mt_bench_prompts",
         extra={"multi_turn": True, "trainable": has_reference, "also_reported": ("reference_bleu",)},
     )

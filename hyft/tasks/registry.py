@@ -10,7 +10,7 @@ import difflib
 import importlib
 from collections.abc import Callable, Sequence
 
-from hyft.cli.errors import UserError
+from hyft.errors import UserError
 from hyft.tasks.base import Task
 from hyft.tasks.loading import DataSource
 

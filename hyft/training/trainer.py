@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from hyft.adapters.layer import adapted_layers
 from hyft.adapters.targeting import find_heads
 from hyft.distributed import global_squared_norms
-from hyft.evaluation.footprint import FootprintMeter
+from hyft.footprint import FootprintMeter
 from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hyft.training.config import TrainConfig
 from hyft.training.data import collate, epoch_order, micro_batches

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from hyft.evaluation.footprint import FootprintMeter, count_parameters, saved_tensor_bytes
+from hyft.footprint import FootprintMeter, count_parameters, saved_tensor_bytes
 
 
 def test_count_parameters_with_frozen_and_tied_weights() -> None:

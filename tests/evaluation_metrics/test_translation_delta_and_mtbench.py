@@ -10,6 +10,7 @@ import pytest
 from hyft.evaluation import metrics
 from hyft.evaluation.evaluate_generation import _direction_gap_or_none, _en_x_spread_or_none
 from hyft.evaluation.judge import JudgeResult, grading_prompt, judge_answers, parse_rating
+from hyft.evaluation.scoring import generation_scorer
 
 HAND = {"en-zh": 10.0, "en-es": 30.0, "zh-en": 25.0}
 
@@ -61,7 +62,7 @@ def test_mtbench_reference_bleu_equals_sacrebleu_on_the_same_strings(shared_data
         ["The area of the triangle is 3.", "The area of the circle is 5 pi."],
     ]
     texts = ["\n\n".join(turns) for turns in answers]
-    scores = MTBENCH.score_generations(texts, rows, {"turn_answers": answers})
+    scores = generation_scorer(MTBENCH)(texts, rows, {"turn_answers": answers})
     # the same segments by hand: answer of turn t against GPT-4 reference turn t, referenced questions only
     hypotheses = answers[1] + answers[2]
     gold = references[101] + references[111]
@@ -71,7 +72,7 @@ def test_mtbench_reference_bleu_equals_sacrebleu_on_the_same_strings(shared_data
     assert scores["reference_bleu_questions"] == 2 and scores["reference_bleu_segments"] == 4
     assert scores["judge_score"] is None
     # a question without a reference: no BLEU at all (not 0)
-    alone = MTBENCH.score_generations(texts[:1], rows[:1], {"turn_answers": answers[:1]})
+    alone = generation_scorer(MTBENCH)(texts[:1], rows[:1], {"turn_answers": answers[:1]})
     assert alone["reference_bleu"] is None and alone["reference_bleu_segments"] == 0
 
 
