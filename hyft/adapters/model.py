@@ -2,7 +2,9 @@
 
 On disk an adapter is ``adapter_config.json`` + ``adapter_model.safetensors`` with PEFT's key layout
 (``base_model.model.<module>.lora_A.weight``). LoRA and LoRA-GA (as a rank-2r LoRA) write a config that
-``peft.PeftModel.from_pretrained`` reads; the other methods use the same layout with a hyft method type.
+``peft.PeftModel.from_pretrained`` reads; so do OFT and BOFT (PEFT's OFT/BOFT config, keys and Cayley sign,
+:mod:`hyft.adapters.peft_format`) whenever a PEFT method computes them; the other methods use the same
+layout with a hyft method type.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from hyft.adapters.batched_rotation import prepare_rotation_blocks
 from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import AdaptedLinear, adapted_layers
 from hyft.adapters.lora_ga import LoraGaInitReport, estimate_lora_ga_init
+from hyft.adapters.peft_format import (
+    TENSOR_LAYOUT,
+    foreign_peft_type,
+    load_peft_state,
+    peft_config_fields,
+    peft_state,
+    peft_type_for,
+)
 from hyft.adapters.quantized import (
     is_quantized_linear,
     is_quantized_model,
@@ -263,6 +273,13 @@ class HyftModel(nn.Module):
             (directory / FULL_CONFIG_NAME).write_text(json.dumps(self._saved_config(), indent=2, sort_keys=True) + "\n")
             return directory
         state = self.adapter_state_dict()
+        peft_type = peft_type_for(self.adapter_config)
+        if peft_type is not None:  # OFT/BOFT: PEFT's own keys, shapes and Cayley sign (peft_format.py)
+            for layer_name, layer in self.adapted_layers().items():
+                prefix = f"{PEFT_PREFIX}{layer_name}."
+                for key in layer.adapter_state():
+                    del state[prefix + key]
+                state.update({prefix + key: t.cpu() for key, t in peft_state(layer, peft_type).items()})
         name = FULL_WEIGHTS_NAME if self.adapter_config.method == "full" else WEIGHTS_NAME
         save_file(state, str(directory / name), metadata={"format": "pt"})
         (directory / CONFIG_NAME).write_text(json.dumps(self._saved_config(), indent=2, sort_keys=True) + "\n")
@@ -301,9 +318,22 @@ class HyftModel(nn.Module):
                 fan_in_fan_out=False,
                 init_lora_weights=True,
             )
+        elif (peft_type := peft_type_for(cfg)) is not None:
+            # OFT/BOFT as PEFT's OFTConfig/BOFTConfig (peft_format.py); the targets exactly the adapted layers.
+            saved.update(peft_config_fields(cfg, peft_type), target_modules=self._peft_targets(targets),
+                         exclude_modules=None)
+            hyft_block["tensor_layout"] = TENSOR_LAYOUT
         else:
-            saved["peft_type"] = f"HYFT_{cfg.method.upper()}"
+            saved["peft_type"] = foreign_peft_type(cfg)  # what PEFT's KeyError will print
         return saved
+
+    def _peft_targets(self, suffixes: list[str]) -> list[str]:
+        """``target_modules`` for PEFT: the layers' last names when they pick exactly the adapted layers,
+        else their full dotted names (PEFT matches a list entry exactly or as a ``.name`` suffix)."""
+        adapted = set(self._adapted)
+        picked = {n for n, m in self.base_model.named_modules()
+                  if n.split(".")[-1] in suffixes and (n in adapted or isinstance(m, nn.Linear))}
+        return suffixes if picked == adapted else sorted(adapted)
 
     @property
     def merged(self) -> bool:
@@ -532,7 +562,11 @@ def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = Fals
         )
     for name, layer in model.adapted_layers().items():
         prefix = f"{PEFT_PREFIX}{name}."
-        layer.load_adapter_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        layer_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if block.get("tensor_layout") == TENSOR_LAYOUT:  # OFT/BOFT saved in PEFT's layout (peft_format.py)
+            load_peft_state(layer, layer_state, saved["peft_type"])
+        else:  # hyft's own layout, also every OFT/BOFT folder written before the PEFT layout
+            layer.load_adapter_state(layer_state)
     for head in model.head_names():
         prefix = f"{PEFT_PREFIX}{head}."
         head_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
