@@ -96,21 +96,25 @@ def _log_probs(encoded: _Encoded, train: np.ndarray, score: np.ndarray) -> np.nd
     return np.log(prob)
 
 
-def cross_fitted_nll(texts: list[str], order: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
+def cross_fitted_nll(
+    texts: list[str], order: int, folds: int, train: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Score unique texts with k-fold cross-fitting: fold f is scored by a model fit on the others.
 
     Returns (total negative log-likelihood (n,), number of predicted symbols (n,), len + 1 each).
-    A string is never scored by a model that saw it, since equal strings share a fold.
+    A string is never scored by a model that saw it, since equal strings share a fold. ``train``
+    (boolean, one per text) restricts the texts the models are fit on; every text is still scored.
     """
     encoded = _Encoded(texts, order)
     fold = np.array([fold_of(t, folds) for t in texts], dtype=np.int64)
     target_fold = fold[encoded.owner] if len(texts) else np.zeros(0, dtype=np.int64)
+    fit = np.ones(len(encoded.targets), dtype=bool) if train is None else np.asarray(train, bool)[encoded.owner]
     nll = np.zeros(len(texts), dtype=np.float64)
     for f in range(folds):
         held = target_fold == f
         if not held.any():
             continue
-        logp = _log_probs(encoded, encoded.targets[~held], encoded.targets[held])
+        logp = _log_probs(encoded, encoded.targets[~held & fit], encoded.targets[held])
         nll += np.bincount(encoded.owner[held], weights=-logp, minlength=len(texts))
     symbols = np.bincount(encoded.owner, minlength=len(texts)).astype(np.float64)
     return nll, symbols

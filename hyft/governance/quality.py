@@ -1,4 +1,4 @@
-"""Quality stage for one language (C2): length bounds, then perplexity above the language's quantile.
+"""Quality stage for one language (C2): length bounds, repetition, then perplexity far above the language's typical value.
 
 Length (governance.md §5): fewer than `min_tokens` tokens -> `too_short`; more than `max_chars`
 characters -> `too_long`; more tokens than the language's own 99th percentile -> `too_long`. No
@@ -7,8 +7,11 @@ would drop almost every few-shot example, so they are not used.
 
 Perplexity: per-character perplexity of the record's fields under a char LM cross-fitted on the
 language's own pool (charlm.py), or under a caller-supplied scorer (the base model). Drop above
-the language's 95th percentile; thresholds are per language because scales differ several-fold
-(XNLI dev medians: en ~5, zh ~60). Pools under `min_pool` records are scored but never dropped.
+robust z-score k (default: more than 5 robust standard deviations of log-perplexity above the shorth
+location, model refit on the inliers; docs/governance-thresholds.md measures it at 0-30 % planted
+garbage) or, with ``ppl_threshold="quantile"``, above a per-language quantile (drops a fixed share).
+Thresholds are per language because scales differ several-fold (XNLI dev medians: en ~5, zh ~60).
+Pools under `min_pool` records are scored but never dropped.
 
 Base-model hook: ``ppl_scorer(texts: list[str]) -> list[float]`` receives one string per record
 (its text fields joined with a newline) and returns one perplexity per string, e.g. exp of the
@@ -27,7 +30,7 @@ from hyft.governance.charlm import cross_fitted_nll
 from hyft.governance.config import QualitySettings
 from hyft.governance.languages import DENSE_ALPHABET_LANGS
 from hyft.governance.reasons import Flag, Reason
-from hyft.governance.text import count_tokens, ppl_text
+from hyft.governance.text import count_tokens, ppl_text, tokens
 
 PplScorer = Callable[[list[str]], list[float]]
 
@@ -52,18 +55,103 @@ class QualityOutcome:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def char_ngram_perplexities(records: list[list[str]], lang: str, settings: QualitySettings) -> list[float]:
-    """Cross-fitted char-LM perplexity per record (unique field strings are scored once)."""
+def char_ngram_perplexities(
+    records: list[list[str]], lang: str, settings: QualitySettings, train: list[bool] | None = None,
+    order: int | None = None,
+) -> list[float]:
+    """Cross-fitted char-LM perplexity per record (unique field strings are scored once).
+
+    ``train`` (one per record) limits the records the models are fit on; all are scored.
+    """
     normalised = [[ppl_text(t) for t in fields] for fields in records]
     unique = sorted({t for fields in normalised for t in fields})
-    order = settings.ppl_order_dense if lang in DENSE_ALPHABET_LANGS else settings.ppl_order
-    nll, symbols = cross_fitted_nll(unique, order, settings.ppl_folds)
+    if order is None:
+        order = settings.ppl_order_dense if lang in DENSE_ALPHABET_LANGS else settings.ppl_order
     position = {t: k for k, t in enumerate(unique)}
+    fit = None
+    if train is not None:
+        fit = np.zeros(len(unique), dtype=bool)
+        for fields, keep in zip(normalised, train, strict=True):
+            if keep:
+                fit[[position[t] for t in fields]] = True
+    nll, symbols = cross_fitted_nll(unique, order, settings.ppl_folds, fit)
     scores = []
     for fields in normalised:
         ks = [position[t] for t in fields]
         scores.append(float(np.exp(nll[ks].sum() / symbols[ks].sum())))
     return scores
+
+
+def shorth(values: np.ndarray) -> tuple[float, float]:
+    """Location and scale from the shortest interval holding half the values (Rousseeuw's LMS/shorth).
+
+    Location: the interval's midpoint; scale: its length / 1.349 (a normal's shortest half is 1.349 σ
+    long). Breaks down only at 50 % contamination, and unlike median/MAD it is not dragged towards a
+    heavy noise mode lying on one side: the clean mass is where values are densest.
+    """
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(ordered)
+    h = n // 2 + 1
+    widths = ordered[h - 1 :] - ordered[: n - h + 1]
+    i = int(np.argmin(widths))
+    return float((ordered[i] + ordered[i + h - 1]) / 2), float(max(widths[i], 1e-9) / 1.349)
+
+
+# The model is refit on the records within this many robust sd: the noise no longer shapes the model.
+REFIT_Z = 3.0
+REFIT_Z_DENSE = 2.0
+
+
+def robust_scores(
+    records: list[list[str]], lang: str, settings: QualitySettings
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    """(perplexity, z-score, threshold description) per record for ``ppl_threshold="robust"``.
+
+    z = (log ppl − location) / scale with shorth location and scale. The char LM is first fit on the
+    whole pool, then refit ``ppl_refits`` times on the records with z ≤ 2 (so planted garbage stops
+    training the model that judges it). For Han/Kana languages, whose large alphabet makes the log-ppl
+    spread wide, z is the larger of the log-ppl z and the z of the *context gain* (log ppl under the
+    n-gram model minus under a unigram model): shuffled characters keep the unigram distribution and lose
+    only the context, which the gain isolates.
+    """
+    dense = lang in DENSE_ALPHABET_LANGS
+    k = settings.ppl_k_dense if dense else settings.ppl_k
+    refit_z = REFIT_Z_DENSE if dense else REFIT_Z
+    train: list[bool] | None = None
+    for _ in range(settings.ppl_refits + 1):
+        ppl = np.array([four_significant(v) for v in char_ngram_perplexities(records, lang, settings, train)])
+        log_ppl = np.log(ppl)
+        location, scale = shorth(log_ppl)
+        z = (log_ppl - location) / scale
+        parts: dict[str, Any] = {"location_ppl": four_significant(float(np.exp(location))),
+                                 "scale_log_ppl": four_significant(scale)}
+        if dense:
+            unigram = np.log(char_ngram_perplexities(records, lang, settings, train, order=1))
+            gain = log_ppl - unigram
+            gain_location, gain_scale = shorth(gain)
+            z = np.maximum(z, (gain - gain_location) / gain_scale)
+            parts.update(gain_location=four_significant(gain_location), gain_scale=four_significant(gain_scale))
+        z = np.array([four_significant(float(v)) for v in z])
+        train = [bool(v <= refit_z) for v in z]
+    description = {"method": "robust", "k": k, "refit_z": refit_z, "refits": settings.ppl_refits,
+                   "fit_on": int(sum(train or [])), **parts,
+                   "max_ppl": four_significant(float(np.exp(location + k * scale)))}
+    if dense:
+        description["rule"] = "max(z of log ppl, z of context gain) > k"
+    else:
+        description["rule"] = "log ppl > location + k * scale"
+    return [float(v) for v in ppl], [float(v) for v in z], description
+
+
+def is_repetitive(fields: list[str], settings: QualitySettings) -> bool:
+    """A field of >= ``repetition_min_units`` tokens of which at most ``repetition`` are distinct."""
+    if settings.repetition is None:
+        return False
+    for text in fields:
+        units = [t.casefold() for t in tokens(text)]
+        if len(units) >= settings.repetition_min_units and len(set(units)) <= settings.repetition * len(units):
+            return True
+    return False
 
 
 def quality_language(
@@ -83,6 +171,9 @@ def quality_language(
             reasons[r] = Reason.TOO_SHORT
         elif chars[r] > settings.max_chars:
             reasons[r] = Reason.TOO_LONG
+    for r in range(n):
+        if reasons[r] is None and is_repetitive(records[r], settings):
+            reasons[r] = Reason.REPETITIVE
     bounded = [r for r in range(n) if reasons[r] is None]
     if settings.max_tokens_quantile is not None and len(bounded) >= settings.min_pool:
         limit = quantile([tokens[r] for r in bounded], settings.max_tokens_quantile)
@@ -101,6 +192,8 @@ def quality_language(
         raw = list(ppl_scorer(["\n".join(records[r]) for r in scored]))
         if len(raw) != len(scored):
             raise ValueError(f"ppl_scorer returned {len(raw)} values for {len(scored)} texts")
+    elif settings.ppl_threshold == "robust" and len(scored) >= settings.min_pool:
+        return _robust_decisions(records, scored, lang, settings, (reasons, evidence, flags, stats))
     else:
         raw = char_ngram_perplexities([records[r] for r in scored], lang, settings)
     ppl = [four_significant(float(v)) for v in raw]
@@ -114,9 +207,30 @@ def quality_language(
         return QualityOutcome(reasons, evidence, flags, stats)
     high = quantile(ppl, settings.ppl_quantile)
     low = quantile(ppl, settings.ppl_low_flag_quantile)
-    stats.update(ppl_skipped=False, ppl_max=high, ppl_low_flag=low)
+    stats.update(ppl_skipped=False, ppl_max=high, ppl_low_flag=low,
+                 ppl_threshold={"method": "quantile", "q": settings.ppl_quantile, "max_ppl": high})
     for r, value in zip(scored, ppl, strict=True):
         if value > high:
+            reasons[r] = Reason.PPL_TOO_HIGH
+        elif value < low:
+            flags[r].add(Flag.PPL_VERY_LOW)
+    return QualityOutcome(reasons, evidence, flags, stats)
+
+
+def _robust_decisions(
+    records: list[list[str]], scored: list[int], lang: str, settings: QualitySettings,
+    state: tuple[list[Reason | None], list[dict[str, Any]], list[set[str]], dict[str, Any]],
+) -> QualityOutcome:
+    """``ppl_threshold="robust"``: drop when z > k (``robust_scores``); flag the 1st percentile as before."""
+    reasons, evidence, flags, stats = state
+    ppl, z, description = robust_scores([records[r] for r in scored], lang, settings)
+    stats["ppl_quantiles"] = {f"p{int(q * 100)}": quantile(ppl, q) for q in (0.01, 0.05, 0.5, 0.95, 0.99)}
+    low = quantile(ppl, settings.ppl_low_flag_quantile)
+    stats.update(ppl_skipped=False, ppl_max=description["max_ppl"], ppl_low_flag=low, ppl_threshold=description)
+    for r, value, score in zip(scored, ppl, z, strict=True):
+        evidence[r]["ppl"] = value
+        evidence[r]["ppl_z"] = score
+        if score > description["k"]:
             reasons[r] = Reason.PPL_TOO_HIGH
         elif value < low:
             flags[r].add(Flag.PPL_VERY_LOW)

@@ -46,6 +46,7 @@ class Reason(StrEnum):
     # quality (C2)
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
+    REPETITIVE = "repetitive"  # one field is a few tokens repeated (quality.repetition)
     PPL_TOO_HIGH = "ppl_too_high"
 
 
@@ -68,6 +69,7 @@ STAGE_OF_REASON: dict[Reason, Stage] = {
     Reason.NEAR_DUPLICATE: Stage.NEAR_DEDUP,
     Reason.TOO_SHORT: Stage.LENGTH,
     Reason.TOO_LONG: Stage.LENGTH,
+    Reason.REPETITIVE: Stage.LENGTH,
     Reason.PPL_TOO_HIGH: Stage.PERPLEXITY,
 }
 

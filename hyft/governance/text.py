@@ -106,6 +106,11 @@ def lid_text(text: str) -> str:
     return text
 
 
+def tokens(text: str) -> list[str]:
+    """The tokens ``count_tokens`` counts: letter/digit runs, each Han/Kana/Thai character alone."""
+    return _TOKEN.findall(text)
+
+
 def count_tokens(text: str) -> int:
     """Length units: word runs (letters, marks, digits), plus one per Han, Kana or Thai character."""
     return len(_TOKEN.findall(text))

@@ -123,3 +123,57 @@ def build_pool(seed: int = 0) -> tuple[list[bytes], dict[int, str], dict[int, in
         if original is not None:
             partner[position] = line_of[original]
     return lines, category, partner
+
+
+# --- Garbage at a known share, for the quality-threshold measurement (docs/governance-thresholds.md) ---
+GARBAGE_KINDS = ("shuffled", "random", "repeated")
+DENSE_LANGS = ("zh", "ja", "th")
+
+
+def clean_pairs(lang: str, count: int = 800) -> list[list[str]]:
+    """Distinct (premise, hypothesis) pairs of XNLI dev, every second one, in the declared script only
+    (romanised rows belong to another language-script group, not to this pool's clean rows)."""
+    from hyft.governance.scripts import check_script
+
+    seen: dict[tuple[str, str], None] = {}
+    for row in xnli_rows(lang):
+        seen.setdefault((row["premise"], row["hypothesis"]), None)
+    pairs = [list(p) for p in list(seen)[::2]]
+    return [p for p in pairs if all(check_script(t, lang, 0.5).verdict != "mismatch" for t in p)][:count]
+
+
+def _random_string(text: str, rng: random.Random, alphabet: list[str], dense: bool) -> str:
+    if dense:
+        return "".join(rng.choice(alphabet) for _ in text)
+    words: list[str] = []
+    while len(" ".join(words)) < len(text):
+        words.append("".join(rng.choice(alphabet) for _ in range(rng.randint(2, 9))))
+    return " ".join(words)
+
+
+def _repeated(text: str, rng: random.Random, dense: bool) -> str:
+    if dense:
+        unit = rng.choice([c for c in text if not c.isspace()]) * rng.randint(1, 3)
+        return unit * rng.randint(5, 15)
+    return " ".join([rng.choice(text.split())] * rng.randint(6, 20))
+
+
+def plant_garbage(clean: list[list[str]], share: float, lang: str, seed: int = 1) -> tuple[list[list[str]], list[str]]:
+    """clean + garbage rows making up ``share`` of the pool; returns (pool, kind per row: "clean" or a
+    GARBAGE_KINDS entry, in rotation). Garbage fields: characters shuffled; random strings of the pool's own
+    letters (same script, same length); one of the field's tokens (a character for dense scripts) repeated."""
+    rng = random.Random(seed)
+    dense = lang in DENSE_LANGS
+    alphabet = sorted({c for pair in clean for t in pair for c in t if c.isalpha()})
+    count = int(round(share * len(clean) / (1 - share)))
+    pool, kinds = [list(p) for p in clean], ["clean"] * len(clean)
+    for i, pair in enumerate(rng.choices(clean, k=count)):
+        kind = GARBAGE_KINDS[i % 3]
+        if kind == "shuffled":
+            pool.append([_shuffled(t, rng) for t in pair])
+        elif kind == "random":
+            pool.append([_random_string(t, rng, alphabet, dense) for t in pair])
+        else:
+            pool.append([_repeated(t, rng, dense) for t in pair])
+        kinds.append(kind)
+    return pool, kinds

@@ -33,7 +33,7 @@ def test_shuffled_rows_land_above_the_p95(lang):
     rng = random.Random(0)
     pool = [[r["premise"], r["hypothesis"]] for r in xnli_rows(lang)[:500]]
     garbage = [[_shuffle_chars(a, rng), _shuffle_chars(b, rng)] for a, b in rng.sample(pool, 10)]
-    outcome = quality_language(pool + garbage, lang, QualitySettings())
+    outcome = quality_language(pool + garbage, lang, QualitySettings(ppl_threshold="quantile"))
     assert [outcome.reasons[500 + k] for k in range(10)] == [Reason.PPL_TOO_HIGH] * 10
     dropped_clean = sum(r is Reason.PPL_TOO_HIGH for r in outcome.reasons[:500])
     assert dropped_clean <= 0.05 * 510  # the quantile, not more
@@ -41,7 +41,7 @@ def test_shuffled_rows_land_above_the_p95(lang):
 
 
 def test_thresholds_are_per_language():
-    settings = QualitySettings()
+    settings = QualitySettings(ppl_threshold="quantile")
     en = quality_language([[t] for t in _premises("en", 300)], "en", settings)
     zh = quality_language([[t] for t in _premises("zh", 300)], "zh", settings)
     assert zh.stats["ppl_max"] > 3 * en.stats["ppl_max"]  # Han's large alphabet: a different scale
@@ -98,7 +98,7 @@ def test_base_model_hook_is_used_with_the_same_quantile():
         seen.extend(texts)
         return [float(len(t)) for t in texts]  # stand-in backbone: longer text, higher "perplexity"
 
-    outcome = quality_language(pool, "en", QualitySettings(ppl_scorer="base_lm"), scorer)
+    outcome = quality_language(pool, "en", QualitySettings(ppl_scorer="base_lm", ppl_threshold="quantile"), scorer)
     assert len(seen) == 100
     longest = sorted(range(100), key=lambda k: len(pool[k][0]))[-3:]
     assert all(outcome.reasons[k] is Reason.PPL_TOO_HIGH for k in longest)
