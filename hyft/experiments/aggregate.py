@@ -128,7 +128,8 @@ class MainSetting:
 
 
 def main_setting(results: Mapping[str, Any]) -> MainSetting:
-    """``run.main_k_shot`` / ``run.train_stage`` / ``run.primary_task`` when the runner wrote them; else
+    """``run.main_k_shot`` / ``run.train_stage`` / ``run.primary_task`` when the runner wrote them (the k
+    only when some cell has it: an interrupted run may not have reached it); else
     k = 32 if any cell has it (the paper's protocol), otherwise the most common k (ties: larger);
     curation = the most common stage (ties: the later stage); primary task = the first task seen.
     Counts include failed cells, so one failure does not move the main setting."""
@@ -138,6 +139,8 @@ def main_setting(results: Mapping[str, Any]) -> MainSetting:
         return MainSetting(None, None, run.get("primary_task"))
     k_counts = Counter(int(cell["k_shot"]) for cell in planned)
     k_shot = run.get("main_k_shot")
+    if k_shot is not None and int(k_shot) not in k_counts:
+        k_shot = None  # an incomplete run has no cell at its planned main k yet: report a k it has
     if k_shot is None:
         k_shot = PAPER_K_SHOT if PAPER_K_SHOT in k_counts else max(k_counts, key=lambda k: (k_counts[k], k))
     stage_counts = Counter(cell.get("curation") for cell in planned)

@@ -253,3 +253,13 @@ def test_figure_1_starts_every_method_at_the_shared_zero_shot_cell(tmp_path, mon
     assert set(lines) == {"lora", "hybrid"}
     for method, value in (("lora", 50.5), ("hybrid", 60.5)):  # % means over seeds
         assert lines[method].tolist() == [[0, pytest.approx(31.0)], [1, pytest.approx(value)]]
+
+
+def test_main_setting_of_an_interrupted_run_is_a_k_it_has_cells_for():
+    from hyft.experiments.aggregate import main_setting
+
+    cells = [{"k_shot": k, "curation": "none", "task": "xnli"} for k in (0, 32, 32, 128)]
+    planned_512 = {"run": {"main_k_shot": 512, "train_stage": "none", "primary_task": "xnli"}, "cells": cells}
+    assert main_setting(planned_512).k_shot == 32  # the paper's k, which the run has
+    reached_128 = {"run": {"main_k_shot": 128, "train_stage": "none", "primary_task": "xnli"}, "cells": cells}
+    assert main_setting(reached_128).k_shot == 128  # the planned k is kept when cells exist for it
