@@ -25,6 +25,7 @@ from hyft.adapters.config import AdapterConfig
 from hyft.config import LanguageCode
 from hyft.governance.config import CurationConfig
 from hyft.models import Quantization
+from hyft.tasks.custom import CUSTOM_TASK, CustomTaskSpec
 from hyft.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -55,6 +56,9 @@ class DataSection(BaseModel):
     max_length: int = Field(128, ge=8, description="Tokens per training/eval sequence (truncated).")
     max_eval_examples: int | None = Field(None, ge=1, description="First n test rows per language (None: all).")
     val_examples: int = Field(32, ge=0, description="Dev rows per language (not shots) for the per-epoch val loss.")
+    custom: CustomTaskSpec | None = Field(None, description="task: custom — your own JSONL/CSV/Parquet file(s): "
+                                          "{test, train, text_fields, label_field, label_names, language_field "
+                                          "or language, verbalizers} (hyft.tasks.custom).")
 
     @field_validator("k_shots")
     @classmethod
@@ -68,6 +72,9 @@ class DataSection(BaseModel):
         if (self.task is None) == (self.tasks is None):
             raise ValueError("set exactly one of data.task (one task, e.g. task: xnli) and data.tasks "
                              "(several, e.g. tasks: [xnli, glue])")
+        if (CUSTOM_TASK in self.task_names) != (self.custom is not None):
+            raise ValueError("task 'custom' and the data.custom section go together: data.custom names the file(s) "
+                             "and columns (test, text_fields, label_field, label_names), task: custom uses them")
         return self
 
     @property
@@ -199,9 +206,15 @@ class RunConfig(BaseModel):
     @field_validator("data")
     @classmethod
     def _known_task(cls, data: DataSection) -> DataSection:
-        from hyft.tasks.loading import DataSource
+        from hyft.tasks.custom import register_custom_task
+        from hyft.tasks.loading import DataError, DataSource
         from hyft.tasks.registry import available_tasks, expand_task_names, get_task, unknown_task_message
 
+        if data.custom is not None:
+            try:  # reads the files: a wrong column fails here, at the config's data.custom, naming the columns
+                register_custom_task(data.custom)
+            except DataError as exc:
+                raise ValueError(str(exc)) from None
         unknown_names = [name for name in data.task_names if name not in available_tasks()]
         if unknown_names:
             raise ValueError("; ".join(unknown_task_message(name) for name in unknown_names))

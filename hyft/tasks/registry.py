@@ -25,9 +25,10 @@ class UnknownTaskError(UserError):
     """A task name that is not registered; the message suggests the closest name and lists all."""
 
 
-def register_task(task: Task) -> Task:
-    """Add ``task`` to the registry (a second task with the same name is a programming error)."""
-    if task.name in _TASKS and _TASKS[task.name] is not task:
+def register_task(task: Task, replace: bool = False) -> Task:
+    """Add ``task`` to the registry (a second task with the same name is a programming error, unless
+    ``replace``: the config-defined ``custom`` task is rebuilt each time a run config is validated)."""
+    if task.name in _TASKS and _TASKS[task.name] is not task and not replace:
         raise ValueError(f"task {task.name!r} is registered twice")
     _TASKS[task.name] = task
     return task
@@ -73,6 +74,9 @@ def get_task(name: str) -> Task:
         return _TASKS[name]
     if name in _GROUPS:
         raise UnknownTaskError(f"{name!r} is a group of tasks; expand it with expand_task_names([{name!r}])")
+    if name == "custom":
+        raise UnknownTaskError("task 'custom' is defined by a run config's data.custom section (test file, "
+                               "text_fields, label_field, label_names); none has been read in this process")
     raise UnknownTaskError(unknown_task_message(name))
 
 

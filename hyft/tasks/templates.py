@@ -86,6 +86,8 @@ def nli_template(lang: str) -> ClassificationTemplate:
 
 
 def _default(task: Task, language: str) -> Template:
+    if isinstance(task.extra.get("template"), ClassificationTemplate | GenerationTemplate):
+        return task.extra["template"]  # a task that brings its own (custom: built from data.custom)
     if task.name in ("xnli", "mnli"):
         return nli_template(language)
     if task.name == "sst2":
