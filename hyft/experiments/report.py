@@ -209,6 +209,47 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def _headline(groups: Mapping[Any, CellGroup], setting: MainSetting) -> list[str]:
+    """The first lines a user reads: per model and classification task at the main setting, the best
+    method by macro accuracy, its gain over the untrained k = 0 cell, its parity gap Δ, its ECE before and
+    after temperature scaling, and every trained method's gain over k = 0 (seed means, points)."""
+    lines = ["## Headline", ""]
+    main = [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.key.curation == setting.curation
+            and g.key.method != "zero-shot" and _is_score(g.mean.get("macro"))]
+    for model, task in sorted({(g.key.model, g.key.task) for g in main}):
+        trained = sorted((g for g in main if (g.key.model, g.key.task) == (model, task)),
+                         key=lambda g: -g.mean["macro"])
+        best = trained[0]
+        untrained = next((g for g in groups.values() if (g.key.model, g.key.task, g.key.method) ==
+                          (model, task, "zero-shot") and g.key.curation == setting.curation), None)
+        seeds = _count(len(best.seeds), "seed")
+        text = (f"- {model} · {task} · k = {setting.k_shot}: best method **{best.key.method}**, macro accuracy "
+                f"{100 * best.mean['macro']:.1f} % ({seeds})")
+        if untrained is not None and _is_score(untrained.mean.get("macro")):
+            text += f", {_points(100 * (best.mean['macro'] - untrained.mean['macro']))} points over the untrained model"
+            english = (best.mean.get("accuracy") or {}).get("en"), (untrained.mean.get("accuracy") or {}).get("en")
+            if all(_is_score(v) for v in english):
+                text += f" ({_points(100 * (english[0] - english[1]))} in English)"
+        if _is_score(best.mean.get("delta")):
+            text += f"; parity gap Δ {100 * best.mean['delta']:.1f} points"
+        before, after = best.mean.get("avg_ece"), best.mean.get("avg_ece_temperature_scaled")
+        if _is_score(before):
+            text += f"; ECE {100 * before:.1f}" + (f" → {100 * after:.1f} after temperature scaling"
+                                                    if _is_score(after) else "")
+        lines.append(text + ".")
+        if untrained is not None and _is_score(untrained.mean.get("macro")):
+            gains = ", ".join(f"{g.key.method} {_points(100 * (g.mean['macro'] - untrained.mean['macro']))}"
+                              for g in trained)
+            lines.append(f"  Gain over untrained (macro, points): {gains}.")
+    if len(lines) == 2:
+        return []
+    return [*lines, ""]
+
+
+def _is_score(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _key_differences(comparisons: Sequence[Comparison], setting: MainSetting, reference: str,
                      confidence: float) -> list[str]:
     """Plain-words verdicts at the main setting, near the top of the report."""
@@ -269,6 +310,7 @@ def write_report(run_dir: Path, reference_method: str = "hybrid", n_resamples: i
                                                    n_resamples, confidence, progress)
 
     lines = [f"# Report: {run.get('name', run_dir.name)}", ""]
+    lines += _headline(groups, setting)
     lines += _key_differences(comparisons, setting, reference_method, confidence)
     lines += _setup(results, groups, setting, manifest)
     lines += _notes(results, groups, comparisons, list(dict.fromkeys([*skipped, *interval_notes])))

@@ -314,3 +314,34 @@ def test_collapsed_cells_are_named_with_whether_they_recovered(run, tmp_path):
     assert f"Slow start: 1 cell had the mean training loss at the uniform-prediction loss (ln C) in early epochs " \
            f"and learned afterwards: `{recovered['cell_id']}` [0]." in report
     assert report.count("Collapse:") == 1
+
+
+def test_headline_names_the_best_method_and_its_gain_over_the_untrained_model(run, tmp_path):
+    run_dir, results, _ = run
+    copy = tmp_path / "headline"
+    shutil.copytree(run_dir, copy)
+    edited = json.loads(json.dumps(results))
+    languages = list(syn.LANGUAGES)
+    for seed in syn.SEEDS:  # an untrained k = 0 cell per seed at the main stage, at chance
+        edited["cells"].append({
+            "cell_id": f"{syn.MODEL}__zero-shot__{syn.TASK}__k0__C2__seed{seed}", "model": syn.MODEL,
+            "method": "zero-shot", "task": syn.TASK, "k_shot": 0, "curation": "C2", "seed": seed, "status": "done",
+            "eval": {"kind": "classification", "accuracy": {lang: 0.30 + 0.02 * seed for lang in languages},
+                     "macro": 0.30 + 0.02 * seed, "delta": 0.0, "avg_ece": 0.2, "avg_ece_temperature_scaled": 0.1},
+            "footprint": {}, "dynamics": {}})
+    (copy / "results.json").write_text(json.dumps(edited), encoding="utf-8")
+    report = write_report(copy, progress=False).read_text(encoding="utf-8")
+    assert report.index("## Headline") < report.index("## Key differences")
+    means = {m: np.mean([c["macro"] for c in evals(results, m)]) for m in syn.METHODS}
+    best = max(means, key=means.get)
+    best_cells = evals(results, best)
+    gain = 100 * (means[best] - 0.31)
+    english = 100 * (np.mean([c["accuracy"]["en"] for c in best_cells]) - 0.31)
+    line = next(line for line in section(report, "## Headline").splitlines() if line.startswith("- "))
+    assert f"best method **{best}**, macro accuracy {100 * means[best]:.1f} % (2 seeds)" in line
+    assert f"+{gain:.1f} points over the untrained model (+{english:.1f} in English)" in line
+    ece = (100 * np.mean([c["avg_ece"] for c in best_cells]),
+           100 * np.mean([c["avg_ece_temperature_scaled"] for c in best_cells]))
+    assert f"ECE {ece[0]:.1f} → {ece[1]:.1f} after temperature scaling" in line
+    gains = next(line for line in report.splitlines() if line.strip().startswith("Gain over untrained"))
+    assert all(f"{m} " in gains for m in syn.METHODS)
