@@ -59,6 +59,11 @@ class TrainConfig(BaseModel):
         description="An epoch whose mean train loss is within this share of the uniform-prediction loss "
         "(ln C for C classes) is reported as a collapse: the model predicts nothing.",
     )
+    early_stopping_patience: int | None = Field(
+        None, ge=1,
+        description="Stop when the per-epoch validation loss has not improved on its best for this many epochs "
+        "(needs validation rows, data.val_examples > 0); the last weights are kept. None: never stop early.",
+    )
 
     def branch_lr(self, group: str) -> float:
         """The learning rate of one parameter group: lora, lora_ga, rotation, unitary, full, head."""

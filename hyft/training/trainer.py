@@ -84,6 +84,15 @@ def is_collapsed(mean_loss: float, uniform_loss: float, tolerance: float) -> boo
     return abs(mean_loss - uniform_loss) <= tolerance * uniform_loss
 
 
+def no_improvement(epochs: Sequence[dict[str, Any]], patience: int | None) -> bool:
+    """Whether the last ``patience`` epochs' validation losses all failed to beat the best before them
+    (every epoch's, also those before a resume: they are in the history)."""
+    losses = [e["val_loss"] for e in epochs if e.get("val_loss") is not None]
+    if patience is None or len(losses) <= patience:
+        return False
+    return min(losses[-patience:]) >= min(losses[:-patience])
+
+
 def enable_gradient_checkpointing(model: nn.Module, reentrant: bool) -> None:
     """transformers' activation recomputation on the wrapped model. The reentrant variant needs an input
     that requires grad, or a frozen embedding cuts the graph: ``enable_input_require_grads`` adds it."""
@@ -207,9 +216,13 @@ def train(
     model.train()
     bar = tqdm(total=total_steps, initial=position["step"], desc="train", unit="step",
                disable=not (show_progress and accelerator.is_main_process))
+    if config.early_stopping_patience is not None and not eval_examples and accelerator.is_main_process:
+        tqdm.write("hyft: train.early_stopping_patience is set but there are no validation rows "
+                   "(data.val_examples = 0): training runs to the end")
     run_start = time.perf_counter()
     stopped = False
-    while position["step"] < total_steps and not stopped:
+    early_stopped = False
+    while position["step"] < total_steps and not stopped and not early_stopped:
         order = epoch_order(len(train_examples), config.seed, position["epoch"])
         epoch_batches = micro_batches(order, config.batch_size, rank, world)
         while position["batch"] < len(epoch_batches) and position["step"] < total_steps:
@@ -266,6 +279,12 @@ def train(
             history["epochs"].append(summary)
             position["epoch"] += 1
             position["batch"] = 0
+            early_stopped = no_improvement(history["epochs"], config.early_stopping_patience)
+            if early_stopped:
+                summary["early_stopped"] = True
+                if accelerator.is_main_process:
+                    tqdm.write(f"hyft: stopped early after epoch {summary['epoch']}: validation loss has not improved "
+                               f"for {config.early_stopping_patience} epoch(s)")
     bar.close()
     meter.__exit__(None, None, None)
     if not stopped:
@@ -283,7 +302,7 @@ def train(
         trainable_parameters=trainable,
         total_parameters=sum(p.numel() for p in unwrapped.parameters()),
         steps=position["step"],
-        extra={"stopped_early": stopped},
+        extra={"stopped_early": stopped, "early_stopped": early_stopped},
     )
 
 

@@ -119,3 +119,28 @@ def test_collapse_is_flagged_when_the_loss_stays_at_ln_c_and_not_when_it_learns(
     learning = epochs(1e-2, 10)
     assert learning[-1]["train_loss"] < 0.9 * math.log(3)
     assert learning[-1]["collapsed"] is False
+
+
+def test_early_stopping_ends_training_when_the_validation_loss_stops_improving():
+    from hyft.training.trainer import no_improvement
+
+    assert not no_improvement([{"val_loss": v} for v in (3.0, 2.0, 2.5)], 2)  # one bad epoch < patience 2
+    assert no_improvement([{"val_loss": v} for v in (3.0, 2.0, 2.5, 2.0)], 2)  # equal is no improvement
+    assert not no_improvement([{"val_loss": v} for v in (3.0, 2.0, 2.5, 1.9)], 2)
+    assert not no_improvement([{"val_loss": v} for v in (3.0, 2.0, 2.5, 2.6)], None)
+    examples = _class_examples(n=24)
+
+    def run(lr: float, patience: int | None):
+        wrapped = hyft.wrap(_tiny_bert_classifier(), hyft.AdapterConfig(method="lora", r=4))
+        config = TrainConfig(epochs=8, batch_size=8, lr=lr, lr_head=lr, warmup_ratio=0.0, scheduler="constant",
+                             early_stopping_patience=patience)
+        return train(wrapped, examples[:16], config, eval_examples=examples[16:], show_progress=False)
+
+    # A learning rate far too high: the validation loss soon stops improving and training stops there.
+    diverging = run(3.0, 2)
+    epochs = diverging.history["epochs"]
+    assert diverging.extra["early_stopped"] and len(epochs) < 8 and epochs[-1]["early_stopped"]
+    assert no_improvement(epochs, 2) and not no_improvement(epochs[:-1], 2)  # stopped at the first chance
+    assert diverging.steps == len(epochs) * 2
+    # Without patience the same run goes to the end.
+    assert len(run(3.0, None).history["epochs"]) == 8
