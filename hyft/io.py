@@ -131,6 +131,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _name_in(folder: Path, path: Path) -> str:
+    """``path``'s name relative to ``folder``: an absolute path, or a relative one that starts with the
+    folder's own (relative) path, names a file under it (``runs/x/c0.jsonl`` in ``runs/x``); any other
+    relative path is already relative to the folder (``c0.jsonl``)."""
+    if path.is_absolute() or (not folder.is_absolute() and path.parts[: len(folder.parts)] == folder.parts):
+        return path.resolve().relative_to(folder.resolve()).as_posix()
+    return path.as_posix()
+
+
 def write_marker(folder: str | Path, files: Iterable[str | Path], **facts: Any) -> dict[str, Any]:
     """Write ``folder/_COMPLETE`` last: the facts (input hash, config hash) and every file's sha256.
 
@@ -138,8 +147,7 @@ def write_marker(folder: str | Path, files: Iterable[str | Path], **facts: Any) 
     first write of a new run into the same folder.
     """
     folder = Path(folder)
-    names = sorted({Path(f).relative_to(folder).as_posix() if Path(f).is_absolute() else Path(f).as_posix()
-                    for f in files})
+    names = sorted({_name_in(folder, Path(f)) for f in files})
     marker = {"schema_version": MARKER_SCHEMA, **facts,
               "files": {name: file_sha256(folder / name) for name in names}}
     atomic_write_json(folder / MARKER, marker)
