@@ -78,11 +78,12 @@ def data_files_used(config: RunConfig) -> list[Path]:
     families: set[str] = set()
     for name in config.tasks():
         task = get_task(name)
-        if task.name == "demo-nli":
-            from hyft.data import demo_path, nli_file_name
+        if task.name in ("demo-nli", "demo-topic"):  # shipped with hyft, not under the data folder
+            from hyft.data import demo_path, nli_file_name, topic_file_name
 
+            file_name = nli_file_name if task.name == "demo-nli" else topic_file_name
             languages = config.languages_for(task)
-            files += [demo_path(nli_file_name(s, lang)) for s in ("dev", "test") for lang in languages]
+            files += [demo_path(file_name(s, lang)) for s in ("dev", "test") for lang in languages]
         elif task.family not in families:
             families.add(task.family)
             root = config.data_source().root

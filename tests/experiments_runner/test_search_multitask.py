@@ -204,3 +204,18 @@ def test_task_and_tasks_settings(tmp_path, tiny_encoder, shared_data):
                       curation={"pool": "builtin:demo-pool", "settings": {
                           "text_fields": ["premise", "hypothesis"], "lang_field": "lang", "label_field": "label",
                           "id_field": "id", "progress": False}}))
+
+
+def test_manifest_files_of_the_demo_topic_run_are_its_shipped_splits_and_pool():
+    from hyft.config import load_config
+    from hyft.data import demo_path
+    from hyft.experiments.config import RunConfig
+    from hyft.experiments.runner import data_files_used
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml", RunConfig)
+    files = data_files_used(config)
+    expected = {demo_path(f"topic.{split}.{lang}.jsonl") for split in ("dev", "test")
+                for lang in config.data.languages}
+    assert expected <= set(files)
+    assert demo_path("pool.jsonl") in files
+    assert len(files) == len(expected) + 1
