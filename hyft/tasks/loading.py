@@ -65,10 +65,11 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def check_hub_dataset(dataset_id: str, local_path: Path) -> None:
+def check_hub_dataset(dataset_id: str, local_path: Path, config: str | None = None) -> None:
     """One bounded metadata request before ``datasets`` starts (it retries for minutes when offline)."""
     if hub_offline():
-        raise DataError(f"{local_path}: file not found, and HF_HUB_OFFLINE forbids reading {dataset_id!r} "
+        which = f"{dataset_id!r}" + (f" (config {config!r})" if config else "")
+        raise DataError(f"{local_path}: file not found, and HF_HUB_OFFLINE forbids reading {which} "
                         "from the Hub; point data_dir at the data folder")
     from huggingface_hub import HfApi
 
@@ -158,7 +159,7 @@ def load_hub_rows(dataset_id: str, config: str | None, split: str, local_path: P
         import datasets
     except ImportError:  # pragma: no cover - datasets is a core dependency
         raise DataError("reading from the Hub needs the 'datasets' package: pip install datasets") from None
-    check_hub_dataset(dataset_id, local_path)
+    check_hub_dataset(dataset_id, local_path, config)
     try:
         rows = datasets.load_dataset(dataset_id, config, split=split)
     except Exception as exc:  # the Hub raises many types (network, gated, missing config)

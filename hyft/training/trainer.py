@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -77,6 +78,20 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, An
         if p.requires_grad:
             groups.setdefault(assigned.get(id(p), rest), []).append(p)
     return [{"params": params, "lr": config.branch_lr(name), "name": name} for name, params in sorted(groups.items())]
+
+
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """accelerate's Accelerator for this run. accelerate keeps one process-wide state and refuses a second
+    precision; in one process (a grid of cells, a test session) the state is reset so each run gets its own.
+    Under a distributed launch every rank runs the same cells, and a clash is a real error: it is raised."""
+    cpu = not torch.cuda.is_available()
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    except ValueError as error:
+        if "already been initialized" not in str(error) or PartialState().num_processes > 1:
+            raise
+        AcceleratorState._reset_state()
+        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
 
 
 def is_collapsed(mean_loss: float, uniform_loss: float, tolerance: float) -> bool:
@@ -182,7 +197,7 @@ def train(
     on collapse detection: an epoch whose mean loss stays within ``config.collapse_tolerance`` of it is
     flagged ``collapsed`` in the history and reported on stderr, never passed over silently.
     """
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.mixed_precision)
+    accelerator = make_accelerator(config.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(output_dir) if output_dir is not None else None
     seed_everything(config.seed)

@@ -144,3 +144,10 @@ def test_early_stopping_ends_training_when_the_validation_loss_stops_improving()
     assert diverging.steps == len(epochs) * 2
     # Without patience the same run goes to the end.
     assert len(run(3.0, None).history["epochs"]) == 8
+
+
+def test_runs_in_one_process_may_use_different_mixed_precision():
+    examples = _lm_examples()
+    for precision in ("no", "bf16", "no"):
+        model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=4, target_modules=["q_proj"]))
+        _one_step(model, examples, lr=1e-3, mixed_precision=precision)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import time
 
 import pytest
@@ -61,8 +62,12 @@ def test_footprint_meter_times_steps_and_measures_the_window_peak() -> None:
         for pause in (0.03, 0.03, 0.03, 0.2):
             with meter.step():
                 time.sleep(pause)
-        block = b"\x01" * (256 << 20)  # written, so resident
-        del block
+        # Fresh anonymous pages, each written so it is resident: a malloc'd buffer could reuse memory the
+        # process already holds (after other tests in the same worker) and leave the peak unchanged.
+        block = mmap.mmap(-1, 256 << 20)
+        for offset in range(0, len(block), mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
     summary = meter.summary()
     assert summary.n_steps == 4 and len(summary.step_times_s) == 4
     assert 0.03 <= summary.median_step_s < 0.1  # the median ignores the one slow step

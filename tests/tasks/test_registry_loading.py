@@ -125,5 +125,5 @@ def test_hub_source_offline_fails_with_dataset_and_local_path(tmp_path, monkeypa
     with pytest.raises(DataError) as error:
         get_task("xnli").load("test", "en", DataSource(tmp_path, "hub"))
     message = str(error.value)
-    assert "'facebook/xnli'" in message and "config 'en'" in message
+    assert "'facebook/xnli' (config 'en')" in message
     assert str(tmp_path / "xnli" / "test.en.jsonl") in message
