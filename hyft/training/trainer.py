@@ -288,9 +288,9 @@ def train(
             if uniform_loss is not None and summary["train_loss"] is not None:
                 summary["collapsed"] = is_collapsed(summary["train_loss"], uniform_loss, config.collapse_tolerance)
                 if summary["collapsed"] and accelerator.is_main_process:
-                    tqdm.write(f"hyft: epoch {position['epoch']}: mean train loss {summary['train_loss']:.4f} is the "
-                               f"uniform-prediction loss {uniform_loss:.4f}: the model is not learning (check the "
-                               "learning rates: train.lr, lr_lora_ga, lr_full)")
+                    tqdm.write(f"hyft: epoch {position['epoch']}: mean train loss {summary['train_loss']:.4f} is at the "
+                               f"uniform-prediction loss {uniform_loss:.4f}: nothing learned yet (if it stays there to "
+                               "the last epoch, check the learning rates: train.lr, lr_lora_ga, lr_full)")
             history["epochs"].append(summary)
             position["epoch"] += 1
             position["batch"] = 0
