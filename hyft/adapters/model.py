@@ -13,6 +13,10 @@ import hashlib
 import inspect
 import json
 import logging
+import os
+import shutil
+import tempfile
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -41,6 +45,7 @@ from hyft.adapters.quantized import (
 )
 from hyft.adapters.registry import NEEDS_GRADIENT_INIT, layer_builder
 from hyft.adapters.targeting import find_heads, find_targets, matches_pattern
+from hyft.io import fsync_dir, fsync_tree
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -71,6 +76,35 @@ def install_layers(base_model: nn.Module, config: AdapterConfig, targets: Iterab
         _set_submodule(base_model, name, build(modules[name], config, name, (inits or {}).get(name)))
     for head in heads:
         base_model.get_submodule(head).requires_grad_(True)
+
+
+def _written_by_save(name: str) -> bool:
+    """Whether a file name is one :meth:`HyftModel.save_pretrained` writes (a stale one is dropped)."""
+    return name in (CONFIG_NAME, FULL_CONFIG_NAME, "config.json", "generation_config.json") or (
+        name.startswith("model") and (name.endswith(".safetensors") or name == FULL_INDEX_NAME)
+    ) or name == WEIGHTS_NAME
+
+
+def _swap_into_place(staging: Path, directory: Path) -> None:
+    """Rename the complete folder ``staging`` onto ``directory``.
+
+    An existing ``directory`` is first renamed aside (so for an instant neither exists, never a mix), and
+    whatever it held that save_pretrained does not write (a user's README, say) is moved into the new one.
+    """
+    if not directory.exists():
+        os.replace(staging, directory)
+        fsync_dir(directory.parent)
+        return
+    if not directory.is_dir():
+        raise NotADirectoryError(f"{directory} exists and is not a folder")
+    for entry in directory.iterdir():
+        if not _written_by_save(entry.name) and not (staging / entry.name).exists():
+            os.replace(entry, staging / entry.name)
+    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+    os.replace(directory, old / directory.name)
+    os.replace(staging, directory)
+    fsync_dir(directory.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _task_type(model: nn.Module) -> str | None:
@@ -266,12 +300,28 @@ class HyftModel(nn.Module):
         ``AutoModel*.from_pretrained(directory)`` loads it, and so does :func:`load`.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole into a temp folder beside the target, then renamed into place: a reader (or a
+        # process killed mid-save) sees the previous complete folder or the new one, never a safetensors
+        # without its config or a half-written file.
+        staging = directory.parent / f".{directory.name}.saving-{uuid.uuid4().hex[:12]}"
+        staging.mkdir()  # not mkdtemp: the folder gets the usual (umask) permissions, not 0700
+        try:
+            self._save_into(staging)
+            fsync_tree(staging)
+            _swap_into_place(staging, directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return directory
+
+    def _save_into(self, directory: Path) -> None:
+        """Write the adapter files into the (fresh, empty) folder ``directory``."""
         if self.adapter_config.method == "full" and hasattr(self.base_model, "save_pretrained"):
             self.base_model.save_pretrained(directory)
             (directory / CONFIG_NAME).unlink(missing_ok=True)  # a stale one would make transformers try PEFT
             (directory / FULL_CONFIG_NAME).write_text(json.dumps(self._saved_config(), indent=2, sort_keys=True) + "\n")
-            return directory
+            return
         state = self.adapter_state_dict()
         peft_type = peft_type_for(self.adapter_config)
         if peft_type is not None:  # OFT/BOFT: PEFT's own keys, shapes and Cayley sign (peft_format.py)
@@ -283,7 +333,6 @@ class HyftModel(nn.Module):
         name = FULL_WEIGHTS_NAME if self.adapter_config.method == "full" else WEIGHTS_NAME
         save_file(state, str(directory / name), metadata={"format": "pt"})
         (directory / CONFIG_NAME).write_text(json.dumps(self._saved_config(), indent=2, sort_keys=True) + "\n")
-        return directory
 
     def _saved_config(self) -> dict[str, Any]:
         cfg = self.adapter_config
