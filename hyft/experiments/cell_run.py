@@ -10,6 +10,7 @@ trains with the settings its (model, task, method) search chose (:mod:`hyft.expe
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -21,6 +22,7 @@ import torch
 
 import hyft
 from hyft.distributed import is_distributed, sharded_evaluation
+from hyft.errors import UserError
 from hyft.experiments.cells import NO_CURATION, Cell
 from hyft.experiments.config import ModelEntry, RunConfig
 from hyft.io import atomic_write_jsonl, atomic_write_text
@@ -34,6 +36,7 @@ from hyft.training.data import collate
 from hyft.training.trainer import TrainResult
 
 RESULT_FILE = "result.json"
+logger = logging.getLogger(__name__)
 
 
 def evaluation_keys(config: RunConfig, task: Task) -> list[str]:
@@ -150,6 +153,25 @@ def fit_adapter(config: RunConfig, task: Task, entry: ModelEntry, model: Any, to
     return Fitted(model, result, init_seconds, time.perf_counter() - started, val_examples)
 
 
+def check_code_sandbox(config: RunConfig) -> None:
+    """Before a run with a HumanEval task trains anything: refuse (UserError) where the kernel gives the
+    code sandbox no isolation and ``eval.allow_unsafe_code`` is off; else set the process-wide permission
+    that the HumanEval evaluation's sandbox runs use."""
+    from hyft.evaluation.sandbox import KERNEL_LAYERS, UnsafeCodeRefused, check_code_execution_allowed
+    from hyft.tasks.registry import get_task
+
+    if not any(get_task(name).family == "humaneval" for name in config.tasks()):
+        return
+    try:
+        layers = check_code_execution_allowed(config.eval.allow_unsafe_code)
+    except UnsafeCodeRefused as exc:
+        message = str(exc).replace("--unsafe-code (config: allow_unsafe_code: true)",
+                                   "eval.allow_unsafe_code: true in the run config")
+        raise UserError(f"run {config.run.name!r} has a HumanEval task, which runs model-written code, but {message}") from None
+    if not set(KERNEL_LAYERS) <= set(layers):
+        logger.warning("eval.allow_unsafe_code: HumanEval code runs without a kernel sandbox (%s)", ", ".join(layers))
+
+
 def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, list[dict]] | None,
              is_main: bool = True, show_progress: bool = True,
              search_choice: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -163,6 +185,8 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
 
     cell_dir = run_dir / "cells" / cell.cell_id
     task = get_task(cell.task)
+    if task.family == "humaneval":  # runs model-written code: refuse before loading a model
+        check_code_sandbox(config)
     entry = next(m for m in config.models if m.name == cell.model)
     languages = evaluation_keys(config, task)
     model, tokenizer = load_model(config, entry, task, cell.seed)

@@ -93,6 +93,10 @@ class CurationSection(BaseModel):
     ablation_stages: list[Stage] = Field([], description="Extra stages for the curation ablation (Table V).")
     ablation_methods: list[str] = Field([], description="Methods run at the ablation stages (default: all).")
     settings: CurationConfig = Field(description="Curation settings (hyft curate's config).")
+    decontaminate_against_eval: bool = Field(
+        True, description="Drop pool records that copy a row of the run's own evaluation splits "
+        "(reason eval_contamination, counted per language in the curation report).",
+    )
 
 
 SEARCH_METRICS = ("accuracy", "val_loss")
@@ -174,6 +178,11 @@ class EvalSection(BaseModel):
     max_new_tokens: int | None = Field(None, ge=1, description="Generation tasks: token limit (default: the task's).")
     judge: str | None = Field(None, description="MT-Bench: local causal LM (path or cached Hub id) that grades "
                               "answers 1–10 (hyft.evaluation.judge); none: BLEU against the GPT-4 references only.")
+    allow_unsafe_code: bool = Field(
+        False,
+        description="HumanEval: run model-written code even where the kernel gives no sandbox (no user "
+        "namespaces): rlimits and an audit hook only. Same as `hyft evaluate --unsafe-code`.",
+    )
 
 
 class RunConfig(BaseModel):

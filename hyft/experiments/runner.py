@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from hyft.experiments.cell_run import RESULT_FILE, run_cell
+from hyft.experiments.cell_run import RESULT_FILE, check_code_sandbox, run_cell
 from hyft.experiments.cells import NO_CURATION, Cell, plan_cells
 from hyft.experiments.config import RunConfig
 from hyft.experiments.manifest import build_manifest, config_hash
@@ -55,10 +55,37 @@ def curate_stage(config: RunConfig, run_dir: Path) -> tuple[dict[str, list[dict]
 
     out = run_dir / "curation"
     (out / "settings.sha256").unlink(missing_ok=True)  # the marker of hyft versions before _COMPLETE
-    result = curate(resolve_pool(config.curation.pool), config.curation.settings, out)
+    settings = config.curation.settings
+    if config.curation.decontaminate_against_eval:
+        settings = with_eval_rows(settings, eval_rows(config))
+    result = curate(resolve_pool(config.curation.pool), settings, out)
     if result.previous:
         tqdm.write(f"curation: {result.previous}")
     return result.views, result.report
+
+
+def eval_rows(config: RunConfig) -> list[dict[str, Any]]:
+    """The run's evaluation rows ({id, texts}) in every task and language, text fields in task order."""
+    from hyft.tasks.registry import get_task
+
+    rows = []
+    for name in config.tasks():
+        task = get_task(name)
+        fields = list(task.text_fields)
+        for lang in config.languages_for(task):
+            for example in task.load(task.eval_split, lang, config.data_source()):
+                texts = [example[f] for f in fields if isinstance(example.get(f), str)]
+                if texts:
+                    rows.append({"id": str(example.get("id", f"{name}/{task.eval_split}/{lang}")), "texts": texts})
+    return rows
+
+
+def with_eval_rows(settings: Any, rows: list[dict[str, Any]]) -> Any:
+    """``settings`` (a CurationConfig) with ``rows`` added to the rows it decontaminates against."""
+    decontaminate = settings.decontaminate.model_validate(
+        settings.decontaminate.model_dump() | {"rows": [*settings.decontaminate.model_dump()["rows"], *rows]}
+    )
+    return settings.model_copy(update={"decontaminate": decontaminate})
 
 
 def load_cell_results(run_dir: Path, cells: list[Cell]) -> list[dict[str, Any]]:
@@ -100,6 +127,7 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
     from accelerate import PartialState
 
     state = PartialState()
+    check_code_sandbox(config)  # a HumanEval task without a kernel sandbox: refuse before any work
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config.model_dump(mode="json")
