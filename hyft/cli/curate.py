@@ -23,6 +23,8 @@ EPILOG = """Examples:
   hyft curate --input pool.jsonl --text-fields premise,hypothesis --lang-field lang \\
       --label-field label --out runs/pool/curation
 
+  hyft curate configs/curate-example.yaml --decontaminate test.en.jsonl,test.zh.jsonl
+
   hyft curate configs/curate-example.yaml --set curation.quality.ppl_quantile=0.9 --workers 2 \\
       --executor datatrove_local
 """
@@ -51,6 +53,9 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
         if key in ("input", "output_dir"):
             data[key] = value
             path: tuple[str, ...] = (key,)
+        elif key == "decontaminate" and isinstance(curation.get(key), dict):
+            curation[key] = {**curation[key], "files": value}  # keep the file's n-gram settings
+            path = ("curation", key)
         else:
             curation[key] = value
             path = ("curation", key)
@@ -99,6 +104,11 @@ def register(app: typer.Typer) -> None:
         languages: str | None = typer.Option(None, help="Comma-separated allow-list of languages."),
         executor: str | None = typer.Option(None, help="inline (default) or datatrove_local."),
         workers: int | None = typer.Option(None, help="Tasks for the datatrove executor."),
+        decontaminate: str | None = typer.Option(
+            None, "--decontaminate",
+            help="Comma-separated JSONL evaluation files (same text fields): records copying a row, exactly or "
+            "by a shared 13-word span (50 characters for Chinese/Japanese/Thai), are dropped as eval_contamination.",
+        ),
         set_: list[str] = typer.Option([], "--set", help="Override any setting: key.sub=value (repeatable)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
@@ -108,6 +118,7 @@ def register(app: typer.Typer) -> None:
                 "input": input, "output_dir": out, "text_fields": _split(text_fields), "lang_field": lang_field,
                 "default_language": default_language, "label_field": label_field, "id_field": id_field, "languages": _split(languages),
                 "executor": executor, "workers": workers, "progress": False if quiet else None,
+                "decontaminate": _split(decontaminate),
             }
             job = build_job(config, overrides, set_)
             result = _curate(job)

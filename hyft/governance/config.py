@@ -152,6 +152,44 @@ class QualitySettings(BaseModel):
     )
 
 
+class EvalRow(BaseModel):
+    """One evaluation row to decontaminate against: its id and its texts (in text-field order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(..., description="Reported in the ledger evidence of a record that copies this row.")
+    texts: list[str] = Field(..., min_length=1, description="The row's text fields.")
+
+
+class DecontaminationSettings(BaseModel):
+    """Evaluation rows the pool must not contain (decontam.py): exact copies and shared long n-grams."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[Path] = Field(
+        default_factory=list, description="JSONL evaluation files with the pool's text fields (id: id_field, "
+        "else `id`, else file:line).",
+    )
+    rows: list[EvalRow] = Field(
+        default_factory=list, description="Evaluation rows given directly (hyft run passes its tasks' eval rows).",
+    )
+    ngram: int = Field(13, ge=1, description="Shared word n-gram that marks a copy (GPT-3, lm-eval: 13).")
+    ngram_dense: int = Field(
+        50, ge=1, description="Shared character n-gram for Han/Kana/Thai fields (no spaces between words).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_is_files(cls, value: object) -> object:
+        if isinstance(value, str):
+            return {"files": [part.strip() for part in value.split(",") if part.strip()]}
+        return {"files": value} if isinstance(value, list) else value
+
+    @property
+    def active(self) -> bool:
+        return bool(self.files or self.rows)
+
+
 class CurationConfig(BaseModel):
     """Everything `curate` needs besides the input and the output folder."""
 
@@ -172,6 +210,11 @@ class CurationConfig(BaseModel):
     lid: LidSettings = Field(default_factory=LidSettings, description="Language identification (C1).")
     dedup: DedupSettings = Field(default_factory=DedupSettings, description="Exact and near dedup (C1).")
     quality: QualitySettings = Field(default_factory=QualitySettings, description="Length and perplexity (C2).")
+    decontaminate: DecontaminationSettings = Field(
+        default_factory=DecontaminationSettings,
+        description="Evaluation files or rows: records copying one are dropped as eval_contamination (C1, "
+        "before LID and dedup). A list or a comma-separated string is read as files.",
+    )
     executor: Literal["inline", "datatrove_local"] = Field(
         "inline",
         description="inline: plain functions in this process. datatrove_local: the same steps through "

@@ -57,6 +57,11 @@ def run_block(config: CurationConfig, source_name: str) -> dict[str, Any]:
         "label_field": config.label_field,
         "id_field": config.id_field,
         "settings": config.model_dump(mode="json", include={"languages", "lid", "dedup", "quality", "seed"}),
+        "decontamination": {
+            "files": [str(path) for path in config.decontaminate.files],
+            "eval_rows_given": len(config.decontaminate.rows),
+            "ngram": config.decontaminate.ngram, "ngram_dense": config.decontaminate.ngram_dense,
+        },
     }
 
 
@@ -129,10 +134,14 @@ def curate(
         raise FileNotFoundError(f"{records}: input pool not found (expected a JSONL file)")
     if isinstance(records, (str, Path)):
         check_pool_format(records)
+    missing = [str(path) for path in config.decontaminate.files if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)}: evaluation file for decontaminate not found")
     prepare_output_dir(out_dir)
     source_name = _source_name(records)
     facts = {"kind": "hyft curation", "input": source_name, "config_hash": config.decision_hash(),
-             "input_sha256": streamed_sha256(records) if isinstance(records, (str, Path)) else None}
+             "input_sha256": streamed_sha256(records) if isinstance(records, (str, Path)) else None,
+             "eval_files_sha256": [streamed_sha256(path) for path in config.decontaminate.files]}
     previous = read_marker(out_dir)
     if previous is not None and facts["input_sha256"] is not None and ppl_scorer is None and all(
         previous.get(key) == value for key, value in facts.items()

@@ -13,6 +13,7 @@ class Stage(StrEnum):
     """Stages in the order they run. ``done`` is the stage reached by a record that survives C2."""
 
     VALIDATE = "validate"
+    DECONTAMINATE = "decontaminate"
     LID = "lid"
     EXACT_DEDUP = "exact_dedup"
     NEAR_DEDUP = "near_dedup"
@@ -34,6 +35,8 @@ class Reason(StrEnum):
     INVALID_EMPTY = "invalid_empty"
     INVALID_LANGUAGE = "invalid_language"
     LANGUAGE_NOT_SELECTED = "language_not_selected"
+    # decontamination (C1, first step): the record copies an evaluation row
+    EVAL_CONTAMINATION = "eval_contamination"
     # LID (C1, part 1)
     LID_NO_LETTERS = "lid_no_letters"
     LID_SCRIPT_MISMATCH = "lid_script_mismatch"
@@ -60,6 +63,7 @@ STAGE_OF_REASON: dict[Reason, Stage] = {
     Reason.INVALID_EMPTY: Stage.VALIDATE,
     Reason.INVALID_LANGUAGE: Stage.VALIDATE,
     Reason.LANGUAGE_NOT_SELECTED: Stage.VALIDATE,
+    Reason.EVAL_CONTAMINATION: Stage.DECONTAMINATE,
     Reason.LID_NO_LETTERS: Stage.LID,
     Reason.LID_SCRIPT_MISMATCH: Stage.LID,
     Reason.LID_WRONG_LANGUAGE: Stage.LID,
@@ -76,6 +80,7 @@ STAGE_OF_REASON: dict[Reason, Stage] = {
 # The curated view a record last belongs to, by the stage that dropped it (None: not even C0).
 VIEW_OF_STAGE: dict[Stage, str | None] = {
     Stage.VALIDATE: None,
+    Stage.DECONTAMINATE: "c0",
     Stage.LID: "c0",
     Stage.EXACT_DEDUP: "c0",
     Stage.NEAR_DEDUP: "c0",

@@ -56,6 +56,7 @@ def language_summary(rows: list[dict[str, Any]], records: dict[int, dict], text_
         "retention": {"c0_c1": share(n_c1, n_c0), "c1_c2": share(n_c2, n_c1), "c0_c2": share(n_c2, n_c0)},
         "stages": stages,
         "dropped": dict(sorted(reasons.items())),
+        "eval_contamination": reasons[Reason.EVAL_CONTAMINATION.value],
         "flags": dict(sorted(Counter(f for r in rows for f in r["flags"]).items())),
         "examples": dict(sorted(examples.items())),
     }
@@ -88,7 +89,7 @@ def build_report(
 def _markdown(report: dict[str, Any]) -> str:
     reasons_seen = [r.value for r in Reason if any(r.value in v["dropped"] for v in report["languages"].values())]
     header = ["lang", "n_in", *[r for r in reasons_seen if stage_of(r) in (Stage.VALIDATE,)], "n_C0"]
-    header += [r for r in reasons_seen if stage_of(r) in (Stage.LID, Stage.EXACT_DEDUP, Stage.NEAR_DEDUP)] + ["n_C1"]
+    header += [r for r in reasons_seen if stage_of(r) in (Stage.DECONTAMINATE, Stage.LID, Stage.EXACT_DEDUP, Stage.NEAR_DEDUP)] + ["n_C1"]
     header += [r for r in reasons_seen if stage_of(r) in (Stage.LENGTH, Stage.PERPLEXITY)] + ["n_C2", "C0→C2"]
     lines = ["# Curation report", ""]
     run = report["run"]

@@ -1,6 +1,6 @@
 """The two plain functions every executor runs, in this order:
 
-1. ``annotate`` (map, any shard): validate + LID for each input item -> entries.
+1. ``annotate`` (map, any shard): validate + decontaminate + LID for each input item -> entries.
 2. ``decide_language`` (one language at a time): exact/near dedup, then length and perplexity, on
    that language's LID survivors sorted by record key -> one decision per record.
 
@@ -19,9 +19,11 @@ from typing import Any
 from tqdm import tqdm
 
 from hyft.governance.config import CurationConfig
+from hyft.governance.decontam import EvalIndex, read_eval_file
 from hyft.governance.dedup import dedup_language
 from hyft.governance.lid import LID_CHUNK, Detectors, identify_records
 from hyft.governance.quality import PplScorer, quality_language
+from hyft.governance.reasons import Reason
 from hyft.governance.validate import validate_item
 
 
@@ -46,10 +48,12 @@ def annotate(
     items: Iterable[tuple[str, int, Any]], config: CurationConfig, detectors: Detectors,
     total: int | None = None, progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Validate and language-identify each (source, line, raw) item; one entry per item, in order.
+    """Validate, decontaminate and language-identify each (source, line, raw) item; one entry per item.
 
-    Valid entries are language-identified a chunk of ``LID_CHUNK`` at a time (``identify_records``).
+    Valid entries that copy no evaluation row are language-identified a chunk of ``LID_CHUNK`` at a
+    time (``identify_records``).
     """
+    index = eval_index(config)
     entries: list[dict[str, Any]] = []
     bar = tqdm(items, total=total, desc="validate+LID", unit="rec", disable=not progress, mininterval=1.0)
     with cyclic_gc_paused():
@@ -57,6 +61,11 @@ def annotate(
         for source, line, raw in bar:
             entry = validate_item(source, line, raw, config)
             entries.append(entry)
+            if entry["reason"] is None and index is not None:
+                match = index.match(entry["fields"])
+                if match is not None:
+                    entry["reason"] = Reason.EVAL_CONTAMINATION.value
+                    entry["evidence"]["contamination"] = match
             if entry["reason"] is None:
                 waiting.append(entry)
                 if len(waiting) == LID_CHUNK:
@@ -64,6 +73,16 @@ def annotate(
                     waiting = []
         _identify(waiting, config, detectors)
     return entries
+
+
+def eval_index(config: CurationConfig) -> EvalIndex | None:
+    """The evaluation rows of ``config.decontaminate`` (files, then rows) indexed; None when there are none."""
+    settings = config.decontaminate
+    if not settings.active:
+        return None
+    rows = [row for path in settings.files for row in read_eval_file(path, config.text_fields, config.id_field)]
+    rows += [(row.id, row.texts) for row in settings.rows]
+    return EvalIndex(rows, settings.ngram, settings.ngram_dense)
 
 
 def _identify(entries: list[dict[str, Any]], config: CurationConfig, detectors: Detectors) -> None:

@@ -134,6 +134,7 @@ def test_runner_reuses_only_a_marked_curation(tmp_path, monkeypatch):
     class Curation:
         pool = str(a)
         settings = CONFIG
+        decontaminate_against_eval = False
 
     class Config:
         curation = Curation
