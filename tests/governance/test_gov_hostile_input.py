@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import typer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hyft.cli import curate as curate_cli
 from hyft.governance import CurationConfig, curate
 from hyft.governance.reasons import Reason
-from hyft.governance.validate import ARRAY_HINT, MAX_JSON_DEPTH, validate_item
+from hyft.governance.validate import ARRAY_HINT, MAX_JSON_DEPTH, PoolFormatError, validate_item
 
 CONFIG = CurationConfig(text_fields=["premise", "hypothesis"], progress=False)
 GOOD = {"premise": "The cat sat on the mat all afternoon.", "hypothesis": "A cat was resting.", "lang": "en"}
@@ -178,10 +178,16 @@ def test_validate_never_raises_on_arbitrary_bytes(lines):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(line_bytes, min_size=1, max_size=12))
+@example(lines=[b"[", b"{}"])  # found by CI: a file opening a JSON array is refused whole, with the hint
 def test_curate_gives_one_row_per_arbitrary_byte_line(tmp_path, lines):
     pool = tmp_path / "pool.jsonl"
     pool.write_bytes(b"\n".join(lines) + b"\n")
-    result = curate(pool, CONFIG, tmp_path / "out")
+    try:
+        result = curate(pool, CONFIG, tmp_path / "out")
+    except PoolFormatError:
+        # The one whole-file refusal: only for a file whose first non-blank byte opens a JSON array.
+        assert pool.read_bytes().removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"[")
+        return
     rows = _ledger(tmp_path / "out")
     assert [r["line"] for r in rows] == list(range(1, len(lines) + 1))
     assert all(r["reason"] is None or r["reason"] in CLOSED for r in rows)
