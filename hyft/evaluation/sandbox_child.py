@@ -35,6 +35,7 @@ import resource
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import traceback
 
@@ -302,9 +303,11 @@ def _build_root(
     """
     layers = []
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=0755")
-    os.mkdir("/tmp/oldroot")
-    _syscall("pivot_root", b"/tmp", b"/tmp/oldroot")
+    # The new root is staged on a tmpfs over the temp dir of this (private) mount namespace.
+    staging = tempfile.gettempdir()
+    _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=0755")
+    os.mkdir(os.path.join(staging, "oldroot"))
+    _syscall("pivot_root", os.fsencode(staging), os.fsencode(os.path.join(staging, "oldroot")))
     os.chdir("/")
     for (_, target, directory), descriptor in zip(plan, sources, strict=True):
         _make_target(target, directory)

@@ -78,7 +78,8 @@ def model_fingerprints(name_or_path: str) -> list[dict[str, Any]]:
         except Exception:
             return [{"path": name_or_path, "note": "not in the local cache; no hash"}]
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
-    return [file_fingerprint(p) for p in files]
+    # Named from the model id, not this machine's install path: the manifest travels with the results.
+    return [{**file_fingerprint(p), "path": f"{name_or_path}/{p.relative_to(folder).as_posix()}"} for p in files]
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
