@@ -128,6 +128,9 @@ class HybridLinear(AdaptedLinear):
             merged = self.unitary.apply_unitary_rows(merged)
         return merged
 
+    def lr_group(self, branch: str) -> str:
+        return self.lora.lr_group(branch) if branch == "lora" else branch
+
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
         groups = {**self.lora.branch_parameters(), **self.boft.branch_parameters()}
         if self.unitary is not None:

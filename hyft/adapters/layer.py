@@ -51,6 +51,11 @@ class AdaptedLinear(nn.Module):
         """Trainable tensors per branch, e.g. ``{"lora": [A, B]}`` or ``{"rotation": [Q]}``."""
         raise NotImplementedError
 
+    def lr_group(self, branch: str) -> str:
+        """The learning-rate group (``TrainConfig.branch_lr``) of one of :meth:`branch_parameters`' branches;
+        the branch's own name unless a subclass knows better (a gradient-initialised LoRA: ``lora_ga``)."""
+        return branch
+
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """Tensors to save, keyed relative to this layer in PEFT style (``lora_A.weight``, ...)."""
         raise NotImplementedError

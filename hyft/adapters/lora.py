@@ -118,6 +118,11 @@ class LoraLinear(AdaptedLinear):
     def merged_weight(self) -> torch.Tensor:
         return self.base_weight() + self.delta_weight()
 
+    def lr_group(self, branch: str) -> str:
+        # A branch that starts from LoRA-GA's (A0, B0) makes a full fine-tuning step at once and wants its
+        # smaller LR (methods.md §2.4; docs/evidence/lr-defaults.md); a zero-initialised B does not.
+        return "lora_ga" if branch == "lora" and self.frozen_init else branch
+
     def branch_parameters(self) -> dict[str, list[nn.Parameter]]:
         return {"lora": [self.lora_A, self.lora_B]}
 

@@ -115,6 +115,7 @@ def evaluate_classification(
     temperature_scaling: bool = False,
     calibration_examples: int = 500,
     dev_scores: Mapping[str, tuple[Any, Sequence[int]]] | None = None,
+    calibration_rows: Mapping[str, Sequence[Example]] | None = None,
     orthographic: bool = False,
     ece_bins: int = 15,
     progress: bool = True,
@@ -124,8 +125,10 @@ def evaluate_classification(
 
     ``exclude_ids[lang]``: rows never evaluated (training examples drawn from the evaluation split).
 
-    ``dev_scores[lang] = (scores [N, C], labels [N])`` fits the temperature directly; otherwise, with
-    ``temperature_scaling``, the first ``calibration_examples`` dev rows that are not shots are scored.
+    The temperature per language is fitted here and only here, on (first match): ``dev_scores[lang] =
+    (scores [N, C], labels [N])`` as given; ``calibration_rows[lang]``, held-out rows scored by this model
+    (the runner passes the validation rows it never trained on); with ``temperature_scaling``, the first
+    ``calibration_examples`` dev rows that are not shots.
     """
     if model_kind == "encoder" and num_fewshot:
         raise DataError(
@@ -155,6 +158,9 @@ def evaluate_classification(
             "ece": metrics.expected_calibration_error(scored.probs, gold, ece_bins),
         }
         dev = (dev_scores or {}).get(lang)
+        if dev is None and calibration_rows is not None and lang in calibration_rows:
+            rows = calibration_rows[lang]
+            dev = (score(rows).scores, [task.label_index(row) for row in rows])
         if dev is None and temperature_scaling:
             if task.shot_split is None:
                 raise DataError(f"task {task.name!r} has no dev split to fit a temperature on")

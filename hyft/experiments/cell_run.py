@@ -179,84 +179,37 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
 
     ``search_choice``: train settings chosen by the search for this cell's (model, task, method).
     """
-    from hyft.evaluation.evaluate import classification_scores, evaluate_task
     from hyft.tasks.registry import get_task
-    from hyft.tasks.templates import template_for
 
     cell_dir = run_dir / "cells" / cell.cell_id
     task = get_task(cell.task)
     if task.family == "humaneval":  # runs model-written code: refuse before loading a model
         check_code_sandbox(config)
     entry = next(m for m in config.models if m.name == cell.model)
-    languages = evaluation_keys(config, task)
     model, tokenizer = load_model(config, entry, task, cell.seed)
     pools = shot_pools(config, task, cell, curated)
     shots, validation = draw_training_set(pools, cell.k_shot, cell.seed, config.data.val_examples, task)
     record: dict[str, Any] = {**cell.as_dict(), "status": "running",
-                              "shots": {lang: [e["id"] for e in rows] for lang, rows in shots.items()}}
+                              "shots": {lang: [e["id"] for e in rows] for lang, rows in shots.items()},
+                              "train": None}
     footprint: dict[str, Any] = {}
     dynamics: dict[str, Any] = {"epochs": [], "lambda": {}}
-    record["train"] = None
     if cell.k_shot > 0:
         train_config = cell_train_config(config, cell.seed, search_choice)
         record["train"] = train_config.model_dump(mode="json")
         record["search_choice"] = dict(search_choice) if search_choice is not None else None
         fitted = fit_adapter(config, task, entry, model, tokenizer, cell.method, shots, validation, train_config,
                              cell_dir / "train", show_progress)
-        model, result = fitted.model, fitted.result
-        footprint = {
-            "peak_memory_bytes": result.peak_memory_bytes,
-            "step_time_median_s": result.step_time_median_s,
-            "trainable_parameters": result.trainable_parameters,
-            "total_parameters": result.total_parameters,
-            "init_seconds": fitted.init_seconds,
-            "train_seconds": fitted.train_seconds,
-            "steps": result.steps,
-            "epoch_time_s": [e["epoch_time_s"] for e in result.history["epochs"]],
-            "epoch_peak_memory_bytes": [e["peak_memory_bytes"] for e in result.history["epochs"]],
-        }
-        dynamics["epochs"] = result.history["epochs"]
-        dynamics["collapsed_epochs"] = [e["epoch"] for e in result.history["epochs"] if e.get("collapsed")]
-        for row in result.history["steps"]:
-            for layer, value in row.get("lambda", {}).items():
-                dynamics["lambda"].setdefault(layer, []).append(value)
+        model = fitted.model
+        footprint, dynamics = training_footprint(fitted), training_dynamics(fitted.result)
         if is_main:
             model.save_pretrained(cell_dir / "adapter")
             record["adapter_dir"] = f"cells/{cell.cell_id}/adapter"
     model.eval()
     if not is_main and not is_distributed():
         return record
-    # Every rank scores its share of the evaluation batches and gets the whole result (the numbers one
-    # process gets, hyft.distributed.map_batches); the main process writes the files.
-    with sharded_evaluation():
-        dev_scores = None
-        if config.eval.temperature_scaling and task.kind == "classification":
-            # Fit the temperature on held-out dev rows, never on the training shots.
-            dev_scores = {}
-            for lang in languages:
-                rows = validation[lang][: config.eval.calibration_examples]
-                template = template_for(task, lang) if entry.kind == "decoder" else None
-                scored = classification_scores(model, tokenizer, task, rows, entry.kind, template,
-                                               batch_size=config.eval.batch_size, progress=False)
-                dev_scores[lang] = (scored.scores, [task.label_index(row) for row in rows])
-        options: dict[str, Any] = {"seed": cell.seed, "batch_size": config.eval.batch_size,
-                                   "max_examples": config.data.max_eval_examples, "progress": show_progress and is_main,
-                                   "data": DataSource.default(config.data.data_dir)}
-        if task.kind == "classification":
-            options.update(orthographic=config.eval.orthographic, dev_scores=dev_scores, ece_bins=config.eval.ece_bins)
-        else:
-            options["max_new_tokens"] = config.eval.max_new_tokens
-            options["judge"] = config.eval.judge
-        if not task.shot_split:
-            excluded = excluded_from_evaluation(shots, validation)
-            if config.search is not None:
-                # Rows the search trained or scored on are never test rows of any cell of the task.
-                from hyft.experiments.search import search_row_ids
-
-                for lang, ids in search_row_ids(config, task, curated).items():
-                    excluded[lang] = excluded.get(lang, set()) | ids
-            options["exclude_ids"] = excluded
-        evaluation = evaluate_task(model, tokenizer, task, languages, model_kind=entry.kind, **options)
+    evaluation = evaluate_cell(config, cell, task, entry, model, tokenizer, shots, validation, curated,
+                               progress=show_progress and is_main)
     if not is_main:
         record.update(status="done", eval=evaluation)
         return record
@@ -267,3 +220,70 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
                   samples_path=f"cells/{cell.cell_id}/samples.jsonl")
     atomic_write_text(cell_dir / RESULT_FILE, json.dumps(record, indent=1, ensure_ascii=False))
     return record
+
+
+def training_footprint(fitted: Fitted) -> dict[str, Any]:
+    """Table VI's figures of one trained cell: memory, step time, parameter counts, init and train time."""
+    result = fitted.result
+    return {
+        "peak_memory_bytes": result.peak_memory_bytes,
+        "step_time_median_s": result.step_time_median_s,
+        "trainable_parameters": result.trainable_parameters,
+        "total_parameters": result.total_parameters,
+        "init_seconds": fitted.init_seconds,
+        "train_seconds": fitted.train_seconds,
+        "steps": result.steps,
+        "epoch_time_s": [e["epoch_time_s"] for e in result.history["epochs"]],
+        "epoch_peak_memory_bytes": [e["peak_memory_bytes"] for e in result.history["epochs"]],
+    }
+
+
+def training_dynamics(result: TrainResult) -> dict[str, Any]:
+    """Figure 4's series: the per-epoch history, the collapsed epochs and every layer's λ per step."""
+    dynamics: dict[str, Any] = {
+        "epochs": result.history["epochs"],
+        "collapsed_epochs": [e["epoch"] for e in result.history["epochs"] if e.get("collapsed")],
+        "lambda": {},
+    }
+    for row in result.history["steps"]:
+        for layer, value in row.get("lambda", {}).items():
+            dynamics["lambda"].setdefault(layer, []).append(value)
+    return dynamics
+
+
+def evaluate_cell(config: RunConfig, cell: Cell, task: Task, entry: ModelEntry, model: Any, tokenizer: Any,
+                  shots: dict[str, list[Example]], validation: dict[str, list[Example]],
+                  curated: dict[str, list[dict]] | None, progress: bool) -> dict[str, Any]:
+    """Score the cell's model on the task's test rows. Every rank scores its share of the batches and gets
+    the whole result (the numbers one process gets, :func:`hyft.distributed.map_batches`). The temperature
+    is fitted on the cell's validation rows (held-out dev rows, never the training shots)."""
+    from hyft.evaluation.evaluate import evaluate_task
+
+    options: dict[str, Any] = {"seed": cell.seed, "batch_size": config.eval.batch_size,
+                               "max_examples": config.data.max_eval_examples, "progress": progress,
+                               "data": DataSource.default(config.data.data_dir)}
+    if task.kind == "classification":
+        options.update(orthographic=config.eval.orthographic, ece_bins=config.eval.ece_bins)
+        if config.eval.temperature_scaling:
+            options["calibration_rows"] = {lang: rows[: config.eval.calibration_examples]
+                                           for lang, rows in validation.items()}
+    else:
+        options["max_new_tokens"] = config.eval.max_new_tokens
+        options["judge"] = config.eval.judge
+    if not task.shot_split:
+        options["exclude_ids"] = evaluation_exclusions(config, task, shots, validation, curated)
+    with sharded_evaluation():
+        return evaluate_task(model, tokenizer, task, evaluation_keys(config, task), model_kind=entry.kind, **options)
+
+
+def evaluation_exclusions(config: RunConfig, task: Task, shots: dict[str, list[Example]],
+                          validation: dict[str, list[Example]], curated: dict[str, list[dict]] | None) -> dict[str, set]:
+    """Ids never scored when the shots come from the evaluation split: the cell's shots and validation rows
+    and, with a search, every row any search trial trained or scored on."""
+    excluded = excluded_from_evaluation(shots, validation)
+    if config.search is not None:
+        from hyft.experiments.search import search_row_ids
+
+        for lang, ids in search_row_ids(config, task, curated).items():
+            excluded[lang] = excluded.get(lang, set()) | ids
+    return excluded

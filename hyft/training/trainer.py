@@ -14,7 +14,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,11 @@ from hyft.adapters.layer import adapted_layers
 from hyft.adapters.targeting import find_heads
 from hyft.distributed import global_squared_norms
 from hyft.footprint import FootprintMeter
+from hyft.io import atomic_write_text
 from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hyft.training.config import TrainConfig
 from hyft.training.data import collate, epoch_order, micro_batches
 from hyft.training.seeding import seed_everything
-
-GRADIENT_INIT_METHODS = ("lora_ga", "hybrid")  # their LoRA branch starts from the gradient's SVD
 
 
 @dataclass
@@ -50,22 +49,16 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def parameter_group_name(layer: nn.Module, branch: str) -> str:
-    """The LR group of one adapter branch: ``lora_ga`` for a LoRA branch initialised by LoRA-GA, else the
-    branch name (``lora``, ``rotation``, ``unitary``)."""
-    method = getattr(getattr(layer, "config", None), "method", None)
-    return "lora_ga" if branch == "lora" and method in GRADIENT_INIT_METHODS else branch
-
-
 def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups, each at :meth:`TrainConfig.branch_lr`: one per adapter branch kind (lora, lora_ga,
-    rotation, unitary), the task heads (``head``), the base weights under full fine-tuning (``full``),
-    and anything else trainable (``other``, at ``lr``)."""
+    """AdamW groups, each at :meth:`TrainConfig.branch_lr`: one per adapter branch kind, as the layers
+    declare it (:meth:`AdaptedLinear.lr_group`: lora, lora_ga, rotation, unitary), the task heads
+    (``head``), the base weights under full fine-tuning (``full``), and anything else trainable (``other``,
+    at ``lr``)."""
     assigned: dict[int, str] = {}
     for layer in adapted_layers(model).values():
         for branch, params in layer.branch_parameters().items():
             for p in params:
-                assigned[id(p)] = parameter_group_name(layer, branch)
+                assigned[id(p)] = layer.lr_group(branch)
     adapter_config = getattr(model, "adapter_config", None)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     modules_to_save = adapter_config.modules_to_save if adapter_config is not None else None
@@ -118,7 +111,9 @@ def enable_gradient_checkpointing(model: nn.Module, reentrant: bool) -> None:
         model.enable_input_require_grads()
 
 
-def lr_lambda(total_steps: int, config: TrainConfig):
+def warmup_then_decay(total_steps: int, config: TrainConfig) -> Callable[[int], float]:
+    """The LR multiplier per optimizer step (for ``LambdaLR``): a linear warm-up over
+    ``warmup_ratio × total_steps`` steps, then ``config.scheduler`` (constant, linear or cosine to 0)."""
     warmup = int(config.warmup_ratio * total_steps)
 
     def factor(step: int) -> float:
@@ -206,12 +201,12 @@ def train(
     batches_per_epoch = len(micro_batches(list(range(len(train_examples))), config.batch_size, rank, world))
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, config))
-    norms = BranchNorms(unwrapped)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay(total_steps, config))
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model, reentrant=config.gradient_checkpointing_reentrant)
     model, optimizer = accelerator.prepare(model, optimizer)
-    device = accelerator.device
+    step = OptimizerStep(model, unwrapped, accelerator, optimizer, scheduler, BranchNorms(unwrapped),
+                         train_examples, pad_token_id, config.max_grad_norm)
 
     position = {"step": 0, "epoch": 0, "batch": 0}
     history: dict[str, list[dict[str, Any]]] = {"steps": [], "epochs": []}
@@ -220,8 +215,6 @@ def train(
         position, history = load_checkpoint(found, unwrapped, optimizer, scheduler)
     if out and accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-    meter = FootprintMeter(device)
-    meter.__enter__()  # closed after the loop; its window covers every step of this process
 
     def checkpoint() -> None:
         if checkpoint_dir is not None and accelerator.is_main_process:
@@ -235,78 +228,49 @@ def train(
         tqdm.write("hyft: train.early_stopping_patience is set but there are no validation rows "
                    "(data.val_examples = 0): training runs to the end")
     run_start = time.perf_counter()
-    stopped = False
-    early_stopped = False
-    while position["step"] < total_steps and not stopped and not early_stopped:
-        order = epoch_order(len(train_examples), config.seed, position["epoch"])
-        epoch_batches = micro_batches(order, config.batch_size, rank, world)
-        while position["batch"] < len(epoch_batches) and position["step"] < total_steps:
-            group = epoch_batches[position["batch"] : position["batch"] + config.grad_accum]
-            with meter.step():
-                step_loss, branch_norms, grad_norm = _optimizer_step(
-                    model, unwrapped, group, train_examples, pad_token_id, device, accelerator, norms, optimizer,
-                    scheduler, config.max_grad_norm,
-                )
-            position["step"] += 1
-            position["batch"] += len(group)
-            row = {
-                "step": position["step"],
-                "epoch": position["epoch"],
-                "loss": float(accelerator.reduce(step_loss, "mean")),
-                "lr": scheduler.get_last_lr()[0],
-                "grad_norm": float(grad_norm),
-                "step_time_s": meter.step_times_s[-1],
-                "branch_grad_norms": branch_norms,
-            }
-            if hasattr(unwrapped, "mixing_weights") and (lam := unwrapped.mixing_weights()):
-                row["lambda"] = lam
-            history["steps"].append(row)
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-            if out and accelerator.is_main_process and position["step"] % config.log_every == 0:
-                _log_progress(out, row, total_steps, time.perf_counter() - run_start, bar)
-            due = config.checkpoint_every and position["step"] % config.checkpoint_every == 0
-            if stop_after_steps is not None and position["step"] >= stop_after_steps:
-                checkpoint()
-                stopped = True
+    interrupted = early_stopped = False
+    with FootprintMeter(accelerator.device) as meter:  # its window covers every step of this process
+        while position["step"] < total_steps and not interrupted and not early_stopped:
+            order = epoch_order(len(train_examples), config.seed, position["epoch"])
+            epoch_batches = micro_batches(order, config.batch_size, rank, world)
+            while position["batch"] < len(epoch_batches) and position["step"] < total_steps:
+                group = epoch_batches[position["batch"] : position["batch"] + config.grad_accum]
+                with meter.step():
+                    row = step(group)
+                position["step"] += 1
+                position["batch"] += len(group)
+                row = {"step": position["step"], "epoch": position["epoch"], **row,
+                       "step_time_s": meter.step_times_s[-1]}
+                history["steps"].append(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if out and accelerator.is_main_process and position["step"] % config.log_every == 0:
+                    _log_progress(out, row, total_steps, time.perf_counter() - run_start, bar)
+                if stop_after_steps is not None and position["step"] >= stop_after_steps:
+                    interrupted = True
+                    break
+                if config.checkpoint_every and position["step"] % config.checkpoint_every == 0:
+                    checkpoint()
+            if interrupted:
                 break
-            if due:
-                checkpoint()
-        if stopped:
-            break
-        if position["batch"] >= len(epoch_batches):
-            epoch_rows = [r for r in history["steps"] if r["epoch"] == position["epoch"]]
-            summary = {
-                "epoch": position["epoch"],
-                "train_loss": statistics.fmean(r["loss"] for r in epoch_rows) if epoch_rows else None,
-                "grad_norm": statistics.fmean(r["grad_norm"] for r in epoch_rows) if epoch_rows else None,
-                "epoch_time_s": sum(r["step_time_s"] for r in epoch_rows),
-                "peak_memory_bytes": meter.current_peak_bytes(),
-            }
-            if eval_examples:
-                summary["val_loss"] = evaluate_loss(model, eval_examples, config.batch_size, pad_token_id, device)
-            if uniform_loss is not None and summary["train_loss"] is not None:
-                summary["collapsed"] = is_collapsed(summary["train_loss"], uniform_loss, config.collapse_tolerance)
-                if summary["collapsed"] and accelerator.is_main_process:
-                    tqdm.write(f"hyft: epoch {position['epoch']}: mean train loss {summary['train_loss']:.4f} is at the "
-                               f"uniform-prediction loss {uniform_loss:.4f}: nothing learned yet (if it stays there to "
-                               "the last epoch, check the learning rates: train.lr, lr_lora_ga, lr_full)")
-            history["epochs"].append(summary)
-            position["epoch"] += 1
-            position["batch"] = 0
-            early_stopped = no_improvement(history["epochs"], config.early_stopping_patience)
-            if early_stopped:
-                summary["early_stopped"] = True
-                if accelerator.is_main_process:
-                    tqdm.write(f"hyft: stopped early after epoch {summary['epoch']}: validation loss has not improved "
-                               f"for {config.early_stopping_patience} epoch(s)")
+            if position["batch"] >= len(epoch_batches):
+                summary = summarise_epoch(position["epoch"], history["steps"], meter, uniform_loss, config,
+                                          announce=accelerator.is_main_process)
+                if eval_examples:
+                    summary["val_loss"] = evaluate_loss(model, eval_examples, config.batch_size, pad_token_id,
+                                                        accelerator.device)
+                history["epochs"].append(summary)
+                position["epoch"] += 1
+                position["batch"] = 0
+                early_stopped = no_improvement(history["epochs"], config.early_stopping_patience)
+                if early_stopped:
+                    summary["early_stopped"] = True
+                    if accelerator.is_main_process:
+                        tqdm.write(f"hyft: stopped early after epoch {summary['epoch']}: validation loss has not "
+                                   f"improved for {config.early_stopping_patience} epoch(s)")
     bar.close()
-    meter.__exit__(None, None, None)
-    if not stopped:
-        checkpoint()
+    checkpoint()  # the last step's state, also when interrupted (stop_after_steps): the rerun resumes there
     if out and accelerator.is_main_process:
-        from hyft.io import atomic_write_text
-
         atomic_write_text(out / "history.json", json.dumps(history, indent=1))
     measured = meter.step_times_s[1:] or meter.step_times_s  # the first step pays one-off costs
     trainable = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
@@ -317,36 +281,79 @@ def train(
         trainable_parameters=trainable,
         total_parameters=sum(p.numel() for p in unwrapped.parameters()),
         steps=position["step"],
-        extra={"stopped_early": stopped, "early_stopped": early_stopped},
+        extra={"stopped_early": interrupted, "early_stopped": early_stopped},
     )
 
 
-def _optimizer_step(model, unwrapped, group, examples, pad_token_id, device, accelerator, norms, optimizer,
-                    scheduler, max_grad_norm):
-    """Backward over the micro-batches of one step, λ update, clip, AdamW step; returns (loss, norms, grad norm)."""
-    step_loss = torch.zeros((), device=device)
-    for index, ids in enumerate(group):
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in ids], pad_token_id).items()}
-        # Gradients are all-reduced only on the last micro-batch of the step.
-        context = accelerator.no_sync(model) if index < len(group) - 1 else contextlib.nullcontext()
-        with context:
-            loss = model(**batch).loss / len(group)
-            accelerator.backward(loss)
-        step_loss += loss.detach()
-    branch_norms = norms.compute()  # before clipping: the hybrid's λ reads the raw branch norms
-    if hasattr(unwrapped, "after_backward"):
-        # The global norms just computed (one all-reduce per step under torch.distributed) set λ.
-        if "branch_norms" in inspect.signature(unwrapped.after_backward).parameters:
-            unwrapped.after_backward(branch_norms=branch_norms)
+@dataclass
+class OptimizerStep:
+    """One optimizer step, called with the micro-batches (lists of example indices) it accumulates over:
+    forward/backward over each → per-branch gradient norms (before clipping: the hybrid's λ reads the raw
+    norms) → ``after_backward`` (λ) → clip → AdamW step → schedule step. Returns the step's log row."""
+
+    model: nn.Module  # as accelerate prepared it (DDP/FSDP wrapper)
+    unwrapped: nn.Module  # the hyft model: λ, mixing weights
+    accelerator: Accelerator
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    norms: BranchNorms
+    examples: Sequence[dict]
+    pad_token_id: int
+    max_grad_norm: float | None
+
+    def __call__(self, group: Sequence[Sequence[int]]) -> dict[str, Any]:
+        device = self.accelerator.device
+        step_loss = torch.zeros((), device=device)
+        for index, ids in enumerate(group):
+            batch = {k: v.to(device) for k, v in collate([self.examples[i] for i in ids], self.pad_token_id).items()}
+            # Gradients are all-reduced only on the last micro-batch of the step.
+            last = index == len(group) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                loss = self.model(**batch).loss / len(group)
+                self.accelerator.backward(loss)
+            step_loss += loss.detach()
+        branch_norms = self.norms.compute()  # global norms: one all-reduce per step under torch.distributed
+        self._after_backward(branch_norms)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = self.accelerator.clip_grad_norm_(trainable, self.max_grad_norm or float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        row = {"loss": float(self.accelerator.reduce(step_loss, "mean")), "lr": self.scheduler.get_last_lr()[0],
+               "grad_norm": float(grad_norm), "branch_grad_norms": branch_norms}
+        if hasattr(self.unwrapped, "mixing_weights") and (lam := self.unwrapped.mixing_weights()):
+            row["lambda"] = lam
+        return row
+
+    def _after_backward(self, branch_norms: dict[str, dict[str, float]]) -> None:
+        after_backward = getattr(self.unwrapped, "after_backward", None)
+        if after_backward is None:
+            return
+        if "branch_norms" in inspect.signature(after_backward).parameters:
+            after_backward(branch_norms=branch_norms)  # λ from the norms just computed, not a second pass
         else:
-            unwrapped.after_backward()
-    grad_norm = accelerator.clip_grad_norm_(
-        [p for p in model.parameters() if p.requires_grad], max_grad_norm or float("inf")
-    )
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return step_loss, branch_norms, grad_norm
+            after_backward()
+
+
+def summarise_epoch(epoch: int, steps: Sequence[dict[str, Any]], meter: FootprintMeter, uniform_loss: float | None,
+                    config: TrainConfig, announce: bool) -> dict[str, Any]:
+    """An epoch's history row: mean train loss and grad norm, time, peak memory so far and, with
+    ``uniform_loss`` (ln C), whether the epoch collapsed to uniform predictions (said on stderr too)."""
+    rows = [r for r in steps if r["epoch"] == epoch]
+    summary: dict[str, Any] = {
+        "epoch": epoch,
+        "train_loss": statistics.fmean(r["loss"] for r in rows) if rows else None,
+        "grad_norm": statistics.fmean(r["grad_norm"] for r in rows) if rows else None,
+        "epoch_time_s": sum(r["step_time_s"] for r in rows),
+        "peak_memory_bytes": meter.current_peak_bytes(),
+    }
+    if uniform_loss is not None and summary["train_loss"] is not None:
+        summary["collapsed"] = is_collapsed(summary["train_loss"], uniform_loss, config.collapse_tolerance)
+        if summary["collapsed"] and announce:
+            tqdm.write(f"hyft: epoch {epoch}: mean train loss {summary['train_loss']:.4f} is at the uniform-prediction "
+                       f"loss {uniform_loss:.4f}: nothing learned yet (if it stays there to the last epoch, check "
+                       "the learning rates: train.lr, lr_lora_ga, lr_full)")
+    return summary
 
 
 def _log_progress(out: Path, row: dict[str, Any], total: int, elapsed: float, bar: tqdm) -> None:
