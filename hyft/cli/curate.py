@@ -25,6 +25,8 @@ EPILOG = """Examples:
 
   hyft curate configs/curate-example.yaml --decontaminate test.en.jsonl,test.zh.jsonl
 
+  hyft curate configs/curate-example.yaml --decontaminate xnli:test
+
   hyft curate configs/curate-example.yaml --set curation.quality.ppl_quantile=0.9 --workers 2 \\
       --executor datatrove_local
 """
@@ -37,7 +39,7 @@ def _split(value: str | None) -> list[str] | None:
 def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[str]) -> CurateJob:
     """Merge a config file (optional), flag values and --set overrides into a validated CurateJob."""
     from hyft.config.loading import apply_overrides, read_config_file, validate_config
-    from hyft.governance.config import CurateJob
+    from hyft.governance.config import CurateJob, is_task_split
 
     if config_path is not None:
         data, line_map = read_config_file(config_path)
@@ -50,11 +52,15 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in ("input", "output_dir"):
+        if key in ("input", "output_dir", "data_dir"):
             data[key] = value
             path: tuple[str, ...] = (key,)
-        elif key == "decontaminate" and isinstance(curation.get(key), dict):
-            curation[key] = {**curation[key], "files": value}  # keep the file's n-gram settings
+        elif key == "decontaminate":
+            files = [name for name in value if not is_task_split(name)]
+            tasks = [name for name in value if is_task_split(name)]
+            # Keep the file's n-gram settings (and its rows); the flag's files and task splits replace its own.
+            base = curation.get(key) if isinstance(curation.get(key), dict) else {}
+            curation[key] = {**base, "files": files, "tasks": tasks}
             path = ("curation", key)
         else:
             curation[key] = value
@@ -72,13 +78,18 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
 
 def _curate(job: CurateJob) -> Any:
     """Run curation; a bad input format or an unusable output folder is a user error (exit 2)."""
+    from hyft.experiments.decontamination import resolve_eval_tasks
     from hyft.governance import curate
     from hyft.governance.validate import PoolFormatError
     from hyft.io import OutputError
+    from hyft.tasks.loading import DataSource
 
     out = Path(job.output_dir)
+    settings = job.curation
+    if settings.decontaminate.tasks:  # task:split names are loaded here: governance cannot import tasks
+        settings = resolve_eval_tasks(settings, DataSource.default(job.data_dir))
     try:
-        return curate(job.input, job.curation, out)
+        return curate(job.input, settings, out)
     except PoolFormatError as exc:
         raise UserError(str(exc)) from None
     except OutputError as exc:
@@ -106,8 +117,12 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(None, help="Tasks for the datatrove executor."),
         decontaminate: str | None = typer.Option(
             None, "--decontaminate",
-            help="Comma-separated JSONL evaluation files (same text fields): records copying a row, exactly or "
-            "by a shared 13-word span (50 characters for Chinese/Japanese/Thai), are dropped as eval_contamination.",
+            help="Comma-separated JSONL evaluation files (same text fields) and/or task splits such as xnli:test "
+            "(every language of the task, or of --languages): records copying a row, exactly or by a shared "
+            "13-word span (50 characters for Chinese/Japanese/Thai), are dropped as eval_contamination.",
+        ),
+        data_dir: str | None = typer.Option(
+            None, "--data-dir", help="Where task splits named in --decontaminate are read (default: ../shared/data)."
         ),
         set_: list[str] = typer.Option([], "--set", help="Override any setting: key.sub=value (repeatable)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -118,7 +133,7 @@ def register(app: typer.Typer) -> None:
                 "input": input, "output_dir": out, "text_fields": _split(text_fields), "lang_field": lang_field,
                 "default_language": default_language, "label_field": label_field, "id_field": id_field, "languages": _split(languages),
                 "executor": executor, "workers": workers, "progress": False if quiet else None,
-                "decontaminate": _split(decontaminate),
+                "decontaminate": _split(decontaminate), "data_dir": data_dir,
             }
             job = build_job(config, overrides, set_)
             result = _curate(job)

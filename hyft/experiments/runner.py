@@ -56,6 +56,10 @@ def curate_stage(config: RunConfig, run_dir: Path) -> tuple[dict[str, list[dict]
     out = run_dir / "curation"
     (out / "settings.sha256").unlink(missing_ok=True)  # the marker of hyft versions before _COMPLETE
     settings = config.curation.settings
+    if settings.decontaminate.tasks:  # `task:split` names: the governance layer cannot load tasks itself
+        from hyft.experiments.decontamination import resolve_eval_tasks
+
+        settings = resolve_eval_tasks(settings, config.data_source())
     if config.curation.decontaminate_against_eval:
         settings = with_eval_rows(settings, eval_rows(config))
     result = curate(resolve_pool(config.curation.pool), settings, out)

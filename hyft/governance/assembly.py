@@ -2,7 +2,10 @@
 
 Output folder layout:
     ledger.jsonl                  one row per input line (ledger.py)
-    c0.jsonl c1.jsonl c2.jsonl    kept records per view: the input object + "_provenance"
+    c0.jsonl c1.jsonl c2.jsonl    records per view + "_provenance": c0 = every input line that is a valid
+                                  record, as read (C0 also counts the invalid lines, kept in the ledger and
+                                  removed/1_validate.jsonl); c1/c2 = curated (mojibake repaired, romanised
+                                  records kept as their own group carry the <lang>-Latn tag)
     <lang>/removed/<n>_<stage>.jsonl   dropped records per stage, with reason and detail
     <lang>/stats.json             counts rebuilt from the ledger
     report.json report.md report.png
@@ -33,7 +36,8 @@ STAGE_NUMBER = {stage.value: n for n, stage in enumerate(Stage, start=1)}
 @dataclass
 class CurationResult:
     """What `curate` returns. ``c0``/``c1``/``c2`` are the kept records (input dicts plus a
-    ``_provenance`` dict: id, source, line, lang), in record-key order (input order by default)."""
+    ``_provenance`` dict: id, source, line, lang), in record-key order (input order by default); c0 holds
+    the valid records as read, c1/c2 the curated ones (assembly module docstring)."""
 
     c0: list[dict[str, Any]]
     c1: list[dict[str, Any]]
@@ -49,9 +53,12 @@ class CurationResult:
         return {"c0": self.c0, "c1": self.c1, "c2": self.c2}
 
 
-def _with_provenance(entry: dict[str, Any]) -> dict[str, Any]:
+def _with_provenance(entry: dict[str, Any], view: str) -> dict[str, Any]:
+    """The record as a view holds it: C0 byte-faithful, C1/C2 with the curated fields (mojibake repaired,
+    the language-script tag of a kept romanised record)."""
     provenance = {"id": entry["id"], "source": entry["source"], "line": entry["line"], "lang": entry["lang"]}
-    return {**entry["record"], "_provenance": provenance}
+    curated = entry.get("curated") if view != "c0" else None
+    return {**entry["record"], **(curated or {}), "_provenance": provenance}
 
 
 OUTPUT_PATTERNS = ("ledger.jsonl", "c0.jsonl", "c1.jsonl", "c2.jsonl", "report.json", "report.md", "report.png",
@@ -121,9 +128,9 @@ def assemble(
     for entry, row in zip(entries, rows, strict=True):
         if entry.get("record") is not None:
             records[entry["line"]] = entry["record"]
-        if row["view"] is not None:
+        if row["view"] is not None and row["stage"] != Stage.VALIDATE.value:  # an invalid line is no record
             for view in VIEWS[: VIEWS.index(row["view"]) + 1]:
-                views[view].append(_with_provenance(entry))
+                views[view].append(_with_provenance(entry, view))
         if not row["kept"]:
             reject = {k: row[k] for k in ("id", "source", "line", "reason", "detail", "dup_of")}
             reject["record"] = entry.get("record")

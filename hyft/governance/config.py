@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hyft.config import LanguageCode
-from hyft.governance.languages import normalize_language
+from hyft.governance.languages import base_language, normalize_language
 
 
 def _lid176(code: str) -> str:
@@ -36,8 +37,54 @@ class LidSettings(BaseModel):
         "Hindi, 0.65 drops more short Bulgarian/Swahili hypotheses).",
     )
     threshold_per_language: dict[LanguageCode, float] = Field(
-        default_factory=dict, description="Per-language overrides of `threshold`, e.g. {sw: 0.3}."
+        default_factory=dict, description="Per-language overrides of `threshold`, e.g. {sw: 0.3}; an override "
+        "also wins over `threshold_rule: adaptive` for its language.",
     )
+    threshold_rule: Literal["fixed", "adaptive"] = Field(
+        "fixed",
+        description="fixed: tau = `threshold` for every language. adaptive (FineWeb-2): per language (and "
+        "language-script group), tau = clip(median - sd, adaptive_min, adaptive_max) of its records' LID "
+        "confidence (support of the declared language, the lower of its fields'); both detectors then run "
+        "on every text. `threshold: adaptive` is accepted as a shorthand.",
+    )
+    adaptive_min: float = Field(0.3, ge=0.0, le=1.0, description="adaptive: lower clip of tau (FineWeb-2: 0.3).")
+    adaptive_max: float = Field(0.9, ge=0.0, le=1.0, description="adaptive: upper clip of tau (FineWeb-2: 0.9).")
+    adaptive_min_records: int = Field(
+        50, ge=1,
+        description="adaptive: a language with fewer scored records keeps the fixed `threshold` (a median and "
+        "sd of a handful of scores say little); the report says which rule set each tau.",
+    )
+    romanised_policy: Literal["keep", "drop", "relabel"] = Field(
+        "keep",
+        description="Records declared in a non-Latin-script language whose text is Latin (romanised Hindi, "
+        "Urdu, Arabic, pinyin) are tagged <lang>-Latn (BCP-47 script subtag). keep: their own group "
+        "(e.g. hi-Latn: own report row, dedup and quality; views carry the tag as language). drop: dropped "
+        "as `romanised`. relabel: kept under the declared language (flag `romanised`). Latin text that both "
+        "detectors call the same other language is `lid_wrong_language` whatever the policy.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adaptive_shorthand(cls, value: object) -> object:
+        if isinstance(value, dict) and value.get("threshold") == "adaptive":
+            if value.get("threshold_rule", "adaptive") != "adaptive":
+                raise ValueError("threshold: adaptive contradicts threshold_rule: fixed; give one of them")
+            value = {k: v for k, v in value.items() if k != "threshold"} | {"threshold_rule": "adaptive"}
+        return value
+
+    @model_validator(mode="after")
+    def _clip_order(self) -> LidSettings:
+        if self.adaptive_min > self.adaptive_max:
+            raise ValueError(f"adaptive_min ({self.adaptive_min}) must not exceed adaptive_max ({self.adaptive_max})")
+        return self
+
+    def fixed_threshold(self, lang: str) -> float:
+        """tau for ``lang`` (a lid.176 code or a group such as hi-Latn) under the fixed rule or an override."""
+        return self.threshold_per_language.get(base_language(lang), self.threshold)
+
+    def is_adaptive(self, lang: str) -> bool:
+        """Whether ``lang``'s tau comes from its own confidence distribution (no per-language override)."""
+        return self.threshold_rule == "adaptive" and base_language(lang) not in self.threshold_per_language
     script_share: float = Field(
         0.5, ge=0.0, le=1.0,
         description="The declared language's script must hold at least this share of letter units.",
@@ -152,6 +199,18 @@ class QualitySettings(BaseModel):
     )
 
 
+_TASK_SPLIT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*:[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def is_task_split(name: str) -> bool:
+    """Whether a decontaminate entry names a task split (``xnli:test``) rather than a JSONL file.
+
+    A name with a path separator, or that exists as a file, is a file (so ``dir/test.jsonl`` and a local
+    ``a:b`` file still work).
+    """
+    return bool(_TASK_SPLIT.fullmatch(name)) and not Path(name).exists()
+
+
 class EvalRow(BaseModel):
     """One evaluation row to decontaminate against: its id and its texts (in text-field order)."""
 
@@ -173,6 +232,15 @@ class DecontaminationSettings(BaseModel):
     rows: list[EvalRow] = Field(
         default_factory=list, description="Evaluation rows given directly (hyft run passes its tasks' eval rows).",
     )
+    tasks: list[str] = Field(
+        default_factory=list,
+        description="Evaluation splits by task name, `task:split` (e.g. xnli:test), in every language the task "
+        "has. The governance layer cannot load tasks: `hyft curate` and `hyft run` turn these into `rows` "
+        "before curating (curate() refuses unresolved names).",
+    )
+    resolved_tasks: list[str] = Field(
+        default_factory=list, description="The `tasks` whose rows are already in `rows` (set by the resolver).",
+    )
     ngram: int = Field(13, ge=1, description="Shared word n-gram that marks a copy (GPT-3, lm-eval: 13).")
     ngram_dense: int = Field(
         50, ge=1, description="Shared character n-gram for Han/Kana/Thai fields (no spaces between words).",
@@ -182,12 +250,23 @@ class DecontaminationSettings(BaseModel):
     @classmethod
     def _list_is_files(cls, value: object) -> object:
         if isinstance(value, str):
-            return {"files": [part.strip() for part in value.split(",") if part.strip()]}
-        return {"files": value} if isinstance(value, list) else value
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            names = [str(item) for item in value]
+            return {"files": [n for n in names if not is_task_split(n)], "tasks": [n for n in names if is_task_split(n)]}
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_split_form(cls, tasks: list[str]) -> list[str]:
+        bad = [name for name in tasks if not is_task_split(name)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: expected task:split, e.g. xnli:test")
+        return tasks
 
     @property
     def active(self) -> bool:
-        return bool(self.files or self.rows)
+        return bool(self.files or self.rows or self.tasks)
 
 
 class CurationConfig(BaseModel):
@@ -263,4 +342,8 @@ class CurateJob(BaseModel):
 
     input: Path = Field(..., description="The pool: JSONL, one record per line.")
     output_dir: Path = Field(..., description="Where ledger, C0/C1/C2 views and the report are written.")
+    data_dir: Path | None = Field(
+        None, description="Where `curation.decontaminate` task splits (xnli:test) are read from; default "
+        "$HYFT_DATA_DIR, else ../shared/data.",
+    )
     curation: CurationConfig = Field(..., description="The curation settings.")

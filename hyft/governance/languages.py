@@ -113,3 +113,13 @@ def normalize_language(code: object) -> str | None:
 def support_labels(lang: str) -> frozenset[str]:
     """Detector labels whose probabilities are summed as support for ``lang``."""
     return SUPPORT_ALIASES.get(lang, frozenset({lang}))
+
+
+def base_language(tag: str) -> str:
+    """The lid.176 code of a language or language-script group: ``hi-Latn`` -> ``hi``, ``hi`` -> ``hi``."""
+    return tag.split("-", 1)[0]
+
+
+def script_tag(lang: str, script: str = "Latn") -> str:
+    """The BCP-47 tag of ``lang`` written in ``script`` (ISO 15924 code): ``hi`` -> ``hi-Latn``."""
+    return f"{base_language(lang)}-{script}"

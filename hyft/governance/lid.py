@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from hyft.governance.config import LidSettings
-from hyft.governance.languages import support_labels
+from hyft.governance.languages import base_language, support_labels
 from hyft.governance.reasons import Flag, Reason
 from hyft.governance.scripts import check_script
 from hyft.governance.text import lid_text
@@ -152,6 +152,11 @@ def identify_fields(texts: Sequence[tuple[str, str]], settings: LidSettings, det
 
     Running the script gate over every text, then fastText over every line, keeps each phase's tables in
     cache: ~25 % less CPU per short text than one text at a time, with the same outcomes.
+
+    Romanised texts (``check_script`` verdict "romanised") pass with flag ``romanised`` unless both
+    detectors name the same other language (``_romanised_outcome``). Under ``threshold_rule: adaptive``
+    the support test is deferred: both detectors run, the evidence says ``pending`` and
+    :func:`adaptive_decisions` decides once the language's whole distribution is known.
     """
     outcomes: list[FieldLid | None] = [None] * len(texts)
     pending: list[tuple[int, list[Flag], dict[str, Any]]] = []
@@ -164,16 +169,71 @@ def identify_fields(texts: Sequence[tuple[str, str]], settings: LidSettings, det
             outcomes[index] = FieldLid(Reason.LID_SCRIPT_MISMATCH, [], evidence)
         else:
             flags = [Flag.LID_SCRIPT_UNCHECKED] if verdict == "unchecked" else []
+            if verdict == "romanised":
+                evidence["romanised"] = True
             if units < settings.min_units:
                 flags.append(Flag.LID_TOO_SHORT_KEPT)
+                if verdict == "romanised":
+                    flags.append(Flag.ROMANISED)
                 outcomes[index] = FieldLid(None, flags, evidence)
             else:
                 pending.append((index, flags, evidence))
     lines = [lid_text(texts[index][0]) for index, _, _ in pending]
     ft_tops = [detectors.fasttext_top(line) for line in lines]
     for (index, flags, evidence), line, ft_top in zip(pending, lines, ft_tops, strict=True):
-        outcomes[index] = _detector_outcome(texts[index][1], line, ft_top, flags, evidence, settings, detectors)
+        lang = texts[index][1]
+        if evidence.get("romanised"):
+            outcomes[index] = _romanised_outcome(lang, line, ft_top, flags, evidence, settings, detectors)
+        elif settings.is_adaptive(lang):
+            outcomes[index] = _deferred_outcome(lang, line, ft_top, flags, evidence, settings, detectors)
+        else:
+            outcomes[index] = _detector_outcome(lang, line, ft_top, flags, evidence, settings, detectors)
     return outcomes  # type: ignore[return-value]  # every slot is filled above
+
+
+def _romanised_outcome(
+    lang: str, line: str, ft_top: list[tuple[str, float]], flags: list[Flag], evidence: dict[str, Any],
+    settings: LidSettings, detectors: Detectors,
+) -> FieldLid:
+    """Latin text declared in a non-Latin-script language: romanised, unless it is another language.
+
+    The detectors know no romanised Hindi or Urdu: on XNLI dev hi/ur they give such text scattered labels,
+    a quarter of them at p >= 0.5 (fr 0.94, ha 0.97, om 0.74), so one confident detector proves nothing.
+    Both naming the same other language at p >= ``wrong_language_probability`` does: it caught 18 of the
+    470 Latin fields of XNLI dev hi/ur (17 plain English sentences, one romanised Urdu sentence full of
+    English names) and 96-100 % of en/fr/de/es/vi/tr XNLI rows declared hi (Swahili only ~25 %: the
+    detectors disagree on short Swahili).
+    """
+    py_top = detectors.py3langid_top(line)
+    evidence["fasttext"] = ft_top[:3]
+    evidence["py3langid"] = py_top[:3]
+    labels = support_labels(lang)
+    if ft_top and py_top and ft_top[0][0] == py_top[0][0] and ft_top[0][0] not in labels:
+        if min(ft_top[0][1], py_top[0][1]) >= settings.wrong_language_probability:
+            evidence["detected"] = ft_top[0][0]
+            return FieldLid(Reason.LID_WRONG_LANGUAGE, flags, evidence)
+    flags.append(Flag.ROMANISED)
+    return FieldLid(None, flags, evidence)
+
+
+def _deferred_outcome(
+    lang: str, line: str, ft_top: list[tuple[str, float]], flags: list[Flag], evidence: dict[str, Any],
+    settings: LidSettings, detectors: Detectors,
+) -> FieldLid:
+    """Adaptive tau: record both detectors' support now, decide later (``adaptive_decisions``)."""
+    labels = support_labels(lang)
+    py_top = detectors.py3langid_top(line)
+    evidence["fasttext"] = ft_top[:3]
+    evidence["fasttext_support"] = _support(ft_top, labels)
+    evidence["py3langid"] = py_top[:3]
+    evidence["py3langid_support"] = _support(py_top, labels)
+    evidence["support"] = max(evidence["fasttext_support"], evidence["py3langid_support"])
+    evidence["pending"] = True
+    # What a failing field would be called, from the full top 5 (the evidence keeps only 3).
+    evidence["best_other"] = next(
+        (other[0] for top in (ft_top, py_top)
+         if (other := _best_other(top, labels)) and other[1] >= settings.wrong_language_probability), None)
+    return FieldLid(None, flags, evidence)
 
 
 def _detector_outcome(
@@ -181,7 +241,7 @@ def _detector_outcome(
     settings: LidSettings, detectors: Detectors,
 ) -> FieldLid:
     """Keep when fastText (else py3langid, run only then) gives ``lang`` support >= tau."""
-    threshold = settings.threshold_per_language.get(lang, settings.threshold)
+    threshold = settings.fixed_threshold(lang)
     labels = support_labels(lang)
     ft_support = _support(ft_top, labels)
     evidence["fasttext"] = ft_top[:3]
@@ -204,6 +264,74 @@ def _detector_outcome(
             evidence["detected"] = other[0]
             return FieldLid(Reason.LID_WRONG_LANGUAGE, flags, evidence)
     return FieldLid(Reason.LID_LOW_CONFIDENCE, flags, evidence)
+
+
+def adaptive_threshold(confidences: Sequence[float], low: float = 0.3, high: float = 0.9) -> dict[str, float]:
+    """FineWeb-2's per-language tau: clip(median - sd, low, high) of the confidences (sd: population, ddof 0).
+
+    Returns {"tau", "median", "sd"}, each rounded to 4 decimals (tau from the unrounded values).
+    """
+    values = np.asarray(confidences, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("adaptive_threshold needs at least one confidence")
+    median, sd = float(np.median(values)), float(values.std())
+    tau = min(max(median - sd, low), high)
+    return {"tau": round(tau, 4), "median": round(median, 4), "sd": round(sd, 4)}
+
+
+class LidDecision(NamedTuple):
+    """A deferred record's LID outcome: reason (None: kept), flags to add, its new LID evidence."""
+
+    reason: Reason | None
+    flags: list[str]
+    evidence: dict[str, Any]
+
+
+def adaptive_decisions(
+    lang: str, lid_evidence: Sequence[dict[str, Any]], names: list[str], settings: LidSettings
+) -> tuple[dict[str, Any], list[LidDecision | None]]:
+    """tau for one language (or language-script group) and the outcome of every deferred record.
+
+    ``lid_evidence[r]`` is record r's LID evidence keyed by field name. A record's confidence is the
+    lowest support among its deferred fields (every field must pass). Returns (how tau was set, one
+    LidDecision per record with a deferred field, else None); the evidence is copied, never changed.
+    """
+    confidences = [min(ev["support"] for ev in fields.values() if ev.get("pending"))
+                   for fields in lid_evidence if any(ev.get("pending") for ev in fields.values())]
+    if not settings.is_adaptive(lang):
+        rule = "per-language override" if base_language(lang) in settings.threshold_per_language else "fixed"
+        applied: dict[str, Any] = {"tau": settings.fixed_threshold(lang), "rule": rule}
+    elif len(confidences) < settings.adaptive_min_records:
+        applied = {"tau": settings.fixed_threshold(lang), "records": len(confidences),
+                   "rule": f"fixed: adaptive needs >= {settings.adaptive_min_records} scored records"}
+    else:
+        applied = adaptive_threshold(confidences, settings.adaptive_min, settings.adaptive_max)
+        applied |= {"records": len(confidences), "rule": "adaptive: clip(median - sd, "
+                    f"{settings.adaptive_min}, {settings.adaptive_max})"}
+    tau = applied["tau"]
+    decisions: list[LidDecision | None] = []
+    for fields in lid_evidence:
+        if not any(ev.get("pending") for ev in fields.values()):
+            decisions.append(None)
+            continue
+        reason, flags, evidence = None, [], {}
+        for name in names:
+            if name not in fields:
+                continue
+            field_evidence = dict(fields[name])
+            if field_evidence.pop("pending", False):
+                other = field_evidence.pop("best_other", None)
+                if field_evidence["support"] >= tau:
+                    if field_evidence["fasttext_support"] < tau:
+                        flags.append(Flag.LID_RESCUED_BY_PY3LANGID.value)
+                elif reason is None:  # the first failing field names the reason, as in the fixed rule
+                    reason = Reason.LID_LOW_CONFIDENCE
+                    if other is not None:
+                        field_evidence["detected"] = other
+                        reason = Reason.LID_WRONG_LANGUAGE
+            evidence[name] = field_evidence
+        decisions.append(LidDecision(reason, sorted(set(flags)), evidence))
+    return applied, decisions
 
 
 def identify_records(

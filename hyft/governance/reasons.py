@@ -25,7 +25,7 @@ class Stage(StrEnum):
 class Reason(StrEnum):
     """Why a record was dropped. Closed: a reason outside this enum is a bug."""
 
-    # validate (C0): the record never enters the pool
+    # validate (C0 -> C1, first step): the line is in the raw input C0 but never becomes a record
     INVALID_ENCODING = "invalid_encoding"
     INVALID_JSON = "invalid_json"  # not JSON (incl. NaN/Infinity literals), or not an object
     INVALID_JSON_DEPTH = "invalid_json_depth"  # nested deeper than validate.MAX_JSON_DEPTH
@@ -42,6 +42,7 @@ class Reason(StrEnum):
     LID_SCRIPT_MISMATCH = "lid_script_mismatch"
     LID_WRONG_LANGUAGE = "lid_wrong_language"
     LID_LOW_CONFIDENCE = "lid_low_confidence"
+    ROMANISED = "romanised"  # Latin text in a non-Latin language, dropped by lid.romanised_policy=drop
     # dedup (C1, part 2)
     EXACT_DUPLICATE = "exact_duplicate"
     NORMALIZED_DUPLICATE = "normalized_duplicate"
@@ -68,6 +69,7 @@ STAGE_OF_REASON: dict[Reason, Stage] = {
     Reason.LID_SCRIPT_MISMATCH: Stage.LID,
     Reason.LID_WRONG_LANGUAGE: Stage.LID,
     Reason.LID_LOW_CONFIDENCE: Stage.LID,
+    Reason.ROMANISED: Stage.LID,
     Reason.EXACT_DUPLICATE: Stage.EXACT_DEDUP,
     Reason.NORMALIZED_DUPLICATE: Stage.EXACT_DEDUP,
     Reason.NEAR_DUPLICATE: Stage.NEAR_DEDUP,
@@ -77,9 +79,11 @@ STAGE_OF_REASON: dict[Reason, Stage] = {
     Reason.PPL_TOO_HIGH: Stage.PERPLEXITY,
 }
 
-# The curated view a record last belongs to, by the stage that dropped it (None: not even C0).
+# The curated view a record last belongs to, by the stage that dropped it. C0 is the raw input
+# (governance.md §2: validation is the first C0 -> C1 step), so a line that fails validation is still
+# counted in C0; it is not written to c0.jsonl, which holds only records that can be read (assembly.py).
 VIEW_OF_STAGE: dict[Stage, str | None] = {
-    Stage.VALIDATE: None,
+    Stage.VALIDATE: "c0",
     Stage.DECONTAMINATE: "c0",
     Stage.LID: "c0",
     Stage.EXACT_DEDUP: "c0",
@@ -101,6 +105,8 @@ class Flag(StrEnum):
     PPL_SKIPPED_SMALL_POOL = "ppl_skipped_small_pool"  # too few records for a quantile: not dropped
     PPL_VERY_LOW = "ppl_very_low"  # below the language's 1st percentile (often markup or lists)
     DUPLICATE_ID = "duplicate_id"  # the id field repeats an earlier record's id
+    ROMANISED = "romanised"  # Latin text in a non-Latin-script language (tagged <lang>-Latn in evidence)
+    MOJIBAKE_FIXED = "mojibake_fixed"  # ftfy repaired a text field: curated views hold the repair
 
 
 def stage_of(reason: str | None) -> Stage:
@@ -109,5 +115,5 @@ def stage_of(reason: str | None) -> Stage:
 
 
 def view_of(reason: str | None) -> str | None:
-    """The last curated view ("c0", "c1", "c2") that contains a record with this drop reason."""
+    """The last view ("c0", "c1", "c2") that counts a record with this drop reason (every input line is in C0)."""
     return VIEW_OF_STAGE[stage_of(reason)]

@@ -88,7 +88,8 @@ def build_report(
 
 def _markdown(report: dict[str, Any]) -> str:
     reasons_seen = [r.value for r in Reason if any(r.value in v["dropped"] for v in report["languages"].values())]
-    header = ["lang", "n_in", *[r for r in reasons_seen if stage_of(r) in (Stage.VALIDATE,)], "n_C0"]
+    # C0 is the raw input (every line), so validation drops stand between n_C0 and n_C1 (governance.md §6).
+    header = ["lang", "n_C0", *[r for r in reasons_seen if stage_of(r) in (Stage.VALIDATE,)]]
     header += [r for r in reasons_seen if stage_of(r) in (Stage.DECONTAMINATE, Stage.LID, Stage.EXACT_DEDUP, Stage.NEAR_DEDUP)] + ["n_C1"]
     header += [r for r in reasons_seen if stage_of(r) in (Stage.LENGTH, Stage.PERPLEXITY)] + ["n_C2", "C0→C2"]
     lines = ["# Curation report", ""]
@@ -101,8 +102,6 @@ def _markdown(report: dict[str, Any]) -> str:
         for column in header:
             if column == "lang":
                 cells.append(lang)
-            elif column == "n_in":
-                cells.append(str(summary["n_input"]))
             elif column in ("n_C0", "n_C1", "n_C2"):
                 cells.append(str(summary[column.lower()]))
             elif column == "C0→C2":

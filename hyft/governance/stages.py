@@ -1,8 +1,9 @@
 """The two plain functions every executor runs, in this order:
 
 1. ``annotate`` (map, any shard): validate + decontaminate + LID for each input item -> entries.
-2. ``decide_language`` (one language at a time): exact/near dedup, then length and perplexity, on
-   that language's LID survivors sorted by record key -> one decision per record.
+2. ``decide_language`` (one language or language-script group, e.g. hi-Latn, at a time): the deferred
+   LID decisions of an adaptive tau, exact/near dedup, then length and perplexity, on that group's LID
+   survivors sorted by record key -> one decision per record.
 
 ``assemble`` (assembly.py) then merges entries and decisions into the ledger, views and report. The
 in-process runner and the datatrove steps call exactly these functions, which is why their outputs
@@ -21,9 +22,10 @@ from tqdm import tqdm
 from hyft.governance.config import CurationConfig
 from hyft.governance.decontam import EvalIndex, read_eval_file
 from hyft.governance.dedup import dedup_language
-from hyft.governance.lid import LID_CHUNK, Detectors, identify_records
+from hyft.governance.languages import script_tag
+from hyft.governance.lid import LID_CHUNK, Detectors, LidDecision, adaptive_decisions, identify_records
 from hyft.governance.quality import PplScorer, quality_language
-from hyft.governance.reasons import Reason
+from hyft.governance.reasons import Flag, Reason
 from hyft.governance.validate import validate_item
 
 
@@ -86,14 +88,32 @@ def eval_index(config: CurationConfig) -> EvalIndex | None:
 
 
 def _identify(entries: list[dict[str, Any]], config: CurationConfig, detectors: Detectors) -> None:
-    """Fill LID reason, flags and evidence into valid entries, in place."""
+    """Fill LID reason, flags and evidence into valid entries, in place; apply the romanised policy."""
     records = [(entry["fields"], entry["lang"]) for entry in entries]
     outcomes = identify_records(records, config.text_fields, config.lid, detectors)
     for entry, (reason, flags, evidence) in zip(entries, outcomes, strict=True):
         entry["evidence"]["lid"] = evidence
-        entry["flags"] = flags
+        entry["flags"] = sorted({*entry["flags"], *flags})  # validate's flags (mojibake_fixed) stay
         if reason is not None:
             entry["reason"] = reason.value
+        elif Flag.ROMANISED.value in flags:
+            _romanised(entry, config)
+
+
+def _romanised(entry: dict[str, Any], config: CurationConfig) -> None:
+    """Tag a romanised record <lang>-Latn and apply ``lid.romanised_policy`` (config.py says what each does).
+
+    A record is romanised when one of its fields is (the others in the language's own script): a Devanagari
+    premise with a romanised hypothesis is not a plain `hi` example either.
+    """
+    tag = script_tag(entry["lang"])
+    entry["evidence"]["script_tag"] = tag
+    policy = config.lid.romanised_policy
+    if policy == "drop":
+        entry["reason"] = Reason.ROMANISED.value
+    elif policy == "keep":
+        entry["lang"] = tag  # its own group: dedup, quality and the report run per group
+        entry.setdefault("curated", {})[config.lang_field] = tag  # C1/C2 records carry the tag as language
 
 
 def lid_survivors_by_language(entries: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -121,10 +141,23 @@ def decide_language(
 def _decide_language(
     lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None
 ) -> dict[str, Any]:
+    decisions: dict[str, dict[str, Any]] = {}
+    # Deferred LID (adaptive tau) first: it needs the whole group's confidences, and drops before dedup.
+    tau, outcomes = adaptive_decisions(lang, [e["evidence"].get("lid", {}) for e in entries], config.text_fields, config.lid)
+    lid_updates: dict[int, LidDecision] = {}
+    survivors = []
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        if outcome is not None and outcome.reason is not None:
+            decisions[str(entry["line"])] = {"reason": outcome.reason.value, "dup_of": None,
+                                             "evidence": {"lid": outcome.evidence}, "flags": outcome.flags}
+            continue
+        if outcome is not None:
+            lid_updates[len(survivors)] = outcome
+        survivors.append(entry)
+    entries = survivors
     fields = [e["fields"] for e in entries]
     labels = [e["label"] for e in entries]
     dedup = dedup_language(fields, labels, config.dedup, config.seed)
-    decisions: dict[str, dict[str, Any]] = {}
     c1 = []
     for index, entry in enumerate(entries):
         reason = dedup.reasons[index]
@@ -132,6 +165,9 @@ def _decide_language(
             "reason": reason.value if reason else None, "dup_of": None,
             "evidence": dict(dedup.evidence[index]), "flags": sorted(dedup.flags[index]) if dedup.flags[index] else [],
         }
+        if index in lid_updates:
+            decision["evidence"]["lid"] = lid_updates[index].evidence
+            decision["flags"] = sorted({*decision["flags"], *lid_updates[index].flags})
         if reason is not None:
             decision["dup_of"] = entries[dedup.representative[index]]["id"]
             if "near_match" in decision["evidence"]:
@@ -147,6 +183,12 @@ def _decide_language(
         decision["evidence"].update(quality.evidence[position])
         if quality.flags[position]:
             decision["flags"] = sorted(set(decision["flags"]) | quality.flags[position])
-    threshold = config.lid.threshold_per_language.get(lang, config.lid.threshold)
-    stats = {"lid_threshold": threshold, "dedup": dedup.stats, "quality": quality.stats, "pool_c1": len(c1)}
+    # dup_of names the cluster's representative. Only the representative of a cluster reaches C2's
+    # filters, so when they drop it no member survives: say so on every member rather than re-admit one.
+    for index, entry in enumerate(entries):
+        if dedup.reasons[index] is not None:
+            representative = decisions[str(entries[dedup.representative[index]]["line"])]
+            if representative["reason"] is not None:
+                decisions[str(entry["line"])]["evidence"]["representative_dropped"] = representative["reason"]
+    stats = {"lid_threshold": tau, "dedup": dedup.stats, "quality": quality.stats, "pool_c1": len(c1)}
     return {"lang": lang, "decisions": decisions, "stats": stats}

@@ -8,7 +8,9 @@ C0 stays byte-faithful), ``fields`` (cleaned texts used for decisions) and ``lab
 Nothing is dropped silently and nothing crashes: undecodable bytes, broken JSON (including NaN and
 Infinity literals, which strict parsers reject), nesting deeper than MAX_JSON_DEPTH, numbers no
 strict parser holds (a 5000-digit integer, 1e999), non-object lines, missing or non-text fields,
-empty text and unknown language codes each get a reason, with the file and line number. A UTF-8 byte
+empty text and unknown language codes each get a reason, with the file and line number. Mojibake
+("cafÃ©") in a text field is repaired with ftfy for the decisions and the curated views C1/C2 (flag
+``mojibake_fixed``; the raw text stays in ``record``, C0 and the ledger evidence). A UTF-8 byte
 order mark on the first line is skipped (``utf-8-sig``). A whole file that is one JSON array is not
 JSONL: :func:`check_pool_format` refuses it with a conversion hint.
 """
@@ -21,9 +23,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import ftfy
+
 from hyft.governance.config import CurationConfig
 from hyft.governance.languages import normalize_language
-from hyft.governance.reasons import Reason
+from hyft.governance.reasons import Flag, Reason
 from hyft.governance.text import clean_text
 
 UNKNOWN_LANG = "und"
@@ -222,6 +226,8 @@ def validate_item(source: str, line: int, raw: Any, config: CurationConfig) -> d
     if config.languages is not None and lang not in config.languages:
         return _drop(entry, Reason.LANGUAGE_NOT_SELECTED, f"language '{lang}' is not in `languages`")
     fields = []
+    raw_fields: dict[str, str] = {}
+    curated: dict[str, str] = {}
     for name in config.text_fields:
         if name not in record:
             return _drop(entry, Reason.INVALID_MISSING_FIELD, f"missing text field '{name}'")
@@ -233,6 +239,11 @@ def validate_item(source: str, line: int, raw: Any, config: CurationConfig) -> d
         except UnicodeEncodeError:
             return _drop(entry, Reason.INVALID_ENCODING, f"field '{name}' holds a lone surrogate")
         cleaned = clean_text(value)
+        # On the cleaned text: ftfy reads a lone C1 control (U+0085) as cp1252 and would turn it into "…".
+        repaired = repair_mojibake(cleaned)
+        if repaired != cleaned:
+            raw_fields[name] = cleaned
+            curated[name] = cleaned = repaired
         if not cleaned.strip():
             return _drop(entry, Reason.INVALID_EMPTY, f"field '{name}' is empty")
         fields.append(cleaned)
@@ -241,4 +252,19 @@ def validate_item(source: str, line: int, raw: Any, config: CurationConfig) -> d
         record=record, fields=fields,
         label=None if label is None else json.dumps(label, ensure_ascii=False, sort_keys=True),
     )
+    if curated:
+        entry["curated"] = curated  # C1/C2 hold the repair; C0 and `record` stay byte-faithful
+        entry["evidence"]["mojibake"] = raw_fields  # the text before the repair (NFC, controls removed)
+        entry["flags"] = [Flag.MOJIBAKE_FIXED.value]
     return entry
+
+
+def repair_mojibake(text: str) -> str:
+    """``text`` with mojibake undone by ftfy's ``fix_encoding`` ("cafÃ©" -> "café"), else unchanged.
+
+    Only the encoding fix runs, not ``fix_text``, whose other steps (curly quotes to straight, ligatures,
+    width) would rewrite correct text. Mojibake needs non-ASCII characters, so ASCII text skips ftfy.
+    """
+    if text.isascii():
+        return text
+    return ftfy.fix_encoding(text)

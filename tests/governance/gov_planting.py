@@ -139,7 +139,7 @@ def clean_pairs(lang: str, count: int = 800) -> list[list[str]]:
     for row in xnli_rows(lang):
         seen.setdefault((row["premise"], row["hypothesis"]), None)
     pairs = [list(p) for p in list(seen)[::2]]
-    return [p for p in pairs if all(check_script(t, lang, 0.5).verdict != "mismatch" for t in p)][:count]
+    return [p for p in pairs if all(check_script(t, lang, 0.5).verdict not in ("mismatch", "romanised") for t in p)][:count]
 
 
 def _random_string(text: str, rng: random.Random, alphabet: list[str], dense: bool) -> str:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from conftest import xnli_rows
+
 from hyft.config.loading import load_config
 from hyft.experiments import runner
 from hyft.experiments.config import RunConfig
 from hyft.governance import CurationConfig, curate
 from hyft.governance.decontam import EvalIndex
+from tests.conftest import require_shared_data
 
 EVAL_EN = ("The old lighthouse keeper walked along the rocky shore every morning before the fishing "
            "boats left the harbour")
@@ -106,3 +110,69 @@ def test_run_decontaminates_against_its_own_eval_rows(tmp_path, monkeypatch):
     row = next(json.loads(line) for line in ledger if json.loads(line)["id"] == "planted")
     assert row["reason"] == "eval_contamination"
     assert row["evidence"]["contamination"]["eval_id"] == "demo-topic/test/es/4"  # the task's row id
+
+
+def _cli_app():
+    import typer
+
+    from hyft.cli import curate as curate_cli
+
+    application = typer.Typer()
+    curate_cli.register(application)
+
+    @application.command("noop")  # a second command keeps typer in multi-command mode, as in hyft
+    def _noop() -> None: ...
+
+    return application
+
+
+def test_decontaminate_by_task_name_drops_planted_test_rows(tmp_path):
+    """`hyft curate --decontaminate xnli:test`: the CLI loads the task's test split (governance cannot
+    import hyft.tasks) and planted test rows are dropped with the matched XNLI id."""
+    from typer.testing import CliRunner
+
+    data = require_shared_data()
+    test_en, test_hi = xnli_rows("en", "test"), xnli_rows("hi", "test")
+    long_premise = next(k for k, r in enumerate(test_en) if len(r["premise"].split()) >= 20)
+    pool = [dict(r, id=f"dev-{k}", lang="en") for k, r in enumerate(xnli_rows("en")[:40])]
+    pool += [dict(test_en[10], id="planted-en", lang="en"), dict(test_hi[20], id="planted-hi", lang="hi"),
+             {"id": "planted-span", "lang": "en", "label": "neutral", "premise": test_en[long_premise]["premise"],
+              "hypothesis": "Nobody in the room had ever heard of it before."}]
+    path = _write(tmp_path / "pool.jsonl", pool)
+    result = CliRunner().invoke(_cli_app(), [
+        "curate", "--input", str(path), "--text-fields", "premise,hypothesis", "--label-field", "label",
+        "--id-field", "id", "--languages", "en,hi", "--decontaminate", "xnli:test", "--data-dir", str(data),
+        "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "ledger.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert rows["planted-en"]["reason"] == "eval_contamination"
+    assert rows["planted-en"]["evidence"]["contamination"] == {"eval_id": "xnli/test/en/11", "match": "exact"}
+    assert rows["planted-hi"]["evidence"]["contamination"] == {"eval_id": "xnli/test/hi/21", "match": "exact"}
+    assert rows["planted-span"]["reason"] == "eval_contamination"
+    assert rows["planted-span"]["evidence"]["contamination"]["match"] == "13-word-gram"
+    assert rows["planted-span"]["evidence"]["contamination"]["eval_id"].startswith("xnli/test/en/")
+    assert sum(r["reason"] == "eval_contamination" for r in rows.values()) == 3  # XNLI dev rows are clean
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["run"]["decontamination"]["tasks"] == ["xnli:test"]
+    assert report["run"]["decontamination"]["eval_rows_given"] == 2 * len(test_en)
+
+
+def test_task_names_in_configs(tmp_path):
+    from hyft.cli.curate import build_job
+    from hyft.config import ConfigError
+
+    eval_file = _write(tmp_path / "eval.jsonl", [{"text": SHORT_EN}])
+    config = tmp_path / "curate.yaml"
+    config.write_text(f"input: p.jsonl\noutput_dir: out\ncuration:\n  text_fields: [text]\n"
+                      f"  decontaminate: xnli:test,{eval_file}\n", encoding="utf-8")
+    job = build_job(config, {}, [])
+    assert job.curation.decontaminate.tasks == ["xnli:test"]
+    assert [str(p) for p in job.curation.decontaminate.files] == [str(eval_file)]
+    flagged = build_job(None, {"input": "p.jsonl", "output_dir": "out", "text_fields": ["text"],
+                               "decontaminate": ["flores:devtest"]}, [])
+    assert flagged.curation.decontaminate.tasks == ["flores:devtest"] and flagged.curation.decontaminate.files == []
+    # The governance layer refuses names nobody resolved into rows (it cannot load tasks itself).
+    with pytest.raises(ConfigError, match="xnli:test"):
+        curate([{"text": SHORT_EN, "lang": "en"}], job.curation.model_copy(update={"progress": False}), tmp_path / "o")
+    with pytest.raises(ValueError, match="task:split"):
+        CurationConfig(text_fields=["text"], decontaminate={"tasks": ["xnli"]})

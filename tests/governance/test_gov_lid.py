@@ -90,8 +90,11 @@ def test_rules(detectors):
     assert _kept("THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG AGAIN", "en", detectors)
     japanese = identify_field("今日は公園で友達と一緒に遊びました", "zh", SETTINGS, detectors)
     assert japanese.reason is Reason.LID_SCRIPT_MISMATCH
+    # Romanised Hindi is no longer a script mismatch (issue 16): it passes, flagged, and is tagged hi-Latn.
     romanised = identify_field("Aise mera usse picha choota tha", "hi", SETTINGS, detectors)
-    assert romanised.reason is Reason.LID_SCRIPT_MISMATCH
+    assert romanised.reason is None and Flag.ROMANISED in romanised.flags
+    urdu_script = identify_field("یہ ایک اردو جملہ ہے جو ہندی کے طور پر لکھا گیا", "hi", SETTINGS, detectors)
+    assert urdu_script.reason is Reason.LID_SCRIPT_MISMATCH
     assert identify_field("12345 !!! ---", "en", SETTINGS, detectors).reason is Reason.LID_NO_LETTERS
     short = identify_field("Bonjour Paris", "en", SETTINGS, detectors)
     assert short.reason is None and Flag.LID_TOO_SHORT_KEPT in short.flags

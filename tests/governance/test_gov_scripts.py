@@ -45,6 +45,7 @@ def test_unit_counts_and_verdicts():
     assert unit_scripts("\U00020000\U00020001 ab") == {"Han": 2, "Latin": 1}  # astral Han goes the slow path
     assert check_script("我爱你 ok", "zh", 0.5) == ("pass", 0.75, 4, "Han")
     assert check_script("今日は", "zh", 0.5).verdict == "mismatch"  # Kana under zh
-    assert check_script("Aise mera usse", "hi", 0.5) == ("mismatch", 0.0, 3, "Latin")
+    assert check_script("Aise mera usse", "hi", 0.5) == ("romanised", 0.0, 3, "Latin")  # issue 16: tagged hi-Latn
+    assert check_script("Это русский", "hi", 0.5) == ("mismatch", 0.0, 2, "Cyrillic")
     assert check_script("... 123", "en", 0.5) == ("no_letters", 0.0, 0, None)
     assert check_script("ab cd", "xx-not-listed", 0.5).verdict == "unchecked"
