@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from adapters import builders  # noqa: E402
 from harness import train_step  # noqa: E402
 
-from hyft.adapters.boft import BoftLinear  # noqa: E402
+from hyft.adapters.input_operator import InputOperator  # noqa: E402
 
 METHODS = ["peft-lora", "hyft-lora", "hyft-lora-ga", "hyft-boft", "hyft-hybrid"]
 # (name, hidden, intermediate, layers, heads, batch, length): Llama-7B's layer shapes at the bottom.
@@ -78,12 +78,12 @@ def agreement(shape: tuple, device: str, dtype: torch.dtype) -> str:
             if p.requires_grad:
                 p.add_(0.02 * torch.randn(p.shape, generator=generator).to(p.device, p.dtype))
     fused_loss, fused = loss_and_grads(net, batch)
-    saved = BoftLinear.__dict__["weight_side"]
-    BoftLinear.weight_side = staticmethod(lambda blocks, base: False)  # the activation path everywhere
+    saved = InputOperator.rotates_weight
+    InputOperator.rotates_weight = lambda operator, base: False  # the activation path everywhere
     try:
         plain_loss, plain = loss_and_grads(net, batch)
     finally:
-        BoftLinear.weight_side = saved
+        InputOperator.rotates_weight = saved
     cosines = [torch.nn.functional.cosine_similarity(fused[k].flatten(), plain[k].flatten(), dim=0).item()
                for k in plain if plain[k].norm() > 0]
     relative = [((fused[k] - plain[k]).norm() / plain[k].norm()).item() for k in plain if plain[k].norm() > 0]

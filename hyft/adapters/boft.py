@@ -30,10 +30,10 @@ from hyft.adapters.butterfly import (
 )
 from hyft.adapters.cayley import cayley, skew_from_upper, upper_size
 from hyft.adapters.config import AdapterConfig
+from hyft.adapters.input_operator import InputOperator
 from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, check_shape
 from hyft.adapters.quantized import weight_product
 from hyft.adapters.registry import register_method
-from hyft.adapters.rotated_linear import can_rotate_weight, rotated_frozen_linear
 from hyft.config.loading import ConfigError
 
 # Fold the m factors into R's dense g×g diagonal blocks (g = b·2^(m−1)) while g is at most this: one
@@ -105,7 +105,7 @@ class BoftLinear(AdaptedLinear):
 
     # -- the rotation (helpers the hybrid reuses) -----------------------------------------------
     def generator(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
-        """Skew generators ``μ·Q``: (m, d/b, b, b) fp32; ``R(μQ)`` is what :meth:`rotate_input` applies."""
+        """Skew generators ``μ·Q``: (m, d/b, b, b) fp32; ``R(μQ)`` is what :meth:`input_operator` applies."""
         skew = skew_from_upper(self.boft_R, self.block_size)
         if isinstance(generator_scale, float) and generator_scale == 1.0:
             return skew
@@ -169,67 +169,25 @@ class BoftLinear(AdaptedLinear):
                 return apply_factors(t, blocks, self.perms, transpose=transpose)
             return apply_blocks(t, blocks.transpose(-1, -2) if transpose else blocks)
 
-    def rotate_input(self, x: torch.Tensor, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
-        """The input-side rotation for the hybrid: x (..., d_in) any dtype → ``x @ R(μQ)`` (..., d_in) fp32.
-
-        Per token this is ``R(μQ)ᵀ x``, so ``base(rotate_input(x))`` realises ``W0 R(μQ)ᵀ``.
-        ``generator_scale`` μ (float or 0-d tensor, no grad needed) scales the skew generator before the
-        Cayley map, which keeps the rotation exactly orthogonal (methods.md §6.2 "generator" mix). In
-        training mode the block dropout (``boft_dropout``) applies, as in :meth:`forward`.
-        """
-        return self.apply_input_operator(x, self.input_operator(generator_scale))
-
-    def blend_input(self, x: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
-        """``x @ ((1 − w)I + w·R)`` (..., d_in) → (..., d_in) fp32: the hybrid's linear mix, per token
-        ``x + w(Rᵀx − x)``. ``weight`` (float or 0-d tensor) needs no gradient; block dropout applies in
-        training mode.
-        """
-        return self.apply_input_operator(x, self.input_operator(blend=weight), weight)
-
     def input_operator(self, generator_scale: GeneratorScale = 1.0,
-                       blend: torch.Tensor | float | None = None) -> torch.Tensor:
-        """The input-side operator M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w, as blocks, fp32.
+                       blend: torch.Tensor | float | None = None) -> InputOperator:
+        """The input-side operator M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w, fp32 (:class:`InputOperator`).
 
-        Folded groups give M's diagonal blocks (d/g, g, g), the blend included (a g×g affine map,
-        independent of the token count). The factor path gives R's factor blocks (m, d/b, b, b); a blend
-        is then applied to the activations. Draws the block dropout in training mode.
+        ``generator_scale`` μ (float or 0-d tensor, no grad needed) scales the skew generator before the
+        Cayley map, which keeps the rotation exactly orthogonal (methods.md §6.2 "generator" mix); ``blend``
+        is the hybrid's linear mix, per token ``x + w(Rᵀx − x)``. Folded groups carry the blend in their
+        blocks; the factor path applies it to the activations. Draws the block dropout in training mode.
+        ``self.input_operator(μ).apply(x)`` is ``x @ R(μQ)`` and ``.linear(x, base)`` is ``base(x @ M)``,
+        which realises the weight ``W0 Mᵀ``.
         """
         if self.side != "input":
             raise ValueError("the input operator needs rotation_side='input'; this layer rotates its output")
         with torch.autocast(device_type=self.boft_R.device.type, enabled=False):
             blocks = self.operator_blocks(generator_scale, dropout=self.training)
-            if blocks.dim() == 4 or blend is None:
-                return blocks
-            return torch.lerp(torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device), blocks, blend)
-
-    def apply_input_operator(self, x: torch.Tensor, blocks: torch.Tensor,
-                              blend: torch.Tensor | float | None = None) -> torch.Tensor:
-        """``x @ M`` in fp32 for blocks from :meth:`input_operator` (``blend`` only matters on the factor path)."""
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            x32 = x.to(self.boft_R.dtype)
-            if blocks.dim() == 3:
-                return apply_blocks(x32, blocks)
-            rotated = apply_factors(x32, blocks, self.perms)
-            return rotated if blend is None else x32 + blend * (rotated - x32)
-
-    def rotated_linear(self, x: torch.Tensor, base: nn.Module, generator_scale: GeneratorScale = 1.0,
-                       blend: torch.Tensor | float | None = None) -> torch.Tensor:
-        """``base(x · M)``: x (..., d_in) → (..., d_out), M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w.
-
-        For a plain frozen nn.Linear with R in folded groups (the usual case) the rotation is applied to
-        W0, not to the activations (:mod:`hyft.adapters.rotated_linear`); otherwise the activations are
-        rotated in fp32 and fed to ``base``. Block dropout applies in training mode.
-        """
-        blocks = self.input_operator(generator_scale, blend)
-        if self.weight_side(blocks, base):
-            return rotated_frozen_linear(x, blocks, base.weight, base.bias)
-        return base(self.apply_input_operator(x, blocks, blend).to(x.dtype))
-
-    @staticmethod
-    def weight_side(blocks: torch.Tensor, base: nn.Module) -> bool:
-        """Whether ``base(x · M)`` runs as :func:`rotated_frozen_linear` (M rotates W0, not the tokens):
-        M in folded diagonal blocks (d/g, g, g) and ``base`` a plain frozen nn.Linear."""
-        return blocks.dim() == 3 and can_rotate_weight(base)
+            if blocks.dim() == 3 and blend is not None:
+                eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
+                return InputOperator(torch.lerp(eye, blocks, blend), self.perms)
+            return InputOperator(blocks, self.perms, blend)
 
     def rotation_matrix(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
         """Dense R (d×d, fp32): the weight-side product, for merges of small layers and tests only."""
@@ -241,7 +199,7 @@ class BoftLinear(AdaptedLinear):
         bias = self.base_layer.bias
         if self.side == "input":
             if self.boft_s is None:
-                return self.rotated_linear(x, self.base_layer)
+                return self.input_operator().linear(x, self.base_layer)
             rotated = self.rotate(x, dropout=self.training).to(x.dtype)
             product = weight_product(self.base_layer, rotated)  # W0·(Rᵀx), also on a quantized base
             return product * self.boft_s.view(-1).to(product.dtype) + (0 if bias is None else bias)

@@ -23,7 +23,6 @@ from hyft.adapters.layer import ADAPTER_DTYPE, AdaptedLinear, is_plain_linear
 from hyft.adapters.lora import LoraLinear
 from hyft.adapters.mixer import LambdaController
 from hyft.adapters.registry import register_method
-from hyft.adapters.rotated_linear import rotated_frozen_linear
 from hyft.adapters.targeting import matches_pattern
 
 MIXER_KEYS = ("mixing_weight", "ema_lora", "ema_rotation", "updates")
@@ -74,19 +73,16 @@ class HybridLinear(AdaptedLinear):
             x = self.unitary.transform_input(x).to(x.dtype)
         mix = {"generator_scale": mu} if self.mix == "generator" else {"blend": mu}
         scale = lam * self.lora.delta_scale()
-        blocks = self.boft.input_operator(**mix)
-        if self.boft.weight_side(blocks, self.base_layer):
-            weight, bias = self.base_layer.weight, self.base_layer.bias
+        operator = self.boft.input_operator(**mix)
+        if operator.rotates_weight(self.base_layer):
             if isinstance(self.lora.dropout, nn.Identity):
                 # One fused op: GEMM on the rotated W0 plus the low-rank path, sharing x and the backward.
                 lora = self.lora
-                low_rank = (lora.lora_A, lora.lora_B, lora.lora_A0, lora.lora_B0, scale)
-                return rotated_frozen_linear(x, blocks, weight, bias, low_rank)
-            return self.lora.add_delta(rotated_frozen_linear(x, blocks, weight, bias), x, scale)
+                return operator.linear(x, self.base_layer, (lora.lora_A, lora.lora_B, lora.lora_A0, lora.lora_B0, scale))
+            return self.lora.add_delta(operator.linear(x, self.base_layer), x, scale)
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)  # 2-D, so that the LoRA product can accumulate in place
-        mixed = self.boft.apply_input_operator(x, blocks, mix.get("blend"))
-        result = self.base_layer(mixed.to(x.dtype))
+        result = self.base_layer(operator.apply(x).to(x.dtype))
         result = self.lora.add_delta(result, x, scale, in_place=is_plain_linear(self.base_layer))
         return result.view(*lead, self.out_features)
 

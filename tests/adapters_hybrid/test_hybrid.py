@@ -10,6 +10,7 @@ from torch import nn
 
 import hyft
 from hyft.adapters.boft import BoftLinear
+from hyft.adapters.input_operator import InputOperator
 from hyft.adapters.mixer import LambdaController
 from tests.conftest import model_inputs, tiny_bloom, tiny_llama
 
@@ -218,7 +219,7 @@ def test_fused_weight_side_forward_equals_the_activation_path(mix, monkeypatch):
     results = []
     for fused in (True, False):
         if not fused:  # as for a base layer that cannot take the weight-side path
-            monkeypatch.setattr(BoftLinear, "weight_side", staticmethod(lambda blocks, base: False))
+            monkeypatch.setattr(InputOperator, "rotates_weight", lambda operator, base: False)
         y = layer(x)
         params = [x, layer.lora.lora_A, layer.lora.lora_B, layer.boft.boft_R]
         results.append((y, torch.autograd.grad((y * weights).sum(), params)))

@@ -150,24 +150,24 @@ def test_multiplicative_dropout_swaps_blocks_for_the_identity_in_training_only()
         assert torch.allclose(layer(x), x @ layer.merged_weight().T + layer.base_layer.bias, atol=1e-5)
 
 
-def test_rotate_input_and_generator_for_the_hybrid():
+def test_input_operator_and_generator_for_the_hybrid():
     layer = make_layer()
     randomize(layer)
     x = torch.randn(5, 64, dtype=torch.float64)
-    assert torch.equal(layer.rotate_input(x, 0.0), x.float())  # R(0·Q) = I exactly
+    assert torch.equal(layer.input_operator(0.0).apply(x), x.float())  # R(0·Q) = I exactly
     mu = 0.35
     skew = layer.generator(mu).detach()
     assert torch.allclose(skew, mu * skew_from_upper(layer.boft_R.detach(), 4))
     dense = butterfly_oracle(cayley_exact(skew.double()), layer.perms)
     expected = (x @ dense).float()
-    assert torch.allclose(layer.rotate_input(x, mu), expected, atol=1e-5)
-    assert torch.allclose(layer.rotate_input(x, torch.tensor(mu)), expected, atol=1e-5)
-    assert layer.rotate_input(x).dtype == torch.float32
+    assert torch.allclose(layer.input_operator(mu).apply(x), expected, atol=1e-5)
+    assert torch.allclose(layer.input_operator(torch.tensor(mu)).apply(x), expected, atol=1e-5)
+    assert layer.input_operator().apply(x).dtype == torch.float32
     # The helpers never touch base_layer (the hybrid detaches it).
     layer.base_layer = None
-    assert torch.allclose(layer.rotate_input(x, mu), expected, atol=1e-5)
+    assert torch.allclose(layer.input_operator(mu).apply(x), expected, atol=1e-5)
     with pytest.raises(ValueError, match="rotation_side"):
-        make_layer(d_in=48, d_out=64, rotation_side="output").rotate_input(torch.randn(2, 48))
+        make_layer(d_in=48, d_out=64, rotation_side="output").input_operator()
 
 
 def test_oft_is_boft_with_one_factor_and_saves_under_its_own_key():
@@ -194,26 +194,27 @@ def test_half_precision_base_keeps_an_fp32_rotation():
 
 
 @pytest.mark.parametrize("block_size, factors", [(4, 3), (64, 3)])  # folded groups (g=16); factor path (g=256)
-def test_blend_input_is_the_linear_mix_of_identity_and_rotation(block_size, factors):
+def test_blended_operator_is_the_linear_mix_of_identity_and_rotation(block_size, factors):
     layer = make_layer(d_in=512, d_out=32, boft_block_size=block_size, boft_n_butterfly_factor=factors)
     randomize(layer)
     x = torch.randn(2, 5, 512, dtype=torch.float64)
     dense = butterfly_oracle(cayley_exact(layer.generator().detach().double()), layer.perms)
     for weight in (0.3, torch.tensor(0.8)):
         expected = (x + weight * (x @ dense - x)).float()
-        assert torch.allclose(layer.blend_input(x, weight), expected, atol=1e-5)
-    assert torch.equal(layer.blend_input(x, 0.0), x.float())  # w = 0: the input, exactly
+        assert torch.allclose(layer.input_operator(blend=weight).apply(x), expected, atol=1e-5)
+    assert torch.equal(layer.input_operator(blend=0.0).apply(x), x.float())  # w = 0: the input, exactly
     # Gradients reach the generators through the blended blocks: w·∂R, nothing at w = 0.
-    layer.blend_input(x.float(), 0.5).pow(2).sum().backward()
+    layer.input_operator(blend=0.5).apply(x.float()).pow(2).sum().backward()
     assert layer.boft_R.grad.abs().max() > 0
     with pytest.raises(ValueError, match="rotation_side"):
-        make_layer(d_in=48, d_out=64, rotation_side="output").blend_input(torch.randn(2, 48), 0.5)
+        make_layer(d_in=48, d_out=64, rotation_side="output").input_operator(blend=0.5)
 
 
 @pytest.mark.parametrize("blend", [None, 0.4])
 @pytest.mark.parametrize("block_size, factors", [(4, 3), (8, 1), (64, 3)])
 def test_weight_side_rotation_equals_rotating_the_activations(block_size, factors, blend):
-    # A frozen nn.Linear takes the weight-side path (rotated_linear.py); a trainable one, the activation path.
+    # A frozen nn.Linear takes the weight-side path (rotated_linear.py) when M is folded; a trainable one, the
+    # activation path.
     layer = make_layer(d_in=512, d_out=24, boft_block_size=block_size, boft_n_butterfly_factor=factors)
     randomize(layer, std=0.2)
     frozen = layer.base_layer
@@ -223,7 +224,9 @@ def test_weight_side_rotation_equals_rotating_the_activations(block_size, factor
     x = torch.randn(3, 7, 512, requires_grad=True)
     outputs, grads = [], []
     for base in (frozen, trainable):
-        y = layer.rotated_linear(x, base, blend=blend) if blend is not None else layer.rotated_linear(x, base, 0.7)
+        operator = layer.input_operator(blend=blend) if blend is not None else layer.input_operator(0.7)
+        assert operator.rotates_weight(base) == (base is frozen and operator.folded)
+        y = operator.linear(x, base)
         outputs.append(y)
         grads.append(torch.autograd.grad((y * torch.linspace(-1, 1, 24)).sum(), [x, layer.boft_R]))
     assert outputs[0].shape == (3, 7, 24)

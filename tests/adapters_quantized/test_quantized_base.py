@@ -91,8 +91,7 @@ def test_rotations_take_the_input_path_on_a_quantized_base(llama_dir, kind):
     assert isinstance(layer, BoftLinear)
     with torch.no_grad():
         layer.boft_R.normal_(0, 0.2)
-    blocks = layer.input_operator()
-    assert not BoftLinear.weight_side(blocks, layer.base_layer)
+    assert not layer.input_operator().rotates_weight(layer.base_layer)
     upper = torch.triu_indices(8, 8, offset=1)
     Q = torch.zeros(8, 8, 8)
     Q[:, upper[0], upper[1]] = layer.boft_R[0].detach()
