@@ -23,6 +23,12 @@ EPILOG = """Examples:
   hyft curate --input pool.jsonl --text-fields premise,hypothesis --lang-field lang \\
       --label-field label --out runs/pool/curation
 
+  hyft curate --input reviews.csv --text-fields utterance --lang-field locale --label-field gold \\
+      --id-field review_id --out runs/reviews/curation
+
+  hyft curate --dataset my-org/my-pool --dataset-config en --dataset-split train \\
+      --text-fields text --default-language en --out runs/my-pool/curation
+
   hyft curate configs/curate-example.yaml --decontaminate test.en.jsonl,test.zh.jsonl
 
   hyft curate configs/curate-example.yaml --decontaminate xnli:test
@@ -52,7 +58,7 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in ("input", "output_dir", "data_dir"):
+        if key in ("input", "input_format", "dataset", "dataset_config", "dataset_split", "output_dir", "data_dir"):
             data[key] = value
             path: tuple[str, ...] = (key,)
         elif key == "decontaminate":
@@ -68,7 +74,9 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
         flag = {"output_dir": "--out", "progress": "--quiet"}.get(key, "--" + key.replace("_", "-"))
         line_map[path] = f"command-line flag {flag}"  # an error in it names the flag, not the file
     data = apply_overrides(data, sets, line_map)
-    missing = [flag for flag, key in (("--input", "input"), ("--out", "output_dir")) if key not in data]
+    missing = [flag for flag, key in (("--out", "output_dir"),) if key not in data]
+    if "input" not in data and "dataset" not in data:
+        missing.insert(0, "--input (or --dataset)")
     if config_path is None and "text_fields" not in curation:
         missing.append("--text-fields")
     if missing:
@@ -80,6 +88,7 @@ def _curate(job: CurateJob) -> Any:
     """Run curation; a bad input format or an unusable output folder is a user error (exit 2)."""
     from hyft.experiments.decontamination import resolve_eval_tasks
     from hyft.governance import curate
+    from hyft.governance.table_input import table_pool
     from hyft.governance.validate import PoolFormatError
     from hyft.io import OutputError
     from hyft.tasks.loading import DataSource
@@ -88,8 +97,10 @@ def _curate(job: CurateJob) -> Any:
     settings = job.curation
     if settings.decontaminate.tasks:  # task:split names are loaded here: governance cannot import tasks
         settings = resolve_eval_tasks(settings, DataSource.default(job.data_dir))
-    try:
-        return curate(job.input, settings, out)
+    try:  # a CSV / Parquet file or a dataset split is written as JSONL into the output folder first
+        pool = table_pool(settings, out, path=job.input, input_format=job.input_format, dataset=job.dataset,
+                          dataset_config=job.dataset_config, split=job.dataset_split)
+        return curate(pool, settings, out)
     except PoolFormatError as exc:
         raise UserError(str(exc)) from None
     except OutputError as exc:
@@ -105,10 +116,16 @@ def register(app: typer.Typer) -> None:
     @app.command("curate", epilog=EPILOG)
     def curate_command(
         config: Path | None = typer.Argument(None, help="YAML/TOML with input, output_dir and a curation section."),
-        input: str | None = typer.Option(None, "--input", help="The pool: JSONL, one record per line."),
+        input: str | None = typer.Option(None, "--input", help="The pool: JSONL (one record per line), CSV or Parquet."),
+        input_format: str | None = typer.Option(None, help="jsonl, csv or parquet (default: from the suffix)."),
+        dataset: str | None = typer.Option(
+            None, "--dataset", help="Instead of --input: a dataset for datasets.load_dataset (Hub name, read from the "
+            "local cache when offline, or a local folder of data files named by split)."),
+        dataset_config: str | None = typer.Option(None, help="--dataset: its configuration (subset) name."),
+        dataset_split: str | None = typer.Option(None, help="--dataset: the split to curate (default: train)."),
         out: str | None = typer.Option(None, "--out", help="Output folder (ledger, C0/C1/C2, report)."),
-        text_fields: str | None = typer.Option(None, help="Comma-separated text fields, e.g. premise,hypothesis."),
-        lang_field: str | None = typer.Option(None, help="Field with the declared language (default: lang)."),
+        text_fields: str | None = typer.Option(None, help="Comma-separated text fields (columns), e.g. premise,hypothesis."),
+        lang_field: str | None = typer.Option(None, help="Field (column) with the declared language (default: lang)."),
         default_language: str | None = typer.Option(None, help="Language for records without the language field."),
         label_field: str | None = typer.Option(None, help="Optional label field (near pairs with different labels are kept)."),
         id_field: str | None = typer.Option(None, help="Optional id field (default: the line number)."),
@@ -130,7 +147,8 @@ def register(app: typer.Typer) -> None:
         """Curate a multilingual pool: validate, LID + dedup (C1), length + perplexity (C2)."""
         with user_errors():
             overrides = {
-                "input": input, "output_dir": out, "text_fields": _split(text_fields), "lang_field": lang_field,
+                "input": input, "input_format": input_format, "dataset": dataset, "dataset_config": dataset_config,
+                "dataset_split": dataset_split, "output_dir": out, "text_fields": _split(text_fields), "lang_field": lang_field,
                 "default_language": default_language, "label_field": label_field, "id_field": id_field, "languages": _split(languages),
                 "executor": executor, "workers": workers, "progress": False if quiet else None,
                 "decontaminate": _split(decontaminate), "data_dir": data_dir,

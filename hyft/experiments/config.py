@@ -88,7 +88,8 @@ class CurationSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pool: str = Field(description="JSONL pool (text fields, label, lang); 'builtin:demo-pool' for the shipped one.")
+    pool: str = Field(description="Pool file: JSONL, CSV or Parquet (text fields, label, lang; columns named by "
+                      "settings); 'builtin:demo-pool' for the shipped one.")
     train_stage: Stage = Field("C2", description="Which curated view the main grid trains on.")
     ablation_stages: list[Stage] = Field([], description="Extra stages for the curation ablation (Table V).")
     ablation_methods: list[str] = Field([], description="Methods run at the ablation stages (default: all).")

@@ -62,7 +62,10 @@ def curate_stage(config: RunConfig, run_dir: Path) -> tuple[dict[str, list[dict]
         settings = resolve_eval_tasks(settings, config.data_source())
     if config.curation.decontaminate_against_eval:
         settings = with_eval_rows(settings, eval_rows(config))
-    result = curate(resolve_pool(config.curation.pool), settings, out)
+    from hyft.governance.table_input import table_pool
+
+    # A CSV / Parquet pool is written as JSONL into the curation folder first (hyft curate does the same).
+    result = curate(table_pool(settings, out, path=resolve_pool(config.curation.pool)), settings, out)
     if result.previous:
         tqdm.write(f"curation: {result.previous}")
     return result.views, result.report

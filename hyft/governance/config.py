@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hyft.config import LanguageCode
 from hyft.governance.languages import base_language, normalize_language
+from hyft.tables import FileFormat
 
 
 def _lid176(code: str) -> str:
@@ -340,10 +341,28 @@ class CurateJob(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: Path = Field(..., description="The pool: JSONL, one record per line.")
+    input: Path | None = Field(
+        None, description="The pool: a JSONL file (one record per line), or a CSV / Parquet file (written row for "
+        "row to <output_dir>/input.jsonl, which is curated). Give input or dataset.",
+    )
+    input_format: FileFormat = Field("auto", description="jsonl | csv | parquet; auto: from the suffix of input.")
+    dataset: str | None = Field(
+        None, description="Instead of input: a dataset for datasets.load_dataset, a Hub name (offline: from the "
+        "local Hugging Face cache) or a local folder of data files named by split; its split is written to "
+        "<output_dir>/input.jsonl and curated.",
+    )
+    dataset_config: str | None = Field(None, description="dataset: its configuration (subset) name.")
+    dataset_split: str = Field("train", description="dataset: the split curated.")
     output_dir: Path = Field(..., description="Where ledger, C0/C1/C2 views and the report are written.")
     data_dir: Path | None = Field(
         None, description="Where `curation.decontaminate` task splits (xnli:test) are read from; default "
         "$HYFT_DATA_DIR, else ../shared/data.",
     )
     curation: CurationConfig = Field(..., description="The curation settings.")
+
+    @model_validator(mode="after")
+    def _input_or_dataset(self) -> CurateJob:
+        if (self.input is None) == (self.dataset is None):
+            raise ValueError("give input (a JSONL, CSV or Parquet file; --input) or dataset (a Hub name or local "
+                             "dataset folder; --dataset), exactly one of them")
+        return self

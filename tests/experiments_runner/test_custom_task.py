@@ -136,3 +136,58 @@ def test_jsonl_and_parquet_read_like_csv_with_a_fixed_language(tmp_path):
         assert task.languages == ("sw",) and task.shot_split is None  # shots come from the test file
         read[name] = [(e["utterance"], e["label"]) for e in task.load("test", "sw")]
     assert len(read["rows.csv"]) == 8 and read["rows.csv"] == read["rows.jsonl"] == read["rows.parquet"]
+
+
+
+def csv_rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_dataset_by_hub_name_or_local_folder_reads_like_the_files(tmp_path, monkeypatch):
+    from hyft.tasks.custom import CustomTaskSpec, build_custom_task
+    from tests.hub_cache import cache_hub_dataset
+
+    train = csv_rows(write_csv(tmp_path / "train.csv", 40))
+    test = csv_rows(write_csv(tmp_path / "test.csv", 24, start=100))
+    folder = tmp_path / "folder"  # a local dataset folder: splits named by file
+    folder.mkdir()
+    write_csv(folder / "train.csv", 40)
+    write_csv(folder / "test.csv", 24, start=100)
+    cache_hub_dataset(monkeypatch, tmp_path / "cache", "hyft-test/reviews", "en-de", {"train": train, "test": test})
+    mapping = {"text_fields": ["utterance"], "label_field": "gold", "label_names": ["pos", "neg"],
+               "language_field": "locale"}
+    read = {}
+    for name, source in {"files": {"test": tmp_path / "test.csv", "train": tmp_path / "train.csv"},
+                         "folder": {"dataset": str(folder), "train_split": "train"},
+                         "hub": {"dataset": "hyft-test/reviews", "dataset_config": "en-de", "train_split": "train"}}.items():
+        task = build_custom_task(CustomTaskSpec(**source, **mapping))
+        assert task.languages == ("de", "en") and task.shot_split == "train"
+        read[name] = {split: [(e["utterance"], e["label"], e["lang"]) for lang in ("en", "de")
+                              for e in task.load(split, lang)] for split in ("train", "test")}
+    assert len(read["files"]["train"]) == 40 and len(read["files"]["test"]) == 24
+    assert read["files"] == read["folder"] == read["hub"]
+    hub = build_custom_task(CustomTaskSpec(dataset="hyft-test/reviews", dataset_config="en-de", **mapping))
+    assert hub.load("test", "en")[0]["id"] == "custom/test/1"  # a dataset row's id is its row number
+
+
+def test_a_dataset_split_or_column_that_is_not_there_is_named(tmp_path, monkeypatch):
+    from hyft.config import ConfigError
+    from tests.hub_cache import cache_hub_dataset
+
+    rows = csv_rows(write_csv(tmp_path / "rows.csv", 8))
+    cache_hub_dataset(monkeypatch, tmp_path / "cache", "hyft-test/reviews", "default", {"test": rows})
+    model = {"name": "minilm", "name_or_path": "builtin:minilm", "kind": "encoder"}
+    custom = {"dataset": "hyft-test/reviews", "text_fields": ["utterance"], "label_field": "gold",
+              "label_names": ["pos", "neg"], "language_field": "locale"}
+    with pytest.raises(ConfigError) as failure:
+        validate(run_config(tmp_path, model, {**custom, "train_split": "validation"}, "split"))
+    assert "dataset hyft-test/reviews/validation: there is no split 'validation'; its splits are: test" in str(
+        failure.value)
+    with pytest.raises(ConfigError) as failure:
+        validate(run_config(tmp_path, model, {**custom, "text_fields": ["text"]}, "column"))
+    assert ("hyft-test/reviews/test: data.custom.text_fields names column 'text', which it does not have; its "
+            "columns are: utterance, gold, locale") in str(failure.value)
+    with pytest.raises(ConfigError) as failure:
+        validate(run_config(tmp_path, model, {**custom, "test": str(tmp_path / "rows.csv")}, "both"))
+    assert "give test (a local file, with train optional) or dataset" in str(failure.value)
