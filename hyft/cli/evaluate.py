@@ -108,6 +108,7 @@ def run_evaluation(config: Any) -> dict[str, Any]:
                 "max_examples": config.max_examples_per_language,
                 "data": data,
                 "templates": spec.templates,
+                "chat_template": config.chat_template,
             }
             if task.kind == "classification":
                 options |= {

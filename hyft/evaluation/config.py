@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from hyft.config import LanguageCode
 from hyft.tasks.kshot import PAPER_K_VALUES
-from hyft.tasks.templates import ClassificationTemplate, GenerationTemplate
+from hyft.tasks.templates import ChatTemplateMode, ClassificationTemplate, GenerationTemplate
 
 
 class ModelSpec(BaseModel):
@@ -124,6 +124,11 @@ class EvalConfig(BaseModel):
         500, ge=10, description="Dev rows per language used to fit the temperature."
     )
     ece_bins: int = Field(15, ge=1, description="Equal-width confidence bins of ECE.")
+    chat_template: ChatTemplateMode = Field(
+        "auto", description="Decoders: auto puts each prompt in the tokenizer's chat template when it has one "
+        "(tokenizer.chat_template), as one user message; never: plain-text prompts. Evaluate an adapter with the "
+        "setting it was trained with (hyft run's eval.chat_template).",
+    )
     sandbox_timeout_s: float = Field(10.0, gt=0, description="HumanEval: seconds per problem in the sandbox.")
     allow_unsafe_code: bool = Field(
         False,

@@ -24,8 +24,11 @@ from hyft.tasks.kshot import draw_shots
 from hyft.tasks.loading import DataError, DataSource
 from hyft.tasks.registry import get_task
 from hyft.tasks.templates import (
+    ChatTemplateMode,
     ClassificationTemplate,
     Template,
+    chat_prompt,
+    chat_target,
     render_prompt,
     template_for,
     verbalizers_in_label_order,
@@ -45,14 +48,16 @@ def classification_scores(
     shots: Sequence[Example] = (),
     batch_size: int = 8,
     progress: bool = True,
+    chat_template: ChatTemplateMode = "auto",
 ) -> ClassificationScores:
-    """[N, C] scores and probabilities of ``examples`` (encoder head, or decoder verbalisers + shots)."""
+    """[N, C] scores and probabilities of ``examples`` (encoder head, or decoder verbalisers + shots; with
+    ``chat_template: auto`` in the tokenizer's chat template when it has one, as training formats them)."""
     if model_kind == "encoder":
         return encoder_scores(model, tokenizer, task, examples, batch_size, progress=progress)
-    prompts = [render_prompt(task, template, example, shots) for example in examples]
-    return decoder_scores(
-        model, tokenizer, prompts, verbalizers_in_label_order(task, template), batch_size, progress=progress
-    )
+    prompts = [chat_prompt(tokenizer, render_prompt(task, template, example, shots), chat_template)
+               for example in examples]
+    verbalizers = [chat_target(tokenizer, text, chat_template) for text in verbalizers_in_label_order(task, template)]
+    return decoder_scores(model, tokenizer, prompts, verbalizers, batch_size, progress=progress)
 
 
 def _calibrated_ece(
@@ -120,6 +125,7 @@ def evaluate_classification(
     ece_bins: int = 15,
     progress: bool = True,
     exclude_ids: Mapping[str, Collection[str]] | None = None,
+    chat_template: ChatTemplateMode = "auto",
 ) -> dict[str, Any]:
     """Per-language accuracy/ECE and aggregates; see the module docstring for the protocol.
 
@@ -147,7 +153,7 @@ def evaluate_classification(
 
         def score(rows, shots=shots, template=template):
             return classification_scores(
-                model, tokenizer, task, rows, model_kind, template, shots, batch_size, progress
+                model, tokenizer, task, rows, model_kind, template, shots, batch_size, progress, chat_template
             )
 
         scored = score(test)

@@ -24,20 +24,24 @@ from hyft.tasks.base import Task, direction
 from hyft.tasks.kshot import draw_shots
 from hyft.tasks.loading import DataSource
 from hyft.tasks.templates import (
+    ChatTemplateMode,
     GenerationTemplate,
     Template,
-    render_conversation,
+    chat_conversation,
+    chat_prompt,
     render_prompt,
     template_for,
 )
 
 
 def _generate_answers(
-    model, tokenizer, task, template: GenerationTemplate, rows, shots, batch_size, max_new_tokens, progress
+    model, tokenizer, task, template: GenerationTemplate, rows, shots, batch_size, max_new_tokens, progress,
+    chat_template: ChatTemplateMode = "auto",
 ) -> list[list[str]]:
-    """One answer per turn (MT-Bench has two; every other task one)."""
+    """One answer per turn (MT-Bench has two; every other task one); prompts in the tokenizer's chat
+    template under ``chat_template: auto`` when it has one, as training formats them."""
     if not task.extra.get("multi_turn"):
-        prompts = [render_prompt(task, template, row, shots) for row in rows]
+        prompts = [chat_prompt(tokenizer, render_prompt(task, template, row, shots), chat_template) for row in rows]
         outputs = greedy_generate(
             model, tokenizer, prompts, max_new_tokens, template.stop_strings, batch_size, progress
         )
@@ -47,7 +51,7 @@ def _generate_answers(
     answers: list[list[str]] = [[] for _ in rows]
     for turn in range(max(len(row["turns"]) for row in rows)):
         active = [i for i, row in enumerate(rows) if turn < len(row["turns"])]
-        prompts = [render_conversation(template, rows[i], answers[i]) for i in active]
+        prompts = [chat_conversation(tokenizer, template, rows[i], answers[i], chat_template) for i in active]
         outputs = greedy_generate(
             model, tokenizer, prompts, max_new_tokens, template.stop_strings, batch_size, progress
         )
@@ -74,6 +78,7 @@ def evaluate_generation(
     exclude_ids: Mapping[str, Collection[str]] | None = None,
     judge: str | None = None,
     judge_max_new_tokens: int = 512,
+    chat_template: ChatTemplateMode = "auto",
 ) -> dict[str, Any]:
     """Greedy generation scored by the task (translation: ``languages`` are directions ``src-tgt``).
 
@@ -107,6 +112,7 @@ def evaluate_generation(
             batch_size,
             max_new_tokens or task.max_new_tokens,
             progress,
+            chat_template,
         )
         texts = [answer[0] if len(answer) == 1 else "\n\n".join(answer) for answer in answers]
         scores = generation_scorer(task)(

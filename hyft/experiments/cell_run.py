@@ -30,6 +30,7 @@ from hyft.models import load_base_model
 from hyft.tasks.base import Example, Task
 from hyft.tasks.kshot import sample_k_shot
 from hyft.tasks.loading import DataSource
+from hyft.tasks.templates import ChatTemplateMode
 from hyft.training import train
 from hyft.training.config import TrainConfig
 from hyft.training.data import collate
@@ -91,13 +92,15 @@ def excluded_from_evaluation(shots: dict[str, list[Example]], validation: dict[s
     return {lang: {e["id"] for e in shots[lang]} | {e["id"] for e in validation[lang]} for lang in shots}
 
 
-def encode(task: Task, rows: dict[str, list[Example]], tokenizer: Any, kind: str, max_length: int) -> list[dict]:
-    """Tokenised training examples from {language or direction: examples}, prompts as evaluation uses them."""
+def encode(task: Task, rows: dict[str, list[Example]], tokenizer: Any, kind: str, max_length: int,
+           chat_template: ChatTemplateMode = "auto") -> list[dict]:
+    """Tokenised training examples from {language or direction: examples}, prompts as evaluation uses them
+    (``chat_template``: the run's ``eval.chat_template``, so train and eval see one format)."""
     from hyft.tasks.causal_lm import build_causal_lm_example, encode_pair
 
     if kind == "encoder":
         return [encode_pair(tokenizer, example, max_length, task) for examples in rows.values() for example in examples]
-    return [build_causal_lm_example(task, example, lang, tokenizer, max_length=max_length)
+    return [build_causal_lm_example(task, example, lang, tokenizer, max_length=max_length, chat_template=chat_template)
             for lang, examples in rows.items() for example in examples]
 
 
@@ -134,9 +137,10 @@ def fit_adapter(config: RunConfig, task: Task, entry: ModelEntry, model: Any, to
     batches of the shots) and train it on the shots, with the validation rows for the val loss; the
     trainer checkpoints under ``out_dir`` and resumes from there."""
     num_labels = len(task.labels) if entry.kind == "encoder" else None
-    examples = encode(task, shots, tokenizer, entry.kind, config.data.max_length)
+    examples = encode(task, shots, tokenizer, entry.kind, config.data.max_length, config.eval.chat_template)
     has_val = any(validation.values())
-    val_examples = encode(task, validation, tokenizer, entry.kind, config.data.max_length) if has_val else None
+    val_examples = (encode(task, validation, tokenizer, entry.kind, config.data.max_length, config.eval.chat_template)
+                    if has_val else None)
     order = list(range(len(examples)))
     random.Random(f"hyft-init/{train_config.seed}").shuffle(order)
     size = train_config.batch_size
@@ -261,7 +265,8 @@ def evaluate_cell(config: RunConfig, cell: Cell, task: Task, entry: ModelEntry, 
 
     options: dict[str, Any] = {"seed": cell.seed, "batch_size": config.eval.batch_size,
                                "max_examples": config.data.max_eval_examples, "progress": progress,
-                               "data": DataSource.default(config.data.data_dir)}
+                               "data": DataSource.default(config.data.data_dir),
+                               "chat_template": config.eval.chat_template}
     if task.kind == "classification":
         options.update(orthographic=config.eval.orthographic, ece_bins=config.eval.ece_bins)
         if config.eval.temperature_scaling:

@@ -26,6 +26,7 @@ from hyft.config import LanguageCode
 from hyft.governance.config import CurationConfig
 from hyft.models import Quantization
 from hyft.tasks.custom import CUSTOM_TASK, CustomTaskSpec
+from hyft.tasks.templates import ChatTemplateMode
 from hyft.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ class CurationSection(BaseModel):
 
 SEARCH_METRICS = ("accuracy", "val_loss")
 # Train settings a search may not vary: the seed is the cell's, the rest only change logging/checkpoints.
-UNSEARCHABLE_FIELDS = frozenset({"seed", "log_every", "checkpoint_every", "keep_checkpoints"})
+UNSEARCHABLE_FIELDS = frozenset({"seed", "log_every", "checkpoint_every", "keep_checkpoints", "report_to",
+                                 "tracker_project"})
 
 
 class SearchSection(BaseModel):
@@ -177,6 +179,9 @@ class EvalSection(BaseModel):
     ece_bins: int = Field(15, ge=1, description="ECE bins (equal width).")
     bootstrap_resamples: int = Field(1000, ge=100, description="Paired bootstrap resamples for the CIs.")
     max_new_tokens: int | None = Field(None, ge=1, description="Generation tasks: token limit (default: the task's).")
+    chat_template: ChatTemplateMode = Field(
+        "auto", description="Decoders: auto puts prompts (training examples and evaluation alike) in the tokenizer's "
+        "chat template when it has one (tokenizer.chat_template), as one user message; never: plain-text prompts.")
     judge: str | None = Field(None, description="MT-Bench: local causal LM (path or cached Hub id) that grades "
                               "answers 1–10 (hyft.evaluation.judge); none: BLEU against the GPT-4 references only.")
     allow_unsafe_code: bool = Field(

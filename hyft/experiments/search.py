@@ -211,7 +211,8 @@ def score_trial(trial: TrialInputs) -> float:
                 continue
             template = template_for(trial.task, lang) if trial.entry.kind == "decoder" else None
             scored = classification_scores(trial.model, trial.tokenizer, trial.task, rows, trial.entry.kind,
-                                           template, batch_size=trial.config.eval.batch_size, progress=False)
+                                           template, batch_size=trial.config.eval.batch_size, progress=False,
+                                           chat_template=trial.config.eval.chat_template)
             gold = [trial.task.label_index(row) for row in rows]
             per_language.append(statistics.fmean(p == g for p, g in zip(scored.predictions, gold, strict=True)))
         return statistics.fmean(per_language)

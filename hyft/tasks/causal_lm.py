@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from hyft.tasks.base import Example, Task
-from hyft.tasks.templates import Template, render_prompt, render_target, template_for
+from hyft.tasks.templates import (
+    ChatTemplateMode,
+    Template,
+    chat_prompt,
+    chat_target,
+    render_prompt,
+    render_target,
+    template_for,
+)
 
 IGNORE_INDEX = -100
 # Weak keys: an id()-keyed cache could hand a dead tokenizer's answer to a new one at the same address.
@@ -84,20 +92,23 @@ def build_causal_lm_example(
     template: Template | None = None,
     max_length: int | None = None,
     add_eos: bool = True,
+    chat_template: ChatTemplateMode = "auto",
 ) -> dict[str, list[int]]:
     """One causal-LM training example: prompt tokens masked to -100, target tokens supervised.
 
     Target = the gold label's verbaliser (classification) or the formatted gold output (translation,
     GSM8K, HumanEval) followed by EOS when ``add_eos`` (so the model learns where to stop).
     Returns lists of equal length: ``input_ids``, ``attention_mask`` (all 1), ``labels``.
+    ``chat_template``: ``auto`` puts the prompt in the tokenizer's chat template when it has one, as the
+    evaluation does with the same setting (:func:`hyft.tasks.templates.chat_prompt`); ``never``: plain text.
     """
     if isinstance(task, str):
         from hyft.tasks.registry import get_task
 
         task = get_task(task)
     template = template or template_for(task, lang)
-    prompt = render_prompt(task, template, example, shots)
-    target = render_target(task, template, example)
+    prompt = chat_prompt(tokenizer, render_prompt(task, template, example, shots), chat_template)
+    target = chat_target(tokenizer, render_target(task, template, example), chat_template)
     context_ids, target_ids = encode_context_continuation(tokenizer, prompt, target)
     if add_eos and tokenizer.eos_token_id is not None:
         target_ids = target_ids + [tokenizer.eos_token_id]

@@ -6,11 +6,18 @@ causal-LM training examples (:mod:`hyft.tasks.causal_lm`), so training and evalu
 
 Templates are ``str.format`` strings over the example's fields (``{premise}``, ``{source}``, ...); for
 translation also ``{source_name}`` and ``{target_name}`` (English language names).
+
+Chat templates (``eval.chat_template: auto``): when the tokenizer has one, the rendered prompt (instruction,
+shots and query) becomes one user message rendered by ``tokenizer.apply_chat_template`` with the
+generation prompt, and the target (verbaliser or gold output) is the assistant's reply without its leading
+whitespace (a plain-text continuation's space would be an odd first token of a reply). Training examples
+and evaluation prompts go through the same :func:`chat_prompt` / :func:`chat_target`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +53,7 @@ class GenerationTemplate(BaseModel):
 
 
 Template = ClassificationTemplate | GenerationTemplate
+ChatTemplateMode = Literal["auto", "never"]
 
 LANGUAGE_NAMES = {
     "en": "English", "zh": "Chinese", "zh_Hant": "Traditional Chinese", "es": "Spanish", "hi": "Hindi",
@@ -201,3 +209,45 @@ def render_conversation(template: GenerationTemplate, example: Example, answers:
             text += _format(template.target, {**example, "answer": answers[index]})
         parts.append(text)
     return _format(template.instruction, example) + "\n".join(parts)
+
+
+def uses_chat_template(tokenizer: Any, mode: ChatTemplateMode) -> bool:
+    """Whether prompts for ``tokenizer`` go through its chat template: ``auto`` and the tokenizer has one."""
+    return mode == "auto" and bool(getattr(tokenizer, "chat_template", None))
+
+
+def render_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
+    """``messages`` through the tokenizer's chat template, ending with the assistant's generation prompt.
+
+    A BOS the template writes as text is removed: hyft's encoders add the tokenizer's leading special
+    tokens themselves (:func:`hyft.tasks.causal_lm.leading_special_ids`), and it must not come twice.
+    """
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    bos = getattr(tokenizer, "bos_token", None)
+    return text[len(bos):] if bos and text.startswith(bos) else text
+
+
+def chat_prompt(tokenizer: Any, prompt: str, mode: ChatTemplateMode) -> str:
+    """``prompt`` as the model reads it: one user message in the chat template (see :func:`uses_chat_template`),
+    else unchanged."""
+    return render_chat(tokenizer, [{"role": "user", "content": prompt}]) if uses_chat_template(tokenizer, mode) else prompt
+
+
+def chat_target(tokenizer: Any, target: str, mode: ChatTemplateMode) -> str:
+    """A verbaliser or gold output after :func:`chat_prompt`: the reply without leading whitespace in chat mode."""
+    return target.lstrip() if uses_chat_template(tokenizer, mode) else target
+
+
+def chat_conversation(tokenizer: Any, template: GenerationTemplate, example: Example, answers: Sequence[str],
+                      mode: ChatTemplateMode) -> str:
+    """Multi-turn prompt (MT-Bench): :func:`render_conversation`, or in chat mode the turns as user messages
+    and the model's answers as assistant messages (the instruction before the first turn)."""
+    if not uses_chat_template(tokenizer, mode):
+        return render_conversation(template, example, answers)
+    messages = []
+    for index, turn in enumerate(example["turns"][: len(answers) + 1]):
+        prefix = _format(template.instruction, example) if index == 0 else ""
+        messages.append({"role": "user", "content": prefix + turn})
+        if index < len(answers):
+            messages.append({"role": "assistant", "content": answers[index]})
+    return render_chat(tokenizer, messages)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # One `lr` suits every method (issue 13; measured in docs/evidence/lr-defaults.md): LoRA-GA's init makes
 # its first step follow the full gradient's top singular directions with both factors non-zero, so the same
@@ -12,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 # XNLI, at a quarter of it it learns (methods.md §2.4); full fine-tuning moves every weight and wants ~1/20.
 LORA_GA_LR_RATIO = 0.25
 FULL_LR_RATIO = 0.05
+
+Tracker = Literal["tensorboard", "wandb", "mlflow"]
+# The module each tracker needs (accelerate's own availability checks look for the same ones).
+TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 
 class TrainConfig(BaseModel):
@@ -44,6 +49,14 @@ class TrainConfig(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the total gradient norm; None: no clipping.")
     seed: int = Field(0, description="Seeds Python, NumPy, torch and the data order.")
     log_every: int = Field(1, ge=1, description="Write a progress.jsonl row every N optimizer steps.")
+    report_to: list[Tracker] = Field(
+        default_factory=list,
+        description="Experiment trackers fed through accelerate at every logged step (loss, lr, grad_norm, λ mean): "
+        "tensorboard (event files under <train dir>/trackers/), wandb, mlflow; pip install 'hyft[trackers]' for "
+        "tensorboard. Off by default.",
+    )
+    tracker_project: str = Field("hyft", min_length=1, description="Project name given to the trackers (wandb "
+                                 "project, mlflow experiment, TensorBoard sub-folder).")
     checkpoint_every: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps; None: at the end only.")
     keep_checkpoints: int = Field(1, ge=1, description="How many recent checkpoints to keep on disk.")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="Autocast dtype for the base model.")
@@ -64,6 +77,18 @@ class TrainConfig(BaseModel):
         description="Stop when the per-epoch validation loss has not improved on its best for this many epochs "
         "(needs validation rows, data.val_examples > 0); the last weights are kept. None: never stop early.",
     )
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers_installed(cls, trackers: list[str]) -> list[str]:
+        if len(set(trackers)) != len(trackers):
+            raise ValueError(f"report_to repeats a tracker: {trackers}")
+        missing = [name for name in trackers if importlib.util.find_spec(TRACKER_MODULES[name]) is None]
+        if missing:
+            raise ValueError(f"report_to names {', '.join(missing)}, but the package is not installed: "
+                             f"pip install {' '.join(TRACKER_MODULES[name] for name in missing)} (tensorboard also "
+                             "comes with pip install 'hyft[trackers]'), or remove it from train.report_to")
+        return trackers
 
     def branch_lr(self, group: str) -> float:
         """The learning rate of one parameter group: lora, lora_ga, rotation, unitary, full, head."""

@@ -2,8 +2,9 @@
 
 Per optimizer step: forward/backward over ``grad_accum`` micro-batches → per-layer gradient norms of
 every adapter branch (before clipping) → ``model.after_backward()`` (the hybrid's λ update) → clip →
-AdamW step → LR schedule. Every step is logged to ``progress.jsonl`` (loss, LR, norms, λ, ETA);
-checkpoints every N steps make the same command resume where it stopped, bit for bit on CPU.
+AdamW step → LR schedule. Every step is logged to ``progress.jsonl`` (loss, LR, norms, λ, ETA) and, with
+``train.report_to``, to accelerate's trackers (TensorBoard, W&B, MLflow); checkpoints every N steps make the
+same command resume where it stopped, bit for bit on CPU.
 """
 
 from __future__ import annotations
@@ -73,18 +74,38 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, An
     return [{"params": params, "lr": config.branch_lr(name), "name": name} for name, params in sorted(groups.items())]
 
 
-def make_accelerator(mixed_precision: str) -> Accelerator:
-    """accelerate's Accelerator for this run. accelerate keeps one process-wide state and refuses a second
-    precision; in one process (a grid of cells, a test session) the state is reset so each run gets its own.
-    Under a distributed launch every rank runs the same cells, and a clash is a real error: it is raised."""
+def make_accelerator(mixed_precision: str, log_with: Sequence[str] = (), project_dir: Path | None = None) -> Accelerator:
+    """accelerate's Accelerator for this run (``log_with``: its trackers, writing under ``project_dir``).
+    accelerate keeps one process-wide state and refuses a second precision; in one process (a grid of cells,
+    a test session) the state is reset so each run gets its own. Under a distributed launch every rank runs
+    the same cells, and a clash is a real error: it is raised."""
     cpu = not torch.cuda.is_available()
+    options: dict[str, Any] = {"cpu": cpu, "mixed_precision": mixed_precision}
+    if log_with:
+        options |= {"log_with": list(log_with), "project_dir": str(project_dir)}
     try:
-        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+        return Accelerator(**options)
     except ValueError as error:
         if "already been initialized" not in str(error) or PartialState().num_processes > 1:
             raise
         AcceleratorState._reset_state()
-        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+        return Accelerator(**options)
+
+
+def tracker_values(row: dict[str, Any]) -> dict[str, float]:
+    """The scalars a logged step sends to the trackers: loss, LR, total gradient norm and the mean λ."""
+    values = {"train/loss": row["loss"], "train/lr": row["lr"], "train/grad_norm": row["grad_norm"]}
+    if row.get("lambda"):
+        values["train/lambda_mean"] = statistics.fmean(row["lambda"].values())
+    return values
+
+
+def start_trackers(accelerator: Accelerator, config: TrainConfig) -> None:
+    """``init_trackers`` with the scalar train settings as the run's hyper-parameters (TensorBoard's hparams
+    take numbers, strings and booleans only)."""
+    settings = {key: value for key, value in config.model_dump().items()
+                if isinstance(value, bool | int | float | str)}
+    accelerator.init_trackers(config.tracker_project, config=settings)
 
 
 def is_collapsed(mean_loss: float, uniform_loss: float, tolerance: float) -> bool:
@@ -192,9 +213,13 @@ def train(
     on collapse detection: an epoch whose mean loss stays within ``config.collapse_tolerance`` of it is
     flagged ``collapsed`` in the history and reported on stderr, never passed over silently.
     """
-    accelerator = make_accelerator(config.mixed_precision)
-    rank, world = accelerator.process_index, accelerator.num_processes
     out = Path(output_dir) if output_dir is not None else None
+    if config.report_to and out is None:
+        raise ValueError("train.report_to needs an output_dir: the trackers write under <output_dir>/trackers")
+    accelerator = make_accelerator(config.mixed_precision, config.report_to, out / "trackers" if out else None)
+    if config.report_to:
+        start_trackers(accelerator, config)
+    rank, world = accelerator.process_index, accelerator.num_processes
     seed_everything(config.seed)
     unwrapped = model
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
@@ -246,6 +271,8 @@ def train(
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
                 if out and accelerator.is_main_process and position["step"] % config.log_every == 0:
                     _log_progress(out, row, total_steps, time.perf_counter() - run_start, bar)
+                if config.report_to and position["step"] % config.log_every == 0:
+                    accelerator.log(tracker_values(row), step=position["step"])  # a no-op off the main process
                 if stop_after_steps is not None and position["step"] >= stop_after_steps:
                     interrupted = True
                     break
@@ -260,6 +287,8 @@ def train(
                     summary["val_loss"] = evaluate_loss(model, eval_examples, config.batch_size, pad_token_id,
                                                         accelerator.device)
                 history["epochs"].append(summary)
+                if config.report_to and summary.get("val_loss") is not None:
+                    accelerator.log({"val/loss": summary["val_loss"]}, step=position["step"])
                 position["epoch"] += 1
                 position["batch"] = 0
                 early_stopped = no_improvement(history["epochs"], config.early_stopping_patience)
@@ -269,6 +298,8 @@ def train(
                         tqdm.write(f"hyft: stopped early after epoch {summary['epoch']}: validation loss has not "
                                    f"improved for {config.early_stopping_patience} epoch(s)")
     bar.close()
+    if config.report_to:
+        accelerator.end_training()  # flushes and closes the event files / runs
     checkpoint()  # the last step's state, also when interrupted (stop_after_steps): the rerun resumes there
     if out and accelerator.is_main_process:
         atomic_write_text(out / "history.json", json.dumps(history, indent=1))
