@@ -270,6 +270,105 @@ class DecontaminationSettings(BaseModel):
         return bool(self.files or self.rows or self.tasks)
 
 
+_SLURM_TIME = re.compile(r"(\d+-)?\d{1,2}(:\d{2}){0,2}|\d+")
+
+
+class SlurmSettings(BaseModel):
+    """sbatch settings for ``executor: datatrove_slurm`` (passed to datatrove's SlurmPipelineExecutor).
+
+    The output folder must be on a filesystem every node sees: the steps exchange their files there.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str = Field(..., min_length=1, description="Slurm partition to submit to (sinfo lists them).")
+    time: str = Field(
+        ..., description="Time limit per task in Slurm's format: MM, HH:MM:SS or D-HH:MM:SS (e.g. 04:00:00).",
+    )
+    cpus_per_task: int = Field(1, ge=1, description="CPUs per task (more CPUs also means more memory).")
+    mem_per_cpu_gb: int = Field(
+        4, ge=1, description="Memory per CPU in GB; a task's memory is cpus_per_task x this.",
+    )
+    qos: str = Field("normal", min_length=1, description="Slurm quality of service.")
+    job_name: str = Field(
+        "hyft-curate", pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Job name prefix (letters, digits, _ . -); each stage appends its own name.",
+    )
+    env_command: str | None = Field(
+        None, description="Shell line that activates the Python environment on the nodes, e.g. "
+        "'source .venv/bin/activate'; default: the nodes' PATH must already find this Python's packages.",
+    )
+    max_array_size: int = Field(1001, ge=1, description="Your cluster's MaxArraySize (scontrol show config).")
+    sbatch_args: dict[str, str] = Field(
+        default_factory=dict, description="Extra #SBATCH options without the leading --, e.g. {account: abc}.",
+    )
+    poll_seconds: float = Field(
+        30.0, gt=0.0, description="How often curate() checks the stages' completion markers while waiting.",
+    )
+
+    @field_validator("time")
+    @classmethod
+    def _slurm_time(cls, value: str) -> str:
+        if not _SLURM_TIME.fullmatch(value):
+            raise ValueError(
+                f"time {value!r} is not a Slurm time limit: write minutes (90), HH:MM:SS (04:00:00) "
+                "or D-HH:MM:SS (1-00:00:00)"
+            )
+        return value
+
+    @field_validator("sbatch_args")
+    @classmethod
+    def _no_dashes(cls, args: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in args if key.startswith("-") or not key]
+        if bad:
+            raise ValueError(f"sbatch_args keys are option names without dashes (account, not --account): {bad}")
+        return args
+
+
+class RaySettings(BaseModel):
+    """Ray cluster settings for ``executor: datatrove_ray`` (datatrove's RayPipelineExecutor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        None, description="Cluster to join (ray.init(address=...), e.g. auto or ray://head:10001); null starts "
+        "a local Ray instance with `workers` CPUs. An already initialised Ray session is used as it is.",
+    )
+    cpus_per_task: int = Field(1, ge=1, description="CPUs Ray reserves per task.")
+    mem_per_cpu_gb: float = Field(1.0, gt=0.0, description="Memory Ray reserves per CPU, in GB.")
+
+
+class NearDedupScale(BaseModel):
+    """Where near-dedup works (near_dedup_disk.py). Never changes a decision, so not in the config hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["auto", "memory", "disk"] = Field(
+        "auto",
+        description="memory: shingle sets of a whole language in RAM (~5 KB per record). disk: per-task "
+        "signature files, candidate buckets and pair partitions on disk, so RAM is bounded by the chunk "
+        "and bucket sizes below. auto: disk above `disk_above` records in a language.",
+    )
+    disk_above: int = Field(
+        1_000_000, ge=1, description="auto: languages with more records (after exact dedup) go to disk.",
+    )
+    chunk_records: int = Field(50_000, ge=1, description="disk: records shingled and written per chunk file.")
+    bucket_rows: int = Field(
+        2_000_000, ge=1, description="disk: LSH band rows per candidate bucket (~24 bytes each in RAM).",
+    )
+    partition_records: int = Field(
+        500_000, ge=1, description="disk: records per candidate-pair partition (confirmation unit).",
+    )
+    confirm_batch: int = Field(200_000, ge=1, description="disk: candidate pairs confirmed at once.")
+    work_dir: Path | None = Field(
+        None, description="disk, inline executor: where the files go (default: a temporary folder, removed "
+        "after). datatrove executors use the output folder's datatrove/near.",
+    )
+
+
+EXECUTION_FIELDS = {"executor", "workers", "progress", "slurm", "ray", "near_dedup"}
+
+
 class CurationConfig(BaseModel):
     """Everything `curate` needs besides the input and the output folder."""
 
@@ -295,12 +394,22 @@ class CurationConfig(BaseModel):
         description="Evaluation files or rows: records copying one are dropped as eval_contamination (C1, "
         "before LID and dedup). A list or a comma-separated string is read as files.",
     )
-    executor: Literal["inline", "datatrove_local"] = Field(
+    executor: Literal["inline", "datatrove_local", "datatrove_slurm", "datatrove_ray"] = Field(
         "inline",
-        description="inline: plain functions in this process. datatrove_local: the same steps through "
-        "datatrove's LocalPipelineExecutor (pip extra hyft[scale]); identical outputs.",
+        description="inline: plain functions in this process. datatrove_local / datatrove_slurm / "
+        "datatrove_ray: the same steps through datatrove's Local / Slurm / Ray PipelineExecutor (pip extra "
+        "hyft[scale]; Ray also needs hyft[ray]); identical outputs (docs/governance-scale.md).",
     )
     workers: int = Field(1, ge=1, description="Parallel tasks for the datatrove executor.")
+    slurm: SlurmSettings | None = Field(
+        None, description="Required by executor datatrove_slurm: partition, time limit, resources per task.",
+    )
+    ray: RaySettings = Field(default_factory=lambda: RaySettings(), description="Used by executor datatrove_ray.")
+    near_dedup: NearDedupScale = Field(
+        default_factory=lambda: NearDedupScale(),
+        description="Where near-dedup keeps its working data: memory, or disk for pools that do not fit. "
+        "Decisions are identical either way.",
+    )
     seed: int = Field(0, ge=0, description="Seeds the MinHash permutations (the only randomness).")
     progress: bool = Field(True, description="Show tqdm progress bars.")
 
@@ -329,9 +438,18 @@ class CurationConfig(BaseModel):
             raise ValueError(f"{', '.join(clashes)} must not also be a text field")
         return self
 
+    @model_validator(mode="after")
+    def _executor_settings(self) -> CurationConfig:
+        if self.executor == "datatrove_slurm" and self.slurm is None:
+            raise ValueError(
+                "executor datatrove_slurm needs a `slurm` block, at least {partition: <name>, time: "
+                "<HH:MM:SS>} (docs/governance-scale.md)"
+            )
+        return self
+
     def decision_hash(self) -> str:
-        """BLAKE2b of every setting that can change a decision (not executor, workers or progress)."""
-        payload = self.model_dump(mode="json", exclude={"executor", "workers", "progress"})
+        """BLAKE2b of every setting that can change a decision (not where or how the steps run)."""
+        payload = self.model_dump(mode="json", exclude=EXECUTION_FIELDS)
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.blake2b(blob, digest_size=16).hexdigest()
 

@@ -1,7 +1,9 @@
-"""Run the curation stages through datatrove's LocalPipelineExecutor (optional extra ``hyft[scale]``).
+"""Run the curation stages through datatrove's executors (optional extra ``hyft[scale]``).
 
-On a cluster the only change is the executor class (SlurmPipelineExecutor, RayPipelineExecutor)
-and a work folder every node can see; the steps are the same. Work files live under
+``executor``: datatrove_local (LocalPipelineExecutor, processes on this machine), datatrove_slurm
+(SlurmPipelineExecutor: one sbatch array job per stage, chained with afterok dependencies; the
+output folder must be on a filesystem the nodes share) or datatrove_ray (RayPipelineExecutor on a
+local or existing Ray cluster, extra ``hyft[ray]``). The steps are the same for all three. Work files live under
 ``out_dir/datatrove`` and are rebuilt on every run (completion markers from an older run with
 another config must never be trusted, so resume is off).
 """
@@ -21,6 +23,7 @@ from hyft.governance.ledger import read_jsonl
 from hyft.governance.quality import PplScorer
 
 SCALE_HINT = "datatrove is not installed: install the scale extra, pip install 'hyft[scale]'"
+RAY_HINT = "ray is not installed: install the ray extra, pip install 'hyft[scale,ray]'"
 
 
 def require_datatrove() -> None:
@@ -39,14 +42,125 @@ def _start_method() -> str:
     return "forkserver" if main_file and Path(main_file).is_file() else "fork"
 
 
+def require_ray() -> None:
+    """Raise a ConfigError naming the pip extra when ray cannot be imported."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("curation.executor", [f"{RAY_HINT} ({exc})"]) from None
+
+
+def make_executor(config: CurationConfig, pipeline: list[Any], name: str, work: Path, depends: Any = None) -> Any:
+    """datatrove's executor for ``config.executor``, with ``config.workers`` tasks, logging in work/logs_<name>.
+
+    Resume is off (``skip_completed=False``): the work folder is rebuilt on every run.
+    """
+    logging_dir = str(work / f"logs_{name}")
+    workers = config.workers
+    if config.executor == "datatrove_slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        slurm = config.slurm
+        assert slurm is not None  # the config validator requires it for this executor
+        return SlurmPipelineExecutor(
+            pipeline, tasks=workers, workers=workers, time=slurm.time, partition=slurm.partition,
+            cpus_per_task=slurm.cpus_per_task, mem_per_cpu_gb=slurm.mem_per_cpu_gb, qos=slurm.qos,
+            job_name=f"{slurm.job_name}-{name}", env_command=slurm.env_command, sbatch_args=dict(slurm.sbatch_args),
+            max_array_size=slurm.max_array_size, logging_dir=logging_dir, skip_completed=False, depends=depends,
+            mail_type="NONE",
+        )
+    if config.executor == "datatrove_ray":
+        from datatrove.executor.ray import RayPipelineExecutor
+
+        return RayPipelineExecutor(
+            pipeline, tasks=workers, workers=workers, logging_dir=logging_dir, skip_completed=False,
+            depends=depends, cpus_per_task=config.ray.cpus_per_task, mem_per_cpu_gb=config.ray.mem_per_cpu_gb,
+        )
+    from datatrove.executor import LocalPipelineExecutor
+
+    return LocalPipelineExecutor(
+        pipeline, tasks=workers, workers=workers, logging_dir=logging_dir, skip_completed=False,
+        depends=depends, start_method=_start_method(),
+    )
+
+
+def build_executors(
+    pool_path: str, source_name: str, config: CurationConfig, work: Path, ppl_scorer: PplScorer | None,
+    n_input: int | None = None,
+) -> list[Any]:
+    """The chain of executors, each depending on the one before; run the last one.
+
+    A: validate + LID; then the disk near-dedup stages, when a language can go to disk (mode disk, or
+    auto with more than ``disk_above`` input lines); B: dedup + quality per language.
+    """
+    from hyft.governance.datatrove_steps import AnnotateShard, DecideLanguages, NearDiskStage, PrepareNear
+
+    config_json = config.model_dump_json()
+    stages: list[tuple[str, Any]] = [
+        ("annotate", AnnotateShard(pool_path, source_name, config_json, str(work), wrapped=source_name == "<iterable>")),
+    ]
+    scale = config.near_dedup
+    could_go_to_disk = scale.mode == "disk" or (
+        scale.mode == "auto" and (n_input is None or n_input > scale.disk_above))
+    if config.dedup.near and could_go_to_disk:
+        stages.append(("near_input", PrepareNear(config_json, str(work))))
+        stages += [(f"near_{stage}", NearDiskStage(stage, config_json, str(work)))
+                   for stage in ("signatures", "bands", "candidates", "confirm")]
+    stages.append(("decide", DecideLanguages(config_json, str(work), ppl_scorer)))
+    executors: list[Any] = []
+    for name, step in stages:
+        executors.append(make_executor(config, [step], name, work, executors[-1] if executors else None))
+    return executors
+
+
+def _completed(executor: Any) -> int:
+    return len(list((Path(executor.logging_dir.path) / "completions").glob("*")))
+
+
+def wait_for_slurm(executors: list[Any], poll_seconds: float) -> None:
+    """Block until the last stage's tasks have all completed; fail when no job of ours is queued any more.
+
+    datatrove's SlurmPipelineExecutor only submits (sbatch); curate() assembles the outputs, so it
+    waits here on the completion markers the tasks write to the shared work folder.
+    """
+    import subprocess
+    import time
+
+    last = executors[-1]
+    while _completed(last) < last.world_size:
+        job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
+        queued = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)],
+                                capture_output=True, text=True, check=False).stdout.split()
+        if not queued and _completed(last) < last.world_size:
+            failed = [e.job_name for e in executors if _completed(e) < e.world_size]
+            raise RuntimeError(
+                f"Slurm jobs {', '.join(job_ids)} left the queue but stages {', '.join(failed)} did not complete: "
+                f"see the logs under {Path(last.logging_dir.path).parent}/logs_*/"
+            )
+        time.sleep(poll_seconds)
+
+
+def _init_ray(config: CurationConfig) -> bool:
+    """Connect to (or start) Ray unless a session is already up; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if config.ray.address:
+        ray.init(address=config.ray.address, log_to_driver=False)
+    else:  # a local instance sized to the task count, no dashboard (it would only cost memory here)
+        ray.init(num_cpus=config.workers * config.ray.cpus_per_task, include_dashboard=False, log_to_driver=False)
+    return True
+
+
 def run_datatrove(
     source: str | Path | Iterable[Any], config: CurationConfig, out_dir: Path, ppl_scorer: PplScorer | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Stages A and B as two dependent executors with ``config.workers`` tasks each."""
+    """Run the stages through ``config.executor`` with ``config.workers`` tasks each; read the results back."""
     require_datatrove()
-    from datatrove.executor import LocalPipelineExecutor
-
-    from hyft.governance.datatrove_steps import AnnotateShard, DecideLanguages, annotated_shards
+    if config.executor == "datatrove_ray":
+        require_ray()
+    from hyft.governance.datatrove_steps import annotated_shards
 
     work = out_dir / "datatrove"
     shutil.rmtree(work, ignore_errors=True)
@@ -61,19 +175,21 @@ def run_datatrove(
     from hyft.governance.pipeline import count_input
 
     n_input = count_input(pool_path)
-    config_json = config.model_dump_json()
-    workers = config.workers
-    annotate_step = LocalPipelineExecutor(
-        [AnnotateShard(pool_path, source_name, config_json, str(work), wrapped=source_name == "<iterable>")],
-        tasks=workers, workers=workers, logging_dir=str(work / "logs_annotate"), skip_completed=False,
-        start_method=_start_method(),
-    )
-    decide_step = LocalPipelineExecutor(
-        [DecideLanguages(config_json, str(work), ppl_scorer)],
-        tasks=workers, workers=workers, logging_dir=str(work / "logs_decide"), skip_completed=False,
-        depends=annotate_step, start_method=_start_method(),
-    )
-    decide_step.run()
+    executors = build_executors(pool_path, source_name, config, work, ppl_scorer, n_input)
+    if config.executor == "datatrove_ray":
+        import ray
+
+        started = _init_ray(config)
+        try:
+            executors[-1].run()
+        finally:
+            if started:
+                ray.shutdown()
+    else:
+        executors[-1].run()
+    if config.executor == "datatrove_slurm":
+        assert config.slurm is not None
+        wait_for_slurm(executors, config.slurm.poll_seconds)
     entries = [e for shard in annotated_shards(work) for e in read_jsonl(shard)]
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((work / "decisions").glob("*.json"))]
     return entries, results, n_input

@@ -6,8 +6,9 @@
     result.c2          # records kept after quality, each with "_provenance"
     result.report      # per language, per stage: kept and dropped counts by reason
 
-With ``executor="datatrove_local"`` the same stage functions run as datatrove steps on
-``workers`` processes (datatrove_steps.py); outputs are byte-identical to the inline run.
+With ``executor="datatrove_local"`` (or ``datatrove_slurm``, ``datatrove_ray``) the same stage
+functions run as datatrove steps on ``workers`` tasks (datatrove_steps.py); outputs are
+byte-identical to the inline run, with near-dedup in memory or on disk (``near_dedup.mode``).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def curate(
            "its files changed after it finished" if all(previous.get(key) == value for key, value in facts.items()) else
            "a different input or settings")
     cleared = clear_outputs(out_dir)
-    if config.executor == "datatrove_local":
+    if config.executor != "inline":
         from hyft.governance.datatrove_run import run_datatrove
 
         entries, results, n_input = run_datatrove(records, config, out_dir, ppl_scorer)

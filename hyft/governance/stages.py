@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from hyft.governance.config import CurationConfig
 from hyft.governance.decontam import EvalIndex, read_eval_file
-from hyft.governance.dedup import dedup_language
+from hyft.governance.dedup import dedup_language, exact_dedup, near_inputs, wants_near
 from hyft.governance.languages import script_tag
 from hyft.governance.lid import LID_CHUNK, Detectors, LidDecision, adaptive_decisions, identify_records
+from hyft.governance.near_dedup import NearResult
 from hyft.governance.quality import PplScorer, quality_language
 from hyft.governance.reasons import Flag, Reason
 from hyft.governance.validate import validate_item
@@ -128,22 +129,27 @@ def lid_survivors_by_language(entries: Iterable[dict[str, Any]]) -> dict[str, li
 
 
 def decide_language(
-    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None = None
+    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None = None,
+    near: NearResult | None = None,
 ) -> dict[str, Any]:
     """Dedup and quality decisions for one language's LID survivors (``entries`` sorted by key).
 
+    ``near``: the near-dedup pairs when the distributed disk stages computed them (datatrove_steps).
     Returns {"lang", "decisions": {line: {reason, dup_of, evidence, flags}}, "stats"}; JSON-ready.
     """
     with cyclic_gc_paused():
-        return _decide_language(lang, entries, config, ppl_scorer)
+        return _decide_language(lang, entries, config, ppl_scorer, near)
 
 
-def _decide_language(
-    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None
-) -> dict[str, Any]:
-    decisions: dict[str, dict[str, Any]] = {}
-    # Deferred LID (adaptive tau) first: it needs the whole group's confidences, and drops before dedup.
+def _adaptive_lid(
+    lang: str, entries: list[dict[str, Any]], config: CurationConfig
+) -> tuple[float, dict[str, dict[str, Any]], dict[int, LidDecision], list[dict[str, Any]]]:
+    """Deferred LID (adaptive tau) first: it needs the whole group's confidences, and drops before dedup.
+
+    Returns (tau, decisions of the dropped, LID updates by survivor position, survivors).
+    """
     tau, outcomes = adaptive_decisions(lang, [e["evidence"].get("lid", {}) for e in entries], config.text_fields, config.lid)
+    decisions: dict[str, dict[str, Any]] = {}
     lid_updates: dict[int, LidDecision] = {}
     survivors = []
     for entry, outcome in zip(entries, outcomes, strict=True):
@@ -154,10 +160,34 @@ def _decide_language(
         if outcome is not None:
             lid_updates[len(survivors)] = outcome
         survivors.append(entry)
-    entries = survivors
+    return tau, decisions, lid_updates, survivors
+
+
+def near_input(lang: str, entries: list[dict[str, Any]], config: CurationConfig) -> tuple[list[list[str]], list[int]] | None:
+    """What the near step of ``lang`` examines (feature texts per field, label codes); None when it does not run.
+
+    The datatrove disk stages write this out, compute the near pairs across tasks, and hand them
+    back to ``decide_language(near=...)``, which recomputes the cheap steps before it.
+    """
+    with cyclic_gc_paused():
+        survivors = _adaptive_lid(lang, entries, config)[3]
+        fields = [e["fields"] for e in survivors]
+        labels = [e["label"] for e in survivors]
+        outcome = exact_dedup(fields, labels, config.dedup)
+        if not wants_near(outcome, config.dedup):
+            return None
+        texts, codes = near_inputs(fields, labels, outcome)
+        return texts, codes.tolist()
+
+
+def _decide_language(
+    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None,
+    near: NearResult | None,
+) -> dict[str, Any]:
+    tau, decisions, lid_updates, entries = _adaptive_lid(lang, entries, config)
     fields = [e["fields"] for e in entries]
     labels = [e["label"] for e in entries]
-    dedup = dedup_language(fields, labels, config.dedup, config.seed)
+    dedup = dedup_language(fields, labels, config.dedup, config.seed, config.near_dedup, near)
     c1 = []
     for index, entry in enumerate(entries):
         reason = dedup.reasons[index]
