@@ -3,40 +3,7 @@
 Thin re-export of :mod:`hyft.evaluation.metrics` (see there for formulas).
 """
 
-from hyft.evaluation.metrics import (
-    accuracy,
-    apply_temperature,
-    average_ece,
-    bleu,
-    bleu_signature,
-    bleu_tokenizer,
-    chrf,
-    direction_gap,
-    expected_calibration_error,
-    fit_temperature,
-    gsm8k_exact_match,
-    gsm8k_extract_answer,
-    macro_average,
-    paired_bootstrap_ci,
-    parity_gap,
-    pass_at_k,
-)
+from hyft.evaluation import metrics as _metrics
+from hyft.evaluation.metrics import *  # noqa: F403  (the list is metrics.__all__, kept in one place)
 
-__all__ = [
-    "accuracy",
-    "apply_temperature",
-    "average_ece",
-    "bleu",
-    "bleu_signature",
-    "bleu_tokenizer",
-    "chrf",
-    "direction_gap",
-    "expected_calibration_error",
-    "fit_temperature",
-    "gsm8k_exact_match",
-    "gsm8k_extract_answer",
-    "macro_average",
-    "paired_bootstrap_ci",
-    "parity_gap",
-    "pass_at_k",
-]
+__all__ = list(_metrics.__all__)

@@ -47,6 +47,26 @@ def shared_data() -> Path:
     return require_shared_data()
 
 
+# One entry per adapter method (the hybrid once more with unitary sub-layers), sized for the tiny models
+# below (hidden 64); shared by the precision and quantized-base suites.
+ADAPTER_METHODS: dict[str, dict] = {
+    "lora": {"method": "lora", "r": 4, "alpha": 8},
+    "lora_ga": {"method": "lora_ga", "r": 4, "alpha": 8},
+    "boft": {"method": "boft", "boft_block_size": 4, "boft_n_butterfly_factor": 2},
+    "oft": {"method": "oft", "boft_block_size": 8},
+    "unitary": {"method": "unitary"},
+    "hybrid": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4, "boft_n_butterfly_factor": 2},
+    "hybrid_unitary": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4,
+                       "boft_n_butterfly_factor": 2, "unitary_modules": ["o_proj", "down_proj"]},
+}
+GRADIENT_INIT = ("lora_ga", "hybrid")
+
+
+def wrap_kwargs(settings: dict, batch: dict) -> dict:
+    """``init_batches`` for the methods that need LoRA-GA's gradient pass, nothing for the others."""
+    return {"init_batches": [batch]} if settings["method"] in GRADIENT_INIT else {}
+
+
 def tiny_llama(seed: int = 0, vocab: int = 128, hidden: int = 64):
     from transformers import LlamaConfig, LlamaForCausalLM
 

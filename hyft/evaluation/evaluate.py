@@ -20,7 +20,7 @@ import torch
 from hyft.evaluation import metrics
 from hyft.evaluation.classify import ClassificationScores, decoder_scores, encoder_scores
 from hyft.tasks.base import Example, Task
-from hyft.tasks.kshot import draw_shots
+from hyft.tasks.kshot import evaluation_rows
 from hyft.tasks.loading import DataError, DataSource
 from hyft.tasks.registry import get_task
 from hyft.tasks.templates import (
@@ -144,11 +144,8 @@ def evaluate_classification(
     per_language, samples, shot_ids = {}, [], {}
     for lang in languages:
         template = template_for(task, lang, templates) if model_kind == "decoder" else None
-        test = task.load(task.eval_split, lang, data)
-        shots, test = draw_shots(task, lang, num_fewshot, seed, test, data)
-        excluded = set((exclude_ids or {}).get(lang, ()))
-        test = [row for row in test if row["id"] not in excluded]
-        test = test[:max_examples] if max_examples else test
+        shots, test = evaluation_rows(task, lang, num_fewshot, seed, data, (exclude_ids or {}).get(lang, ()),
+                                      max_examples)
         shot_ids[lang] = [shot["id"] for shot in shots]
 
         def score(rows, shots=shots, template=template):

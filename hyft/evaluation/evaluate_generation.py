@@ -21,7 +21,7 @@ from hyft.evaluation.generate import greedy_generate
 from hyft.evaluation.judge import PROMPT_VERSION
 from hyft.evaluation.scoring import generation_scorer
 from hyft.tasks.base import Task, direction
-from hyft.tasks.kshot import draw_shots
+from hyft.tasks.kshot import evaluation_rows
 from hyft.tasks.loading import DataSource
 from hyft.tasks.templates import (
     ChatTemplateMode,
@@ -96,11 +96,8 @@ def evaluate_generation(
         judge_model, judge_tokenizer = load_judge(judge, model_device(model))
     for lang in languages:
         template = template_for(task, lang, templates)
-        rows = task.load(task.eval_split, lang, data)
-        shots, rows = draw_shots(task, lang, num_fewshot, seed, rows, data)
-        excluded = set((exclude_ids or {}).get(lang, ()))
-        rows = [row for row in rows if row["id"] not in excluded]
-        rows = rows[:max_examples] if max_examples else rows
+        shots, rows = evaluation_rows(task, lang, num_fewshot, seed, data, (exclude_ids or {}).get(lang, ()),
+                                      max_examples)
         shot_ids[lang] = [shot["id"] for shot in shots]
         answers = _generate_answers(
             model,

@@ -8,23 +8,15 @@ from __future__ import annotations
 
 from hyft.data import DEMO_LANGUAGES, demo_path, nli_file_name
 from hyft.tasks.base import Example, Task
-from hyft.tasks.loading import DataSource, load_records
+from hyft.tasks.loading import DataSource
 from hyft.tasks.registry import register_task
-from hyft.tasks.xnli import NLI_LABELS, nli_examples, nli_format
+from hyft.tasks.xnli import NLI_LABELS, load_nli_file
 
 
 def load_demo_nli(split: str, lang: str, data: DataSource) -> list[Example]:
     """The shipped file; ``data`` is ignored (the set lives inside the package, not in a data folder)."""
     path = demo_path(nli_file_name(split, lang))
-    expected = nli_format(path.name)
-    where, records = load_records(
-        DataSource(path.parent, "local"),
-        path.name,
-        {"premise": str, "hypothesis": str, "label": str},
-        expected,
-        hub=None,
-    )
-    return nli_examples(records, where, expected, f"demo-nli/{split}/{lang}", lang)
+    return load_nli_file(DataSource(path.parent, "local"), path.name, f"demo-nli/{split}/{lang}", lang)
 
 
 DEMO_NLI = register_task(

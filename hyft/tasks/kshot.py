@@ -14,7 +14,7 @@ shots) in every language.
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from typing import Any
 
 from hyft.tasks.base import Example, Task
@@ -90,3 +90,23 @@ def draw_shots(
         raise DataError(f"{task.name} ({language}): {exc}") from None
     shot_ids = {shot["id"] for shot in shots}
     return shots, [example for example in eval_examples if example["id"] not in shot_ids]
+
+
+def evaluation_rows(
+    task: Task,
+    language: str,
+    k: int,
+    seed: int,
+    data: DataSource | None = None,
+    exclude_ids: Collection[str] = (),
+    max_examples: int | None = None,
+) -> tuple[list[Example], list[Example]]:
+    """``(shots, rows_to_score)`` for one language: the protocol every evaluation follows. Load the eval
+    split, draw the k prompt shots (:func:`draw_shots`, removed from the rows when they come from the same
+    split), drop ``exclude_ids`` (rows an adapter trained or calibrated on), then keep the first
+    ``max_examples`` — cut last, so the scored rows are a fixed prefix whatever k is."""
+    rows = task.load(task.eval_split, language, data)
+    shots, rows = draw_shots(task, language, k, seed, rows, data)
+    excluded = set(exclude_ids)
+    rows = [row for row in rows if row["id"] not in excluded]
+    return shots, rows[:max_examples] if max_examples else rows

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import model_inputs
+from tests.conftest import ADAPTER_METHODS, model_inputs, wrap_kwargs  # noqa: F401 (wrap_kwargs re-exported)
 
-# One entry per adapter method the trainer can run; the hybrid once more with unitary sub-layers.
-METHODS: dict[str, dict] = {
-    "lora": {"method": "lora", "r": 4, "alpha": 8},
-    "lora_ga": {"method": "lora_ga", "r": 4, "alpha": 8},
-    "boft": {"method": "boft", "boft_block_size": 4, "boft_n_butterfly_factor": 2},
-    "oft": {"method": "oft", "boft_block_size": 8},
-    "unitary": {"method": "unitary"},
-    "hybrid": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4, "boft_n_butterfly_factor": 2},
-    "hybrid_unitary": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4,
-                       "boft_n_butterfly_factor": 2, "unitary_modules": ["o_proj", "down_proj"]},
-    "full": {"method": "full"},
-}
-GRADIENT_INIT = ("lora_ga", "hybrid")
+METHODS: dict[str, dict] = {**ADAPTER_METHODS, "full": {"method": "full"}}  # every method the trainer runs
 
 
 def tiny_bert(seed: int = 0, vocab: int = 128, hidden: int = 64, num_labels: int = 3):
@@ -37,8 +25,3 @@ def bert_inputs(batch: int = 2, length: int = 12, seed: int = 1) -> dict[str, to
     inputs = model_inputs("llama", batch=batch, length=length, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     return inputs | {"labels": torch.randint(0, 3, (batch,), generator=generator)}
-
-
-def wrap_kwargs(settings: dict, batch: dict[str, torch.Tensor]) -> dict:
-    """``init_batches`` for the methods that need LoRA-GA's gradient pass, nothing for the others."""
-    return {"init_batches": [batch]} if settings["method"] in GRADIENT_INIT else {}

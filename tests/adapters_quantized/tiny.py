@@ -12,21 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import ADAPTER_METHODS, tiny_llama, wrap_kwargs  # noqa: F401 (wrap_kwargs re-exported)
+
 pytest.importorskip("bitsandbytes")
 
 HIDDEN = 64  # one NF4 block of 64 weights per row of a 64-wide layer
-# One entry per adapter method; the hybrid once more with unitary sub-layers.
-METHODS: dict[str, dict] = {
-    "lora": {"method": "lora", "r": 4, "alpha": 8},
-    "lora_ga": {"method": "lora_ga", "r": 4, "alpha": 8},
-    "boft": {"method": "boft", "boft_block_size": 4, "boft_n_butterfly_factor": 2},
-    "oft": {"method": "oft", "boft_block_size": 8},
-    "unitary": {"method": "unitary"},
-    "hybrid": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4, "boft_n_butterfly_factor": 2},
-    "hybrid_unitary": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4,
-                       "boft_n_butterfly_factor": 2, "unitary_modules": ["o_proj", "down_proj"]},
-}
-GRADIENT_INIT = ("lora_ga", "hybrid")
+METHODS = ADAPTER_METHODS
 QUANTIZATIONS = {"nf4": {"bits": 4, "quant_type": "nf4", "compute_dtype": "fp32"}, "int8": {"bits": 8}}
 
 # NF4 code values (QLoRA, Dettmers et al. 2023, Appendix E), in increasing order.
@@ -57,13 +48,7 @@ REFERENCES = {"nf4": nf4_reference, "int8": int8_reference}
 
 
 def save_tiny_llama(directory: Path, seed: int = 0) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
-                         max_position_embeddings=128)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    tiny_llama(seed, hidden=HIDDEN).save_pretrained(directory)
     return directory
 
 
@@ -105,7 +90,3 @@ def batch(seed: int = 1, size: int = 4, length: int = 16) -> dict[str, torch.Ten
 
 def forward_inputs(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in inputs.items() if k != "labels"}
-
-
-def wrap_kwargs(settings: dict, inputs: dict[str, torch.Tensor]) -> dict:
-    return {"init_batches": [inputs]} if settings["method"] in GRADIENT_INIT else {}
