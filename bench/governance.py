@@ -86,7 +86,7 @@ def timed_median(functions: list, repeats: int) -> list[tuple[float, float]]:
 
 
 def lid_and_simhash_rates(pairs: list[tuple[str, str]], repeats: int) -> list[tuple[str, int, float, float]]:
-    """LID (as ``stages.annotate`` runs it) and SimHash rows: the median of ``repeats`` interleaved runs."""
+    """LID (as ``stages.validate_and_identify`` runs it) and SimHash rows: the median of ``repeats`` interleaved runs."""
     config = CurationConfig(text_fields=["text"], progress=False)
     detectors = shared_detectors()
     texts = [t for _, t in pairs]

@@ -60,12 +60,12 @@ def _phase(theta: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
 # A program is the list of stages in application order: ("phase", j, ±1) multiplies by e^{±iθ_j},
 # ("house", source, j) reflects with vector j of "v" (trainable) or "ref" (frozen), ("fft",) / ("ifft",)
 # are the unitary DFT and its inverse, ("gather", "perm" | "inverse") applies Π or Πᵀ.
-Stage = tuple
+ProgramStep = tuple
 
 
-def unitary_program(adjoint: bool, permuted: bool, source: str = "v", phases: bool = True) -> list[Stage]:
+def unitary_program(adjoint: bool, permuted: bool, source: str = "v", phases: bool = True) -> list[ProgramStep]:
     """Stages of ``U = D3 R2 F⁻¹ D2 Π R1 F D1`` (D1 first) or of ``Uᴴ`` (D3* first) when ``adjoint``."""
-    stages: list[Stage] = [("phase", 0, 1.0), ("fft",), ("house", source, 0)]
+    stages: list[ProgramStep] = [("phase", 0, 1.0), ("fft",), ("house", source, 0)]
     stages += [("gather", "perm")] if permuted else []
     stages += [("phase", 1, 1.0), ("ifft",), ("house", source, 1), ("phase", 2, 1.0)]
     if not phases:
@@ -101,7 +101,7 @@ class Operands:
         return self.phase[index] if sign > 0 else self.phase[index].conj()
 
 
-def run_stage(z: torch.Tensor, stage: Stage, ops: Operands, inplace: bool = False) -> torch.Tensor:
+def run_stage(z: torch.Tensor, stage: ProgramStep, ops: Operands, inplace: bool = False) -> torch.Tensor:
     """Apply one stage to z (..., n) complex; differentiable by autograd unless ``inplace`` (then z,
     which the caller must own, is overwritten by phase and reflection stages)."""
     kind = stage[0]
@@ -123,7 +123,7 @@ def run_stage(z: torch.Tensor, stage: Stage, ops: Operands, inplace: bool = Fals
     return z - overlap.unsqueeze(-1) * scaled
 
 
-def run_program(z: torch.Tensor, program: list[Stage], ops: Operands, inplace: bool = False) -> torch.Tensor:
+def run_program(z: torch.Tensor, program: list[ProgramStep], ops: Operands, inplace: bool = False) -> torch.Tensor:
     for stage in program:
         z = run_stage(z, stage, ops, inplace)
     return z
@@ -201,7 +201,7 @@ class _UnitaryTransform(torch.autograd.Function):
         return grad_x, -grads["theta"].imag, torch.view_as_real(grads["v"]), None, None, None, None
 
 
-def _stage_backward(stage: Stage, g: torch.Tensor, z_in, ops: Operands, grads: dict) -> torch.Tensor:
+def _stage_backward(stage: ProgramStep, g: torch.Tensor, z_in, ops: Operands, grads: dict) -> torch.Tensor:
     """Gradient w.r.t. the stage input from the one w.r.t. its output (g, owned and overwritten);
     accumulates parameter gradients into ``grads``."""
     kind = stage[0]
@@ -255,7 +255,7 @@ class UnitaryLinear(AdaptedLinear):
             self.unitary_perm = self.unitary_perm_inverse = self.unitary_v_ref = None
 
     # -- the operator (helpers the hybrid reuses; they never touch base_layer) ------------------
-    def program(self, adjoint: bool) -> list[Stage]:
+    def program(self, adjoint: bool) -> list[ProgramStep]:
         """Stages of ``Uᴴ`` (``adjoint``, the per-token direction) or of U; with a random Π the frozen
         reference factor makes the adapter ``U(θ, v)·U(0, v_ref)ᴴ``."""
         permuted = self.unitary_perm is not None

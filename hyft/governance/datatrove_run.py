@@ -93,11 +93,16 @@ def build_executors(
     A: validate + LID; then the disk near-dedup stages, when a language can go to disk (mode disk, or
     auto with more than ``disk_above`` input lines); B: dedup + quality per language.
     """
-    from hyft.governance.datatrove_steps import AnnotateShard, DecideLanguages, NearDiskStage, PrepareNear
+    from hyft.governance.datatrove_steps import (
+        DecideLanguages,
+        NearDiskStage,
+        PrepareNear,
+        ValidateIdentifyShard,
+    )
 
     config_json = config.model_dump_json()
     stages: list[tuple[str, Any]] = [
-        ("annotate", AnnotateShard(pool_path, source_name, config_json, str(work), wrapped=source_name == "<iterable>")),
+        ("validate_and_identify", ValidateIdentifyShard(pool_path, source_name, config_json, str(work), wrapped=source_name == "<iterable>")),
     ]
     scale = config.near_dedup
     could_go_to_disk = scale.mode == "disk" or (

@@ -25,7 +25,12 @@ from hyft.governance.lid import shared_detectors
 from hyft.governance.near_dedup import NearResult
 from hyft.governance.near_dedup_disk import collect, plan, run_stage, task_range, write_signatures
 from hyft.governance.quality import PplScorer
-from hyft.governance.stages import annotate, decide_language, lid_survivors_by_language, near_input
+from hyft.governance.stages import (
+    dedup_and_filter_language,
+    lid_survivors_by_language,
+    near_input,
+    validate_and_identify,
+)
 from hyft.governance.validate import iter_pool
 
 
@@ -34,7 +39,7 @@ def annotated_shards(work_dir: Path) -> list[Path]:
     return sorted((work_dir / "annotated").glob("*.jsonl"))
 
 
-class AnnotateShard(PipelineStep):
+class ValidateIdentifyShard(PipelineStep):
     """Stage A: validate + LID for the input lines of this rank (line - 1 = rank mod world size)."""
 
     name = "validate + LID"
@@ -54,7 +59,7 @@ class AnnotateShard(PipelineStep):
             if (line - 1) % world_size == rank
         )
         with self.track_time():
-            entries = annotate(mine, config, shared_detectors())
+            entries = validate_and_identify(mine, config, shared_detectors())
         write_jsonl(Path(self.work_dir) / "annotated" / f"{rank:05d}.jsonl", entries)
         self.stat_update("total", value=len(entries))
         for entry in entries:
@@ -80,7 +85,7 @@ class DecideLanguages(PipelineStep):
         for lang in list(groups)[rank::world_size]:
             with self.track_time():
                 near = disk_near_result(work, lang, config)
-                result = decide_language(lang, groups[lang], config, self.ppl_scorer, near)
+                result = dedup_and_filter_language(lang, groups[lang], config, self.ppl_scorer, near)
             path = work / "decisions" / f"{lang}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")

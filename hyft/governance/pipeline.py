@@ -23,7 +23,7 @@ from hyft.governance.assembly import CurationResult, assemble, clear_outputs, lo
 from hyft.governance.config import CurationConfig
 from hyft.governance.lid import LID176_SHA256, bundled_lid176_path, file_sha256, shared_detectors
 from hyft.governance.quality import PplScorer
-from hyft.governance.stages import annotate, decide_language, lid_survivors_by_language
+from hyft.governance.stages import dedup_and_filter_language, lid_survivors_by_language, validate_and_identify
 from hyft.governance.validate import check_pool_format, iter_pool
 from hyft.io import IncompleteOutputError, prepare_output_dir, read_marker, write_marker
 from hyft.io import file_sha256 as streamed_sha256
@@ -95,13 +95,13 @@ def run_inline(
     """All stages in this process. Returns (entries, per-language results, number of input items)."""
     counter = _Counter()
     total = count_input(source) if isinstance(source, (str, Path)) else None
-    entries = annotate(counter.wrap(iter_pool(source)), config, shared_detectors(), total=total, progress=config.progress)
+    entries = validate_and_identify(counter.wrap(iter_pool(source)), config, shared_detectors(), total=total, progress=config.progress)
     groups = lid_survivors_by_language(entries)
     results = []
     from tqdm import tqdm
 
     for lang, members in tqdm(groups.items(), desc="dedup+quality", unit="lang", disable=not config.progress):
-        results.append(decide_language(lang, members, config, ppl_scorer))
+        results.append(dedup_and_filter_language(lang, members, config, ppl_scorer))
     return entries, results, total if total is not None else counter.seen
 
 

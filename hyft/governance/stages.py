@@ -1,7 +1,7 @@
 """The two plain functions every executor runs, in this order:
 
-1. ``annotate`` (map, any shard): validate + decontaminate + LID for each input item -> entries.
-2. ``decide_language`` (one language or language-script group, e.g. hi-Latn, at a time): the deferred
+1. ``validate_and_identify`` (map, any shard): validate + decontaminate + LID for each input item -> entries.
+2. ``dedup_and_filter_language`` (one language or language-script group, e.g. hi-Latn, at a time): the deferred
    LID decisions of an adaptive tau, exact/near dedup, then length and perplexity, on that group's LID
    survivors sorted by record key -> one decision per record.
 
@@ -47,7 +47,7 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def annotate(
+def validate_and_identify(
     items: Iterable[tuple[str, int, Any]], config: CurationConfig, detectors: Detectors,
     total: int | None = None, progress: bool = False,
 ) -> list[dict[str, Any]]:
@@ -128,7 +128,7 @@ def lid_survivors_by_language(entries: Iterable[dict[str, Any]]) -> dict[str, li
     return dict(sorted(groups.items()))
 
 
-def decide_language(
+def dedup_and_filter_language(
     lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None = None,
     near: NearResult | None = None,
 ) -> dict[str, Any]:
@@ -138,7 +138,7 @@ def decide_language(
     Returns {"lang", "decisions": {line: {reason, dup_of, evidence, flags}}, "stats"}; JSON-ready.
     """
     with cyclic_gc_paused():
-        return _decide_language(lang, entries, config, ppl_scorer, near)
+        return _dedup_and_filter_language(lang, entries, config, ppl_scorer, near)
 
 
 def _adaptive_lid(
@@ -167,7 +167,7 @@ def near_input(lang: str, entries: list[dict[str, Any]], config: CurationConfig)
     """What the near step of ``lang`` examines (feature texts per field, label codes); None when it does not run.
 
     The datatrove disk stages write this out, compute the near pairs across tasks, and hand them
-    back to ``decide_language(near=...)``, which recomputes the cheap steps before it.
+    back to ``dedup_and_filter_language(near=...)``, which recomputes the cheap steps before it.
     """
     with cyclic_gc_paused():
         survivors = _adaptive_lid(lang, entries, config)[3]
@@ -180,7 +180,7 @@ def near_input(lang: str, entries: list[dict[str, Any]], config: CurationConfig)
         return texts, codes.tolist()
 
 
-def _decide_language(
+def _dedup_and_filter_language(
     lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None,
     near: NearResult | None,
 ) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from conftest import xnli_rows
 from hyft.governance import CurationConfig, curate
 from hyft.governance.config import LidSettings
 from hyft.governance.lid import adaptive_threshold
-from hyft.governance.stages import annotate, decide_language, lid_survivors_by_language
+from hyft.governance.stages import dedup_and_filter_language, lid_survivors_by_language, validate_and_identify
 from hyft.governance.text import lid_text
 
 
@@ -57,9 +57,9 @@ def _decide(settings: LidSettings):
     config = CurationConfig(text_fields=["text"], lid=settings, progress=False, quality={"ppl": False, "min_tokens": 1},
                             dedup={"near": False})  # the six texts are near-duplicates by design
     items = [("<iterable>", line, {"text": text, "lang": "en"}) for line, text in enumerate(TEXTS, start=1)]
-    entries = annotate(items, config, detectors)  # type: ignore[arg-type]
+    entries = validate_and_identify(items, config, detectors)  # type: ignore[arg-type]
     groups = lid_survivors_by_language(entries)
-    return entries, decide_language("en", groups["en"], config)
+    return entries, dedup_and_filter_language("en", groups["en"], config)
 
 
 def test_adaptive_tau_decides_each_record_by_hand():

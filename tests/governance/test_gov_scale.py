@@ -169,9 +169,9 @@ def test_slurm_executor_scripts_are_well_formed_and_match_inline(pool, tmp_path,
     submissions = [json.loads(line) for line in fake_slurm.read_text().splitlines()]
     stages = [s for s in submissions if "launch_pickled_pipeline" in s["script"]]
     assert [s["script"].split("--job-name=")[1].split("\n")[0] for s in stages] == [
-        "hyft-curate-annotate", "hyft-curate-decide"]
+        "hyft-curate-validate_and_identify", "hyft-curate-decide"]
     work = tmp_path / "slurm" / "datatrove"
-    for submission, name in zip(stages, ["annotate", "decide"], strict=True):
+    for submission, name in zip(stages, ["validate_and_identify", "decide"], strict=True):
         script = submission["script"]
         lines = script.splitlines()
         assert lines[0] == "#!/bin/bash"
