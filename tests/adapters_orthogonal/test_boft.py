@@ -7,24 +7,10 @@ import torch
 from torch import nn
 
 import hyft
-from hyft.adapters.boft import BoftLinear
 from hyft.adapters.cayley import cayley_exact, neumann_orthogonality_bound, skew_from_upper
 from hyft.config import ConfigError
+from tests.adapters_orthogonal.layers import make_layer, randomize
 from tests.adapters_orthogonal.oracles import butterfly_oracle
-
-
-def make_layer(d_in=64, d_out=48, seed=0, **settings) -> BoftLinear:
-    torch.manual_seed(seed)
-    settings = {"method": "boft", "boft_block_size": 4, "boft_n_butterfly_factor": 3, **settings}
-    return BoftLinear(nn.Linear(d_in, d_out), hyft.AdapterConfig(**settings), "layer")
-
-
-def randomize(layer: BoftLinear, std: float = 0.3, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        layer.boft_R.copy_(torch.randn(layer.boft_R.shape, generator=generator) * std)
-        if layer.boft_s is not None:
-            layer.boft_s.copy_(1 + 0.2 * torch.randn(layer.boft_s.shape, generator=generator))
 
 
 def train_hard(layer: nn.Module, params, steps: int = 100, lr: float = 0.3, seed: int = 0) -> None:

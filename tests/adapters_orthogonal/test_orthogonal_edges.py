@@ -30,19 +30,7 @@ from hyft.adapters.cayley import (
 )
 from hyft.adapters.unitary import UnitaryLinear
 from hyft.config import ConfigError
-
-
-def make_boft(d_in: int = 64, d_out: int = 48, seed: int = 0, **settings) -> BoftLinear:
-    torch.manual_seed(seed)
-    settings = {"method": "boft", "boft_block_size": 4, "boft_n_butterfly_factor": 3, **settings}
-    return BoftLinear(nn.Linear(d_in, d_out), hyft.AdapterConfig(**settings), "layer")
-
-
-def randomize(layer: BoftLinear, std: float = 0.3, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        layer.boft_R.copy_(torch.randn(layer.boft_R.shape, generator=generator) * std)
-
+from tests.adapters_orthogonal.layers import make_layer, randomize
 
 # --------------------------------------------------------------------------- Cayley
 
@@ -93,7 +81,7 @@ def test_factor_chain_equals_the_explicit_matrix_product_with_more_blocks_than_b
 
 @pytest.mark.parametrize(("factors", "size", "dropout"), [(1, 8, 0.0), (1, 8, 0.5), (3, 4, 0.5)])
 def test_unmerge_inverts_merge_also_with_block_dropout_configured(factors, size, dropout):
-    layer = make_boft(boft_block_size=size, boft_n_butterfly_factor=factors, boft_dropout=dropout)
+    layer = make_layer(boft_block_size=size, boft_n_butterfly_factor=factors, boft_dropout=dropout)
     randomize(layer)
     layer.train()  # dropout belongs to the training forward only, never to merge / unmerge
     torch.manual_seed(3)
@@ -102,7 +90,7 @@ def test_unmerge_inverts_merge_also_with_block_dropout_configured(factors, size,
 
 
 def test_eval_forward_with_gradients_rebuilds_the_graph_every_call():
-    layer = make_boft()
+    layer = make_layer()
     randomize(layer)
     layer.eval()
     x = torch.randn(6, 64)
@@ -116,7 +104,7 @@ def test_eval_forward_with_gradients_rebuilds_the_graph_every_call():
 
 
 def test_evaluation_forwards_reuse_the_rotation_blocks(monkeypatch):
-    layer = make_boft()
+    layer = make_layer()
     randomize(layer)
     layer.eval()
     calls = []
@@ -135,12 +123,12 @@ def test_evaluation_forwards_reuse_the_rotation_blocks(monkeypatch):
 
 def test_suggested_block_sizes_are_exactly_the_ones_that_fit():
     with pytest.raises(ConfigError) as info:
-        make_boft(d_in=40, boft_block_size=4, boft_n_butterfly_factor=3)
+        make_layer(d_in=40, boft_block_size=4, boft_n_butterfly_factor=3)
     suggested = ast.literal_eval(re.search(r"block sizes that fit: (\[[^\]]*\])", str(info.value)).group(1))
     fitting = []
     for size in range(1, 41):
         try:
-            make_boft(d_in=40, boft_block_size=size, boft_n_butterfly_factor=3)
+            make_layer(d_in=40, boft_block_size=size, boft_n_butterfly_factor=3)
         except (ConfigError, ValueError):
             continue
         fitting.append(size)
@@ -149,7 +137,7 @@ def test_suggested_block_sizes_are_exactly_the_ones_that_fit():
 
 def test_neumann_range_warning_is_given_once_per_layer(monkeypatch):
     monkeypatch.setattr(boft_module, "NEUMANN_CHECK_EVERY", 1)
-    layer = make_boft(cayley="neumann")
+    layer = make_layer(cayley="neumann")
     randomize(layer, std=2.0)
     layer.train()
     with warnings.catch_warnings(record=True) as caught:
@@ -160,7 +148,7 @@ def test_neumann_range_warning_is_given_once_per_layer(monkeypatch):
 
 
 def test_fused_low_rank_term_is_refused_off_the_weight_side_path():
-    layer = make_boft(boft_block_size=8, boft_n_butterfly_factor=1)
+    layer = make_layer(boft_block_size=8, boft_n_butterfly_factor=1)
     operator = layer.input_operator()
     not_plain = nn.Sequential(nn.Linear(64, 48))  # the activation path: no fused LoRA term possible
     low_rank = (torch.zeros(2, 64), torch.zeros(48, 2), torch.zeros(2, 64), torch.zeros(48, 2), 1.0)
