@@ -110,8 +110,9 @@ def _outermost(names: Iterable[str]) -> list[str]:
     return [n for n in names if not any(n != m and n.startswith(m + ".") for m in names)]
 
 
-def _frozen_copy(module: nn.Module) -> nn.Module:
-    return copy.deepcopy(module).requires_grad_(False)
+def _copied_head(module: nn.Module, trainable: bool = False) -> nn.Module:
+    """A deep copy of a task head: the kept original (frozen) or one adapter's own head."""
+    return copy.deepcopy(module).requires_grad_(trainable)
 
 
 def check_adapter_name(name: str) -> None:
@@ -197,7 +198,7 @@ class HyftModel(nn.Module):
         # what disable_adapter() shows and what a new adapter's heads start from. PEFT's ModulesToSaveWrapper
         # keeps its original module the same way; the cost is one copy of the heads (by default the small
         # classification head).
-        self._base_heads: dict[str, nn.Module] = {h: _frozen_copy(m) for h, m in self._heads[adapter_name].items()}
+        self._base_heads: dict[str, nn.Module] = {h: _copied_head(m) for h, m in self._heads[adapter_name].items()}
         self._parked: dict[str, list[bool]] = {}  # inactive adapter → its parameters' requires_grad flags
         self._active = adapter_name
         self._disabled = False
@@ -475,7 +476,7 @@ class HyftModel(nn.Module):
         self._layers[adapter_name] = layers
         self._init_reports[adapter_name] = report
         self._head_names[adapter_name] = list(heads)
-        self._heads[adapter_name] = {h: copy.deepcopy(self._base_heads[h]).requires_grad_(train_heads) for h in outer}
+        self._heads[adapter_name] = {h: _copied_head(self._base_heads[h], train_heads) for h in outer}
         for module in [*layers.values(), *self._heads[adapter_name].values()]:
             module.train(self.training)
         self._park(adapter_name)

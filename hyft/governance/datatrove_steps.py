@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -67,6 +68,17 @@ class ValidateIdentifyShard(PipelineStep):
         yield from data or ()
 
 
+def _rank_languages(config_json: str, work_dir: str, rank: int, world_size: int
+                    ) -> tuple[CurationConfig, Path, dict[str, list[dict[str, Any]]]]:
+    """(config, work folder, {language: LID survivors}) for the languages this rank handles: every annotated
+    shard read, grouped by language, sorted languages dealt round robin to the ranks."""
+    work = Path(work_dir)
+    entries = [e for shard in annotated_shards(work) for e in read_jsonl(shard)]
+    groups = lid_survivors_by_language(entries)
+    mine = list(groups)[rank::world_size]
+    return CurationConfig.model_validate_json(config_json), work, {lang: groups[lang] for lang in mine}
+
+
 class DecideLanguages(PipelineStep):
     """Stage B: dedup + quality for the languages of this rank (sorted languages, round robin)."""
 
@@ -78,11 +90,8 @@ class DecideLanguages(PipelineStep):
         self.config_json, self.work_dir, self.ppl_scorer = config_json, work_dir, ppl_scorer
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        config = CurationConfig.model_validate_json(self.config_json)
-        work = Path(self.work_dir)
-        entries = [e for shard in annotated_shards(work) for e in read_jsonl(shard)]
-        groups = lid_survivors_by_language(entries)
-        for lang in list(groups)[rank::world_size]:
+        config, work, groups = _rank_languages(self.config_json, self.work_dir, rank, world_size)
+        for lang in groups:
             with self.track_time():
                 near = disk_near_result(work, lang, config)
                 result = dedup_and_filter_language(lang, groups[lang], config, self.ppl_scorer, near)
@@ -114,11 +123,8 @@ class PrepareNear(PipelineStep):
         self.config_json, self.work_dir = config_json, work_dir
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        config = CurationConfig.model_validate_json(self.config_json)
-        work = Path(self.work_dir)
-        entries = [e for shard in annotated_shards(work) for e in read_jsonl(shard)]
-        groups = lid_survivors_by_language(entries)
-        for lang in list(groups)[rank::world_size]:
+        config, work, groups = _rank_languages(self.config_json, self.work_dir, rank, world_size)
+        for lang in groups:
             with self.track_time():
                 prepared = near_input(lang, groups[lang], config)
                 if prepared is None or near_mode(len(prepared[1]), config.near_dedup) != "disk":

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 
 from tests.conftest import require_shared_data
 
@@ -30,3 +31,17 @@ def detectors():
     loaded = Detectors()
     loaded.fasttext, loaded.py3langid  # noqa: B018 - load both once per session
     return loaded
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    """``hyft curate`` as a typer app (a second command keeps typer in multi-command mode, as in hyft)."""
+    from hyft.cli import curate as curate_cli
+
+    application = typer.Typer()
+    curate_cli.register(application)
+
+    @application.command("noop")
+    def _noop() -> None: ...
+
+    return application

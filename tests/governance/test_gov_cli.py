@@ -6,24 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from conftest import REPO, xnli_rows
 from typer.testing import CliRunner
 
-from hyft.cli import curate as curate_cli
 from hyft.config import ConfigError
 from hyft.governance import CurationConfig
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    application = typer.Typer()
-    curate_cli.register(application)
-
-    @application.command("noop")  # a second command keeps typer in multi-command mode, as in hyft
-    def _noop() -> None: ...
-
-    return application
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
-
-from hyft.cli import curate as curate_cli
 
 SENTENCES = {
     "en": ["The weather was lovely and we walked along the river for hours.",
@@ -30,16 +27,6 @@ ROWS.append({**ROWS[0], "review_id": "dup"})
 FLAGS = ["--text-fields", "utterance", "--lang-field", "locale", "--label-field", "gold", "--id-field", "review_id",
          "--quiet", "--set", "curation.quality.ppl=false"]
 
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    application = typer.Typer()
-    curate_cli.register(application)
-
-    @application.command("noop")  # a second command keeps typer in multi-command mode, as in hyft
-    def _noop() -> None: ...
-
-    return application
 
 
 def write_csv(path: Path) -> Path:

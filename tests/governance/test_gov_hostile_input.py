@@ -11,12 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
-import typer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from hyft.cli import curate as curate_cli
 from hyft.governance import CurationConfig, curate
 from hyft.governance.reasons import Reason
 from hyft.governance.validate import ARRAY_HINT, MAX_JSON_DEPTH, PoolFormatError, validate_item
@@ -25,16 +23,6 @@ CONFIG = CurationConfig(text_fields=["premise", "hypothesis"], progress=False)
 GOOD = {"premise": "The cat sat on the mat all afternoon.", "hypothesis": "A cat was resting.", "lang": "en"}
 CLOSED = {r.value for r in Reason}
 
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    application = typer.Typer()
-    curate_cli.register(application)
-
-    @application.command("noop")
-    def _noop() -> None: ...
-
-    return application
 
 
 def _good(**extra) -> bytes:
