@@ -47,7 +47,11 @@ from harness import (  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "adapters.md"
 SETTING_METHODS = ["peft-lora", "hyft-hybrid"]
 METHODS = ["peft-lora", "hyft-lora", "hyft-lora-ga", "hyft-boft", "hyft-hybrid", "hyft-hybrid-unitary"]
-UNITARY_TARGETS = {"minilm": ["attention.output.dense"], "bloom": ["self_attention.dense"], "llama": ["o_proj"]}
+UNITARY_TARGETS = {
+    "minilm": ["attention.output.dense"],
+    "bloom": ["self_attention.dense"],
+    "llama": ["o_proj"],
+}
 INIT_BATCHES = 2
 
 
@@ -59,21 +63,33 @@ def builders(model_name: str) -> dict:
 
     targets = TARGETS[model_name]
     task = "SEQ_CLS" if model_name == "minilm" else "CAUSAL_LM"
-    hybrid = {"method": "hybrid", "r": 16, "alpha": 32, "boft_block_size": 8, "boft_n_butterfly_factor": 3,
-              "target_modules": targets}
+    hybrid = {
+        "method": "hybrid",
+        "r": 16,
+        "alpha": 32,
+        "boft_block_size": 8,
+        "boft_n_butterfly_factor": 3,
+        "target_modules": targets,
+    }
 
     def with_init(settings):
         return lambda base, batch: hyft.wrap(base, hyft.AdapterConfig(**settings), init_batches=[batch])
 
     return {
         "peft-lora": lambda base, batch: peft.get_peft_model(
-            base, peft.LoraConfig(task_type=task, r=16, lora_alpha=32, target_modules=targets)),
-        "hyft-lora": lambda base, batch: hyft.wrap(base, hyft.AdapterConfig(method="lora", r=16, alpha=32,
-                                                                             target_modules=targets)),
+            base, peft.LoraConfig(task_type=task, r=16, lora_alpha=32, target_modules=targets)
+        ),
+        "hyft-lora": lambda base, batch: hyft.wrap(
+            base, hyft.AdapterConfig(method="lora", r=16, alpha=32, target_modules=targets)
+        ),
         "hyft-lora-ga": with_init({"method": "lora_ga", "r": 16, "alpha": 32, "target_modules": targets}),
         # The hybrid's BOFT branch alone (same b, m): with hyft-lora-ga it splits the hybrid's cost.
-        "hyft-boft": lambda base, batch: hyft.wrap(base, hyft.AdapterConfig(
-            method="boft", boft_block_size=8, boft_n_butterfly_factor=3, target_modules=targets)),
+        "hyft-boft": lambda base, batch: hyft.wrap(
+            base,
+            hyft.AdapterConfig(
+                method="boft", boft_block_size=8, boft_n_butterfly_factor=3, target_modules=targets
+            ),
+        ),
         "hyft-hybrid": with_init(hybrid),
         "hyft-hybrid-unitary": with_init({**hybrid, "unitary_modules": UNITARY_TARGETS[model_name]}),
     }
@@ -92,14 +108,23 @@ def init_probe(implementation: str, model_name: str) -> dict:
         if implementation == "hyft":
             import hyft
 
-            hyft.wrap(base, hyft.AdapterConfig(method="lora_ga", r=16, alpha=32, target_modules=targets),
-                      init_batches=[batch] * INIT_BATCHES)
+            hyft.wrap(
+                base,
+                hyft.AdapterConfig(method="lora_ga", r=16, alpha=32, target_modules=targets),
+                init_batches=[batch] * INIT_BATCHES,
+            )
         else:
             import peft
 
             task = "SEQ_CLS" if model_name == "minilm" else "CAUSAL_LM"
-            config = peft.LoraConfig(task_type=task, r=16, lora_alpha=32, target_modules=targets,
-                                     init_lora_weights="lora_ga", lora_ga_config=peft.LoraGAConfig())
+            config = peft.LoraConfig(
+                task_type=task,
+                r=16,
+                lora_alpha=32,
+                target_modules=targets,
+                init_lora_weights="lora_ga",
+                lora_ga_config=peft.LoraGAConfig(),
+            )
 
             def train_step():
                 for _ in range(INIT_BATCHES):
@@ -109,7 +134,11 @@ def init_probe(implementation: str, model_name: str) -> dict:
             peft.get_peft_model(base, config)
         seconds = time.perf_counter() - start
     summary = meter.summary()
-    return {"seconds": seconds, "peak_rss": summary.peak_memory_bytes, "baseline_rss": summary.baseline_memory_bytes}
+    return {
+        "seconds": seconds,
+        "peak_rss": summary.peak_memory_bytes,
+        "baseline_rss": summary.baseline_memory_bytes,
+    }
 
 
 def train_probe(method: str, model_name: str, steps: int = 3) -> dict:
@@ -133,8 +162,12 @@ def median_probe(flag: str, value: str, model_name: str, repeats: int, key: str)
     """Run this script's hidden probe ``flag value`` in ``repeats`` fresh processes; the run with the median ``key``."""
     runs = []
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, __file__, flag, value, "--models", model_name],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, flag, value, "--models", model_name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     runs.sort(key=lambda run: run[key])
     return runs[len(runs) // 2]
@@ -142,9 +175,12 @@ def median_probe(flag: str, value: str, model_name: str, repeats: int, key: str)
 
 def rss_table(models: list[str], methods: list[str], repeats: int) -> str:
     """Peak RSS while training, a fresh process per (model, method, repeat); median of the repeats."""
-    lines = ["### Peak RSS while training (fresh process per method, 3 steps; median of "
-             f"{repeats})", "",
-             "| model | method | peak RSS MiB | × PEFT-LoRA | added in the window MiB |", "|---|---|---:|---:|---:|"]
+    lines = [
+        f"### Peak RSS while training (fresh process per method, 3 steps; median of {repeats})",
+        "",
+        "| model | method | peak RSS MiB | × PEFT-LoRA | added in the window MiB |",
+        "|---|---|---:|---:|---:|",
+    ]
     for model_name in models:
         figures = {}
         for method in methods:
@@ -155,25 +191,34 @@ def rss_table(models: list[str], methods: list[str], repeats: int) -> str:
             # opens, so the growth inside the window understates what those methods need.
             added = fig["peak_rss"] - fig["baseline_rss"]
             ratio = f"{fig['peak_rss'] / reference['peak_rss']:.2f}" if reference else "-"
-            lines.append(f"| {model_name} | {method} | {fig['peak_rss'] / 2**20:.0f} | {ratio} | {added / 2**20:.0f} |")
+            lines.append(
+                f"| {model_name} | {method} | {fig['peak_rss'] / 2**20:.0f} | {ratio} | {added / 2**20:.0f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def init_table(models: list[str], repeats: int) -> str:
     """LoRA-GA initialisation of hyft and PEFT, a fresh process per (model, implementation, repeat)."""
-    lines = [f"### LoRA-GA initialisation (fresh process each, {INIT_BATCHES} batches; median of {repeats})", "",
-             "| model | implementation | init s | × PEFT | peak RSS in init MiB | added over baseline MiB | × PEFT (added) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### LoRA-GA initialisation (fresh process each, {INIT_BATCHES} batches; median of {repeats})",
+        "",
+        "| model | implementation | init s | × PEFT | peak RSS in init MiB | added over baseline MiB | × PEFT (added) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for model_name in models:
         figures = {}
         for implementation in ("peft", "hyft"):
-            figures[implementation] = median_probe("--init-probe", implementation, model_name, repeats, "seconds")
+            figures[implementation] = median_probe(
+                "--init-probe", implementation, model_name, repeats, "seconds"
+            )
         peft_fig = figures["peft"]
         for implementation, fig in figures.items():
             added = fig["peak_rss"] - fig["baseline_rss"]
             peft_added = peft_fig["peak_rss"] - peft_fig["baseline_rss"]
-            lines.append(f"| {model_name} | {implementation} | {fig['seconds']:.2f} | {fig['seconds'] / peft_fig['seconds']:.2f} | "
-                         f"{fig['peak_rss'] / 2**20:.0f} | {added / 2**20:.0f} | {added / max(peft_added, 1):.2f} |")
+            lines.append(
+                f"| {model_name} | {implementation} | {fig['seconds']:.2f} | {fig['seconds'] / peft_fig['seconds']:.2f} | "
+                f"{fig['peak_rss'] / 2**20:.0f} | {added / 2**20:.0f} | {added / max(peft_added, 1):.2f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -181,16 +226,21 @@ def settings_table(model_name: str, runs: dict[str, dict[str, dict]], reference:
     """One row per (setting, method) of ``runs`` (setting → :func:`harness.interleaved`'s figures), with
     ratios to ``reference`` in the same setting's run."""
     batch, length = SHAPES[model_name]
-    lines = [f"### {model_name} (batch {batch} × {length}; ratios to {reference} in the same run)", "",
-             "| setting | method | trainable params | step median s | × ref | saved for backward MiB | × ref "
-             "| activations MiB | × ref |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### {model_name} (batch {batch} × {length}; ratios to {reference} in the same run)",
+        "",
+        "| setting | method | trainable params | step median s | × ref | saved for backward MiB | × ref "
+        "| activations MiB | × ref |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for setting, info in runs.items():
         ref = info[reference]
         for method, r in info.items():
             lines.append(
                 f"| {setting} | {method} | {r['trainable']:,} | {r['median']:.3f} | {r['median'] / ref['median']:.2f} | "
                 f"{r['saved'] / 2**20:.1f} | {r['saved'] / ref['saved']:.3f} | {r['activations'] / 2**20:.1f} | "
-                f"{r['activations'] / ref['activations']:.3f} |")
+                f"{r['activations'] / ref['activations']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -206,35 +256,49 @@ def run_settings(models: list[str], settings: list[str], methods: list[str], arg
     sections = []
     for model_name in models:
         chosen = {name: build for name, build in builders(model_name).items() if name in methods}
-        runs = {setting: interleaved(model_name, chosen, args.steps, args.warmup, setting) for setting in settings}
+        runs = {
+            setting: interleaved(model_name, chosen, args.steps, args.warmup, setting) for setting in settings
+        }
         sections.append(settings_table(model_name, runs, methods[0]))
         print(sections[-1], flush=True)
     command = "bench/adapters.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     legend = "\n".join(f"- `{name}`: {SETTINGS[name]}" for name in settings)
-    header = (f"## Settings: bf16 autocast, gradient checkpointing, NF4 base ({datetime.date.today()})\n\n"
-              f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python {command}`\n\n"
-              f"{environment_line(args.threads, ('torch', 'transformers', 'peft', 'bitsandbytes'))}; "
-              f"{args.steps} timed rounds after {args.warmup} warm-up, {' / '.join(methods)} interleaved (the order "
-              f"rotates every round), one process and run per (model, setting); medians; total "
-              f"{time.perf_counter() - started:.0f} s. Machine at the start: {load_before}; at the end: {load_line()}. "
-              f"Hybrid: r 16, α 32, BOFT b 8, m 3 (LoRA-GA init from one batch, before the setting's checkpointing "
-              f"is switched on).\n\n{legend}\n")
+    header = (
+        f"## Settings: bf16 autocast, gradient checkpointing, NF4 base ({datetime.date.today()})\n\n"
+        f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python {command}`\n\n"
+        f"{environment_line(args.threads, ('torch', 'transformers', 'peft', 'bitsandbytes'))}; "
+        f"{args.steps} timed rounds after {args.warmup} warm-up, {' / '.join(methods)} interleaved (the order "
+        f"rotates every round), one process and run per (model, setting); medians; total "
+        f"{time.perf_counter() - started:.0f} s. Machine at the start: {load_before}; at the end: {load_line()}. "
+        f"Hybrid: r 16, α 32, BOFT b 8, m 3 (LoRA-GA init from one batch, before the setting's checkpointing "
+        f"is switched on).\n\n{legend}\n"
+    )
     return header + "\n" + "\n".join(sections)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="minilm,bloom,llama")
-    parser.add_argument("--methods", help=f"default: {','.join(METHODS)}; with --settings {','.join(SETTING_METHODS)} "
-                        "(the first is the reference)")
-    parser.add_argument("--settings", help=f"comma-separated of {','.join(SETTINGS)}: run the settings section "
-                        "(appended to the results) instead of the full fp32 report")
+    parser.add_argument(
+        "--methods",
+        help=f"default: {','.join(METHODS)}; with --settings {','.join(SETTING_METHODS)} "
+        "(the first is the reference)",
+    )
+    parser.add_argument(
+        "--settings",
+        help=f"comma-separated of {','.join(SETTINGS)}: run the settings section "
+        "(appended to the results) instead of the full fp32 report",
+    )
     parser.add_argument("--steps", type=int, default=20, help="timed rounds after warm-up")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init-repeats", type=int, default=3)
     parser.add_argument("--rss-repeats", type=int, default=3, help="fresh processes per method for peak RSS")
-    parser.add_argument("--rss-only", action="store_true", help="only the peak-RSS table (appended to the results)")
+    parser.add_argument(
+        "--rss-only", action="store_true", help="only the peak-RSS table (appended to the results)"
+    )
     parser.add_argument("--init-probe", choices=["hyft", "peft"], help=argparse.SUPPRESS)
     parser.add_argument("--train-probe", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true")
@@ -276,10 +340,12 @@ def main() -> None:
         sections.append(init_table(models, args.init_repeats))
     if args.rss_repeats > 0:
         sections.append(rss_table(models, methods, args.rss_repeats))
-    header = (f"# Adapters on CPU: hyft LoRA / LoRA-GA / Hybrid vs PEFT LoRA ({datetime.date.today()})\n\n"
-              f"{environment_line(args.threads)}; {args.steps} timed rounds after {args.warmup} warm-up, interleaved; "
-              f"shapes {SHAPES}; total {time.perf_counter() - started:.0f} s. Hybrid: r 16, α 32, BOFT b 8, m 3; "
-              f"hybrid-unitary adds the unitary adapter on the attention output projection.\n")
+    header = (
+        f"# Adapters on CPU: hyft LoRA / LoRA-GA / Hybrid vs PEFT LoRA ({datetime.date.today()})\n\n"
+        f"{environment_line(args.threads)}; {args.steps} timed rounds after {args.warmup} warm-up, interleaved; "
+        f"shapes {SHAPES}; total {time.perf_counter() - started:.0f} s. Hybrid: r 16, α 32, BOFT b 8, m 3; "
+        f"hybrid-unitary adds the unitary adapter on the attention output projection.\n"
+    )
     report = header + "\n" + "\n".join(sections)
     print(report)
     if not args.no_write:

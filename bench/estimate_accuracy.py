@@ -59,8 +59,15 @@ def base_config(model_name: str):
         return config, "encoder"
     if model_name == "bloom":
         return BloomConfig(vocab_size=32000, hidden_size=512, n_layer=8, n_head=8), "decoder"
-    return LlamaConfig(vocab_size=32000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
-                       num_key_value_heads=8, intermediate_size=1376, max_position_embeddings=512), "decoder"
+    return LlamaConfig(
+        vocab_size=32000,
+        hidden_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        intermediate_size=1376,
+        max_position_embeddings=512,
+    ), "decoder"
 
 
 def measure(model_name: str, method: str, steps: int, warmup: int, threads: int) -> dict:
@@ -87,9 +94,13 @@ def measure(model_name: str, method: str, steps: int, warmup: int, threads: int)
             estimates.append(estimate(model_name, method, threads)["step_s"])
             meter.record_step(train_step(net, optimizer, batch))
     summary = meter.summary()
-    return {"peak_bytes": summary.peak_memory_bytes - summary.baseline_memory_bytes,
-            "step_s": summary.median_step_s, "memory_kind": summary.memory_kind,
-            "estimated_step_s": statistics.median(estimates), "estimated_steps_s": estimates}
+    return {
+        "peak_bytes": summary.peak_memory_bytes - summary.baseline_memory_bytes,
+        "step_s": summary.median_step_s,
+        "memory_kind": summary.memory_kind,
+        "estimated_step_s": statistics.median(estimates),
+        "estimated_steps_s": estimates,
+    }
 
 
 def estimate(model_name: str, method: str, threads: int) -> dict:
@@ -102,24 +113,57 @@ def estimate(model_name: str, method: str, threads: int) -> dict:
     model_config, kind = base_config(model_name)
     batch, length = SHAPES[model_name]
     start = time.perf_counter()
-    result = estimate_training(model_config, kind, hyft.AdapterConfig(**adapter_settings(method, model_name)),
-                               batch_size=batch, length=length, init_batches=INIT_BATCHES, device="cpu")
-    return {"peak_bytes": result.peak_bytes, "step_s": result.step_seconds, "trainable": result.trainable,
-            "estimate_s": time.perf_counter() - start, "parts": result.parts_gib(), "flops": result.flops_per_step,
-            "matmul_rate": result.matmul_rate}
+    result = estimate_training(
+        model_config,
+        kind,
+        hyft.AdapterConfig(**adapter_settings(method, model_name)),
+        batch_size=batch,
+        length=length,
+        init_batches=INIT_BATCHES,
+        device="cpu",
+    )
+    return {
+        "peak_bytes": result.peak_bytes,
+        "step_s": result.step_seconds,
+        "trainable": result.trainable,
+        "estimate_s": time.perf_counter() - start,
+        "parts": result.parts_gib(),
+        "flops": result.flops_per_step,
+        "matmul_rate": result.matmul_rate,
+    }
 
 
 def run_child(model_name: str, method: str, steps: int, warmup: int, threads: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", method, "--models", model_name, "--steps", str(steps),
-                          "--warmup", str(warmup), "--threads", str(threads)],
-                         capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--models",
+            model_name,
+            "--steps",
+            str(steps),
+            "--warmup",
+            str(warmup),
+            "--threads",
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def table(results: dict, models: list[str], methods: list[str]) -> str:
-    lines = ["| model (batch × length) | method | trainable | est. peak GiB | measured GiB | ratio | "
-             "est. step s | measured s | ratio | est. parts GiB (weights / grads+Adam / activations / transient / "
-             "init) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| model (batch × length) | method | trainable | est. peak GiB | measured GiB | ratio | "
+        "est. step s | measured s | ratio | est. parts GiB (weights / grads+Adam / activations / transient / "
+        "init) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     worst = {"memory": 1.0, "time": 1.0}
     for model_name in models:
         for method in methods:
@@ -133,18 +177,27 @@ def table(results: dict, models: list[str], methods: list[str]) -> str:
             worst["time"] = max(worst["time"], time_ratio, 1 / time_ratio)
             parts = runs[0]["estimate"]["parts"]
             shape = "{} × {}".format(*SHAPES[model_name])
-            lines.append(f"| {model_name} ({shape}) | {method} | {runs[0]['estimate']['trainable']:,} | "
-                         f"{est_mem / 2**30:.2f} | {got_mem / 2**30:.2f} | {mem_ratio:.2f} | {est_time:.2f} | "
-                         f"{got_time:.2f} | {time_ratio:.2f} | "
-                         + " / ".join(f"{parts[k]:.2f}" for k in ("weights", "trainable_state", "activations",
-                                                                  "transient", "init")) + " |")
-    lines.append(f"\nWorst factor either way: memory {worst['memory']:.2f}×, step time {worst['time']:.2f}× "
-                 "(the target is ≤ 1.5×).")
+            lines.append(
+                f"| {model_name} ({shape}) | {method} | {runs[0]['estimate']['trainable']:,} | "
+                f"{est_mem / 2**30:.2f} | {got_mem / 2**30:.2f} | {mem_ratio:.2f} | {est_time:.2f} | "
+                f"{got_time:.2f} | {time_ratio:.2f} | "
+                + " / ".join(
+                    f"{parts[k]:.2f}"
+                    for k in ("weights", "trainable_state", "activations", "transient", "init")
+                )
+                + " |"
+            )
+    lines.append(
+        f"\nWorst factor either way: memory {worst['memory']:.2f}×, step time {worst['time']:.2f}× "
+        "(the target is ≤ 1.5×)."
+    )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="minilm,bloom,llama")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--steps", type=int, default=3, help="timed steps after warm-up, per measurement")
@@ -171,21 +224,29 @@ def main() -> None:
             guess = estimate(model_name, method, args.threads)
             got = run_child(model_name, method, args.steps, args.warmup, args.threads)
             results[(model_name, method)].append({"estimate": guess, "measured": got})
-            print(f"[{repeat + 1}/{args.repeats}] {model_name} {method}: est {guess['peak_bytes'] / 2**30:.2f} GiB "
-                  f"{got['estimated_step_s']:.2f} s; measured {got['peak_bytes'] / 2**30:.2f} GiB {got['step_s']:.2f} s "
-                  f"(estimate took {guess['estimate_s']:.2f} s; probe {guess['matmul_rate'] / 1e9:.0f} GFLOP/s, "
-                  f"step reached {guess['flops'] / got['step_s'] / 1e9:.0f} GFLOP/s)", flush=True)
+            print(
+                f"[{repeat + 1}/{args.repeats}] {model_name} {method}: est {guess['peak_bytes'] / 2**30:.2f} GiB "
+                f"{got['estimated_step_s']:.2f} s; measured {got['peak_bytes'] / 2**30:.2f} GiB {got['step_s']:.2f} s "
+                f"(estimate took {guess['estimate_s']:.2f} s; probe {guess['matmul_rate'] / 1e9:.0f} GFLOP/s, "
+                f"step reached {guess['flops'] / got['step_s'] / 1e9:.0f} GFLOP/s)",
+                flush=True,
+            )
     if args.raw:
-        args.raw.write_text(json.dumps([{"model": m, "method": me, "runs": runs} for (m, me), runs in results.items()],
-                                       indent=1))
-    report = (f"# `hyft estimate` against measurement on CPU ({datetime.date.today()})\n\n"
-              f"{environment_line(args.threads)}; shapes {SHAPES}; {args.warmup} warm-up + {args.steps} timed steps "
-              f"per measurement, {args.repeats} fresh-process measurements per row, interleaved (medians shown); "
-              f"LoRA-GA and the hybrid initialise on {INIT_BATCHES} batches; total {time.perf_counter() - started:.0f} s."
-              f"{(' ' + args.note) if args.note else ''}\n\n"
-              "Memory: peak RSS above the RSS right after the imports (weights, LoRA-GA init and training "
-              "included), against the estimated peak. Time: median optimizer step (forward, backward, AdamW). "
-              "Ratio = estimate / measured.\n\n" + table(results, models, methods))
+        args.raw.write_text(
+            json.dumps(
+                [{"model": m, "method": me, "runs": runs} for (m, me), runs in results.items()], indent=1
+            )
+        )
+    report = (
+        f"# `hyft estimate` against measurement on CPU ({datetime.date.today()})\n\n"
+        f"{environment_line(args.threads)}; shapes {SHAPES}; {args.warmup} warm-up + {args.steps} timed steps "
+        f"per measurement, {args.repeats} fresh-process measurements per row, interleaved (medians shown); "
+        f"LoRA-GA and the hybrid initialise on {INIT_BATCHES} batches; total {time.perf_counter() - started:.0f} s."
+        f"{(' ' + args.note) if args.note else ''}\n\n"
+        "Memory: peak RSS above the RSS right after the imports (weights, LoRA-GA init and training "
+        "included), against the estimated peak. Time: median optimizer step (forward, backward, AdamW). "
+        "Ratio = estimate / measured.\n\n" + table(results, models, methods)
+    )
     print(report)
     if not args.no_write:
         RESULTS.write_text(report)

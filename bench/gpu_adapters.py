@@ -39,9 +39,15 @@ def build_base(hidden: int, intermediate: int, layers: int, heads: int, device: 
 
     hf_logging.set_verbosity_error()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=32000, hidden_size=hidden, intermediate_size=intermediate,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=4096)
+    config = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=4096,
+    )
     with torch.device(device):  # initialised where it runs: a CPU init of 1B parameters takes minutes
         return LlamaForCausalLM(config).to(dtype=dtype)
 
@@ -84,13 +90,18 @@ def agreement(shape: tuple, device: str, dtype: torch.dtype) -> str:
         plain_loss, plain = loss_and_grads(net, batch)
     finally:
         InputOperator.rotates_weight = saved
-    cosines = [torch.nn.functional.cosine_similarity(fused[k].flatten(), plain[k].flatten(), dim=0).item()
-               for k in plain if plain[k].norm() > 0]
+    cosines = [
+        torch.nn.functional.cosine_similarity(fused[k].flatten(), plain[k].flatten(), dim=0).item()
+        for k in plain
+        if plain[k].norm() > 0
+    ]
     relative = [((fused[k] - plain[k]).norm() / plain[k].norm()).item() for k in plain if plain[k].norm() > 0]
     weight_side = "yes" if batch_size * length >= max(hidden, intermediate) else "no"
-    return (f"| {str(dtype).removeprefix('torch.')} | {name} (2 layers, {batch_size}×{length}) | {weight_side} | "
-            f"{fused_loss:.6f} | {plain_loss:.6f} | {abs(fused_loss - plain_loss) / abs(plain_loss):.1e} | "
-            f"{len(cosines)} | {min(cosines):.5f} | {statistics.median(relative):.1e} | {max(relative):.1e} |")
+    return (
+        f"| {str(dtype).removeprefix('torch.')} | {name} (2 layers, {batch_size}×{length}) | {weight_side} | "
+        f"{fused_loss:.6f} | {plain_loss:.6f} | {abs(fused_loss - plain_loss) / abs(plain_loss):.1e} | "
+        f"{len(cosines)} | {min(cosines):.5f} | {statistics.median(relative):.1e} | {max(relative):.1e} |"
+    )
 
 
 def cost(shape: tuple, device: str, steps: int, warmup: int) -> list[dict]:
@@ -109,8 +120,11 @@ def cost(shape: tuple, device: str, steps: int, warmup: int) -> list[dict]:
         net.train()
         params = [p for p in net.parameters() if p.requires_grad]
         nets[method] = (net, torch.optim.AdamW(params, lr=1e-4))
-        info[method] = {"trainable": sum(p.numel() for p in params), "times": [],
-                        "adapter_dtype": str(params[0].dtype).removeprefix("torch.")}
+        info[method] = {
+            "trainable": sum(p.numel() for p in params),
+            "times": [],
+            "adapter_dtype": str(params[0].dtype).removeprefix("torch."),
+        }
     del proto
     for method, (net, optimizer) in nets.items():  # warm-up, then the step's peak above the resident
         for _ in range(warmup):
@@ -136,29 +150,42 @@ def cost(shape: tuple, device: str, steps: int, warmup: int) -> list[dict]:
 
 
 def render(rows: list[dict], agreement_rows: list[str], environment: str, steps: int, warmup: int) -> str:
-    lines = ["# Adapters on a GPU (bf16 base)", "", f"- {environment}",
-             f"- {steps} timed rounds after {warmup} warm-up steps per method, methods interleaved with the order "
-             "rotated each round; CUDA synchronised around every optimizer step (zero_grad, forward, backward, "
-             "λ update, AdamW). Peak = the step's peak CUDA memory above what the model and optimizer hold.", "",
-             "## Hybrid: fused weight-side path against the activation path", "",
-             "| base dtype | model | tokens ≥ every d_out (weight side taken) | loss fused | loss activation | "
-             "Δ loss rel. | grad tensors | min cosine | median rel. diff | max rel. diff |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|", *agreement_rows, ""]
+    lines = [
+        "# Adapters on a GPU (bf16 base)",
+        "",
+        f"- {environment}",
+        f"- {steps} timed rounds after {warmup} warm-up steps per method, methods interleaved with the order "
+        "rotated each round; CUDA synchronised around every optimizer step (zero_grad, forward, backward, "
+        "λ update, AdamW). Peak = the step's peak CUDA memory above what the model and optimizer hold.",
+        "",
+        "## Hybrid: fused weight-side path against the activation path",
+        "",
+        "| base dtype | model | tokens ≥ every d_out (weight side taken) | loss fused | loss activation | "
+        "Δ loss rel. | grad tensors | min cosine | median rel. diff | max rel. diff |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *agreement_rows,
+        "",
+    ]
     for shape in dict.fromkeys(r["shape"] for r in rows):
         spec = next(s for s in SHAPES + TINY if s[0] == shape)
         group = [r for r in rows if r["shape"] == shape]
         ref = next(r for r in group if r["method"] == "peft-lora")
-        lines += [f"## {shape}: hidden {spec[1]}, intermediate {spec[2]}, {spec[3]} layers, batch {spec[5]} × "
-                  f"{spec[6]} tokens", "",
-                  "| method | trainable params | adapter dtype | step median ms | × PEFT-LoRA | step peak MiB | × PEFT-LoRA |",
-                  "|---|---:|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## {shape}: hidden {spec[1]}, intermediate {spec[2]}, {spec[3]} layers, batch {spec[5]} × "
+            f"{spec[6]} tokens",
+            "",
+            "| method | trainable params | adapter dtype | step median ms | × PEFT-LoRA | step peak MiB | × PEFT-LoRA |",
+            "|---|---:|---|---:|---:|---:|---:|",
+        ]
         for r in group:
             if "error" in r:
                 lines.append(f"| {r['method']} | – | – | – | – | – | failed: {r['error']} |")
                 continue
             peak = f"{r['peak'] / 2**20:,.0f} | {r['peak'] / ref['peak']:.2f}" if "peak" in r else "– | –"
-            lines.append(f"| {r['method']} | {r['trainable']:,} | {r['adapter_dtype']} | {1e3 * r['median']:.1f} | "
-                         f"{r['median'] / ref['median']:.2f} | {peak} |")
+            lines.append(
+                f"| {r['method']} | {r['trainable']:,} | {r['adapter_dtype']} | {1e3 * r['median']:.1f} | "
+                f"{r['median'] / ref['median']:.2f} | {peak} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -175,8 +202,10 @@ def main() -> None:
     import transformers
 
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    environment = (f"{datetime.date.today()}; {gpu}; torch {torch.__version__}, transformers {transformers.__version__}, "
-                   f"peft {peft.__version__}")
+    environment = (
+        f"{datetime.date.today()}; {gpu}; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"peft {peft.__version__}"
+    )
     print(environment, flush=True)
     shapes = TINY if args.tiny else SHAPES
     agreement_rows = [agreement(shapes[0], args.device, dtype) for dtype in (torch.bfloat16, torch.float32)]
@@ -185,7 +214,9 @@ def main() -> None:
     for shape in shapes:
         rows += cost(shape, args.device, args.steps, args.warmup)
         text = render(rows, agreement_rows, environment, args.steps, args.warmup)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")  # written after each shape: a timeout keeps it
+        Path(args.out).write_text(
+            text + "\n", encoding="utf-8"
+        )  # written after each shape: a timeout keeps it
         print(text, flush=True)
 
 

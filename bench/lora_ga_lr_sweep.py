@@ -31,8 +31,11 @@ def main(learning_rates: list[float]) -> None:
 
     def encode(row: dict) -> dict:
         encoded = tokenizer(row["sentence"], truncation=True, max_length=64)
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-                "labels": int(row["label"])}
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "labels": int(row["label"]),
+        }
 
     train_examples = [encode(r) for r in rows[:320]]
     eval_examples = [encode(r) for r in rows[-200:]]

@@ -54,25 +54,44 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        config = LlamaConfig(hidden_size=512, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=8,
-                             num_key_value_heads=8, vocab_size=1000, max_position_embeddings=256)
+        config = LlamaConfig(
+            hidden_size=512,
+            intermediate_size=1024,
+            num_hidden_layers=4,
+            num_attention_heads=8,
+            num_key_value_heads=8,
+            vocab_size=1000,
+            max_position_embeddings=256,
+        )
         model = LlamaForCausalLM(config)
-        linear = sum(m.weight.numel() for n, m in model.named_modules()
-                     if type(m).__name__ == "Linear" and n != "lm_head")
+        linear = sum(
+            m.weight.numel()
+            for n, m in model.named_modules()
+            if type(m).__name__ == "Linear" and n != "lm_head"
+        )
         model.save_pretrained(tmp)
         for kind in ("fp32", "nf4", "int8"):
-            out = subprocess.run([sys.executable, "-c", CHILD, tmp, kind], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, tmp, kind], capture_output=True, text=True, check=True
+            )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     mib = 2**20
-    lines = ["# LoRA-GA gradient estimate: peak memory on quantized bases", "",
-             f"Tiny random Llama: hidden 512, 4 layers, {linear / 1e6:.1f} M parameters in the 28 adapted "
-             "linears (fp32 weights " f"{linear * 4 / mib:.0f} MiB); one batch of 4 × 128 tokens, r = 8. "
-             "Produced by `python bench/lora_ga_quantized.py`.", "",
-             "| base | device | memory kind | before the estimate (MiB) | peak in the estimate (MiB) | added (MiB) |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = [
+        "# LoRA-GA gradient estimate: peak memory on quantized bases",
+        "",
+        f"Tiny random Llama: hidden 512, 4 layers, {linear / 1e6:.1f} M parameters in the 28 adapted "
+        "linears (fp32 weights "
+        f"{linear * 4 / mib:.0f} MiB); one batch of 4 × 128 tokens, r = 8. "
+        "Produced by `python bench/lora_ga_quantized.py`.",
+        "",
+        "| base | device | memory kind | before the estimate (MiB) | peak in the estimate (MiB) | added (MiB) |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for row in rows:
-        lines.append(f"| {row['kind']} | {row['device']} | {row['memory_kind']} | {row['before'] / mib:.1f} | "
-                     f"{row['peak'] / mib:.1f} | {(row['peak'] - row['before']) / mib:.1f} |")
+        lines.append(
+            f"| {row['kind']} | {row['device']} | {row['memory_kind']} | {row['before'] / mib:.1f} | "
+            f"{row['peak'] / mib:.1f} | {(row['peak'] - row['before']) / mib:.1f} |"
+        )
     out = Path(__file__).parent / "results" / "lora-ga-quantized-memory.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

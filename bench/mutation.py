@@ -74,7 +74,10 @@ TEST_MAP: dict[str, list[str]] = {
         "tests/adapters_orthogonal/test_boft.py",
         "tests/adapters_orthogonal/test_rotated_linear.py",
     ],
-    "hyft/adapters/mixer.py": ["tests/adapters_hybrid/test_hybrid_edges.py", "tests/adapters_hybrid/test_hybrid.py"],
+    "hyft/adapters/mixer.py": [
+        "tests/adapters_hybrid/test_hybrid_edges.py",
+        "tests/adapters_hybrid/test_hybrid.py",
+    ],
     "hyft/adapters/lora.py": [
         "tests/adapters_core/test_lora_edges.py",
         "tests/adapters_core/test_lora.py",
@@ -113,18 +116,43 @@ TEST_MAP: dict[str, list[str]] = {
 
 # Heavy third-party modules imported once in the parent (never hyft itself: the child imports it fresh).
 PRELOAD = (
-    "numpy", "torch", "torch.nn", "pytest", "sacrebleu", "sacrebleu.metrics", "transformers", "peft",
-    "transformers.models.llama.modeling_llama", "transformers.models.bert.modeling_bert",
-    "transformers.models.bloom.modeling_bloom", "hypothesis", "safetensors.torch",
+    "numpy",
+    "torch",
+    "torch.nn",
+    "pytest",
+    "sacrebleu",
+    "sacrebleu.metrics",
+    "transformers",
+    "peft",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.bert.modeling_bert",
+    "transformers.models.bloom.modeling_bloom",
+    "hypothesis",
+    "safetensors.torch",
 )
 
 BINOP_SWAP: dict[type, type] = {
-    ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Pow: ast.Mult,
-    ast.FloorDiv: ast.Mult, ast.Mod: ast.FloorDiv, ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd,
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.Pow: ast.Mult,
+    ast.FloorDiv: ast.Mult,
+    ast.Mod: ast.FloorDiv,
+    ast.BitAnd: ast.BitOr,
+    ast.BitOr: ast.BitAnd,
 }
 CMP_SWAP: dict[type, type] = {
-    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
-    ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In,
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
 }
 
 
@@ -175,13 +203,19 @@ def _skipped_nodes(tree: ast.Module) -> set[int]:
             mark(node.returns)
             for decorator in node.decorator_list:
                 mark(decorator)
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
             mark(node)
         if isinstance(node, ast.ImportFrom | ast.Import):
             mark(node)
         # Dimension indices (``-1``, ``dim=…``, ``axis=…``): on square blocks mostly equivalent, otherwise an
         # immediate shape error; they would flood the run without testing any math.
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+        ):
             mark(node)
         if isinstance(node, ast.keyword) and node.arg in ("dim", "axis"):
             mark(node.value)
@@ -206,7 +240,9 @@ def _mutations(node: ast.AST) -> Iterator[tuple[str, str]]:
         yield f"boolop {type(node.op).__name__}→{type(new.op).__name__}", f"({ast.unparse(new)})"
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
         yield f"drop unary {type(node.op).__name__}", f"({ast.unparse(node.operand)})"
-    elif isinstance(node, ast.Constant) and not isinstance(node.value, str | bytes) and node.value is not None:
+    elif (
+        isinstance(node, ast.Constant) and not isinstance(node.value, str | bytes) and node.value is not None
+    ):
         value = node.value
         if isinstance(value, bool):
             yield "constant bool", repr(not value)
@@ -247,8 +283,18 @@ def candidates(path: str) -> list[Mutant]:
             except SyntaxError:
                 continue
             index = len(found)
-            found.append(Mutant(f"{Path(path).name}:{index}", path, node.lineno, operator,
-                                " ".join(original.split())[:120], replacement[:120], start, end))
+            found.append(
+                Mutant(
+                    f"{Path(path).name}:{index}",
+                    path,
+                    node.lineno,
+                    operator,
+                    " ".join(original.split())[:120],
+                    replacement[:120],
+                    start,
+                    end,
+                )
+            )
     return found
 
 
@@ -362,7 +408,9 @@ def run(mutants: list[Mutant], out: Path, budget_s: float | None) -> None:
         for path in sorted({m.file for m in mutants}):
             outcome, seconds, code = run_tests(scratch, TEST_MAP[path], 900, log)
             if outcome != "survived":
-                raise SystemExit(f"clean run of {TEST_MAP[path]} failed ({outcome}, exit {code}):\n{log.read_text()[-3000:]}")
+                raise SystemExit(
+                    f"clean run of {TEST_MAP[path]} failed ({outcome}, exit {code}):\n{log.read_text()[-3000:]}"
+                )
             timeouts[path] = max(60.0, 3 * seconds)
             sink.write(json.dumps({"baseline": path, "seconds": round(seconds, 2)}) + "\n")
             sink.flush()
@@ -373,7 +421,9 @@ def run(mutants: list[Mutant], out: Path, budget_s: float | None) -> None:
                 break
             target = scratch / mutant.file
             original = (REPO / mutant.file).read_bytes()
-            target.write_bytes(original[: mutant.start] + mutant.replacement.encode() + original[mutant.end :])
+            target.write_bytes(
+                original[: mutant.start] + mutant.replacement.encode() + original[mutant.end :]
+            )
             try:
                 outcome, seconds, code = run_tests(scratch, TEST_MAP[mutant.file], timeouts[mutant.file], log)
             finally:
@@ -383,9 +433,11 @@ def run(mutants: list[Mutant], out: Path, budget_s: float | None) -> None:
                 record["log_tail"] = log.read_text(errors="replace")[-1500:]
             sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             sink.flush()
-            print(f"[{count}/{len(mutants)}] {mutant.id:22} {outcome:8} {seconds:6.1f}s  "
-                  f"L{mutant.line} {mutant.operator}: {mutant.original[:50]!r} → {mutant.replacement[:50]!r}",
-                  flush=True)
+            print(
+                f"[{count}/{len(mutants)}] {mutant.id:22} {outcome:8} {seconds:6.1f}s  "
+                f"L{mutant.line} {mutant.operator}: {mutant.original[:50]!r} → {mutant.replacement[:50]!r}",
+                flush=True,
+            )
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -394,7 +446,10 @@ def summary(results: Path) -> str:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     mutants = [r for r in rows if "outcome" in r]
     files = sorted({r["file"] for r in mutants})
-    lines = ["| file | candidates | run | killed | survived | timed out | error |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| file | candidates | run | killed | survived | timed out | error |",
+        "|---|---|---|---|---|---|---|",
+    ]
     totals = [0] * 6
     for path in files:
         mine = [r for r in mutants if r["file"] == path]
@@ -407,8 +462,10 @@ def summary(results: Path) -> str:
     lines.append("")
     for r in mutants:
         if r["outcome"] in ("survived", "error"):
-            lines.append(f"- `{r['id']}` ({r['outcome']}) L{r['line']} {r['operator']}: "
-                         f"`{r['original']}` → `{r['replacement']}`")
+            lines.append(
+                f"- `{r['id']}` ({r['outcome']}) L{r['line']} {r['operator']}: "
+                f"`{r['original']}` → `{r['replacement']}`"
+            )
     return "\n".join(lines)
 
 
@@ -439,7 +496,9 @@ def main() -> None:
             print(f"{path}: {len(every)} candidates, {len(chosen)} sampled")
             for m in every:
                 mark = "*" if m.id in chosen else " "
-                print(f" {mark} {m.id:22} L{m.line:<4} {m.operator:24} {m.original[:60]!r} → {m.replacement[:60]!r}")
+                print(
+                    f" {mark} {m.id:22} L{m.line:<4} {m.operator:24} {m.original[:60]!r} → {m.replacement[:60]!r}"
+                )
     else:
         print(summary(args.results))
 

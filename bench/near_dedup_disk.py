@@ -32,7 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def records(n: int, seed: int = 0) -> Iterator[tuple[tuple[str, str], int]]:
     """n synthetic (feature texts, label code) records; memory: a 1000-record ring of recent ones."""
     rng = random.Random(seed)
-    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(20_000)]
+    words = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+        for _ in range(20_000)
+    ]
     recent: list[tuple[tuple[str, str], int]] = []
     for k in range(n):
         if recent and rng.random() < 0.05:
@@ -41,8 +44,13 @@ def records(n: int, seed: int = 0) -> Iterator[tuple[tuple[str, str], int]]:
             tokens[rng.randrange(len(tokens))] = rng.choice(words)
             record = ((" ".join(tokens), hypothesis), label if rng.random() < 0.5 else (label + 1) % 3)
         else:
-            record = ((" ".join(rng.choices(words, k=rng.randint(12, 28))),
-                       " ".join(rng.choices(words, k=rng.randint(4, 10)))), rng.randrange(3))
+            record = (
+                (
+                    " ".join(rng.choices(words, k=rng.randint(12, 28))),
+                    " ".join(rng.choices(words, k=rng.randint(4, 10))),
+                ),
+                rng.randrange(3),
+            )
         if len(recent) < 1000:
             recent.append(record)
         else:
@@ -74,8 +82,18 @@ def child(n: int, mode: str) -> dict:
         texts = [[r[0][f] for r in rows] for f in range(2)]
         codes = np.array([r[1] for r in rows], dtype=np.int64)
         del rows
-        result = memory_near(texts, codes, settings.engine, settings.hamming, settings.jaccard, True,
-                             settings.exhaustive_limit, settings.lsh_bands, settings.lsh_rows, 0)
+        result = memory_near(
+            texts,
+            codes,
+            settings.engine,
+            settings.hamming,
+            settings.jaccard,
+            True,
+            settings.exhaustive_limit,
+            settings.lsh_bands,
+            settings.lsh_rows,
+            0,
+        )
         disk_mib = 0.0
         buckets = partitions = 0
     else:
@@ -91,10 +109,17 @@ def child(n: int, mode: str) -> dict:
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return {
-        "n": n, "mode": mode, "peak_rss_mib": round(_rss_mib(), 1), "baseline_rss_mib": round(baseline, 1),
-        "seconds": round(time.perf_counter() - start, 1), "work_folder_mib": round(disk_mib, 1),
-        "buckets": buckets, "partitions": partitions, "candidates": result.pairs.candidates,
-        "confirmed_pairs": len(result.pairs.dup_i), "label_differing_pairs": len(result.pairs.minimal_i),
+        "n": n,
+        "mode": mode,
+        "peak_rss_mib": round(_rss_mib(), 1),
+        "baseline_rss_mib": round(baseline, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+        "work_folder_mib": round(disk_mib, 1),
+        "buckets": buckets,
+        "partitions": partitions,
+        "candidates": result.pairs.candidates,
+        "confirmed_pairs": len(result.pairs.dup_i),
+        "label_differing_pairs": len(result.pairs.minimal_i),
     }
 
 
@@ -111,16 +136,26 @@ def main() -> None:
     rows = []
     for mode, sizes in (("memory", args.memory_sizes), ("disk", args.sizes)):
         for n in sizes:
-            out = subprocess.run([sys.executable, __file__, "--child", str(n), mode], capture_output=True, text=True,
-                                 check=True, cwd=ROOT)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), mode],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            )
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
-    table = ["| mode | records | peak RSS (MiB) | RSS after imports (MiB) | work folder (MiB) | buckets | partitions "
-             "| candidates | confirmed pairs | label-differing pairs | seconds |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {r['mode']} | {r['n']:,} | {r['peak_rss_mib']} | {r['baseline_rss_mib']} | {r['work_folder_mib']} "
-              f"| {r['buckets']} | {r['partitions']} | {r['candidates']:,} | {r['confirmed_pairs']:,} "
-              f"| {r['label_differing_pairs']:,} | {r['seconds']} |" for r in rows]
+    table = [
+        "| mode | records | peak RSS (MiB) | RSS after imports (MiB) | work folder (MiB) | buckets | partitions "
+        "| candidates | confirmed pairs | label-differing pairs | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    table += [
+        f"| {r['mode']} | {r['n']:,} | {r['peak_rss_mib']} | {r['baseline_rss_mib']} | {r['work_folder_mib']} "
+        f"| {r['buckets']} | {r['partitions']} | {r['candidates']:,} | {r['confirmed_pairs']:,} "
+        f"| {r['label_differing_pairs']:,} | {r['seconds']} |"
+        for r in rows
+    ]
     print("\n".join(table))
     if args.out:
         args.out.write_text("\n".join(table) + "\n", encoding="utf-8")

@@ -41,8 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import build_base, install_peft_boft_shim, make_batch  # noqa: E402  (one definition of the anchor's models and batches)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "orthogonal.md"
-TARGETS = {"minilm": ["query", "key", "value", "dense"],
-           "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+TARGETS = {
+    "minilm": ["query", "key", "value", "dense"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
 SHAPES = {"minilm": (16, 128), "llama": (8, 256)}
 # Block sizes: m = 3 needs b·4 | d_in for every target (Llama's 1376 = 4·8·43 forces b = 8);
 # otherwise b is picked so that m·d·(b−1)/2 is near LoRA r = 16's r·(d_in + d_out).
@@ -75,8 +77,18 @@ per storage); "activations" leaves out storages owned by the model's parameters 
   chunks that stay in L2 and recomputes its stages instead of saving them.
 """
 
-ALL_METHODS = ["peft-lora", "hyft-lora", "hyft-boft-m1", "hyft-boft-m3", "peft-boft-m1", "peft-boft-m3",
-               "peft-oft", "hyft-oft", "hyft-oft-neumann", "hyft-unitary"]
+ALL_METHODS = [
+    "peft-lora",
+    "hyft-lora",
+    "hyft-boft-m1",
+    "hyft-boft-m3",
+    "peft-boft-m1",
+    "peft-boft-m3",
+    "peft-oft",
+    "hyft-oft",
+    "hyft-oft-neumann",
+    "hyft-unitary",
+]
 
 
 def build_method(model_name: str, method: str, base) -> torch.nn.Module:
@@ -88,7 +100,9 @@ def build_method(model_name: str, method: str, base) -> torch.nn.Module:
     targets, blocks = TARGETS[model_name], BLOCKS[model_name]
     task = "SEQ_CLS" if model_name == "minilm" else "CAUSAL_LM"
     if method == "peft-lora":
-        return peft.get_peft_model(base, peft.LoraConfig(task_type=task, r=16, lora_alpha=32, target_modules=targets))
+        return peft.get_peft_model(
+            base, peft.LoraConfig(task_type=task, r=16, lora_alpha=32, target_modules=targets)
+        )
     if method == "peft-oft":
         cfg = peft.OFTConfig(task_type=task, oft_block_size=blocks["oft"], r=0, target_modules=targets)
         return peft.get_peft_model(base, cfg)
@@ -96,8 +110,9 @@ def build_method(model_name: str, method: str, base) -> torch.nn.Module:
         m = 3 if method.endswith("m3") else 1
         if m == 3:
             install_peft_boft_shim()
-        cfg = peft.BOFTConfig(task_type=task, boft_block_size=blocks[f"m{m}"], boft_n_butterfly_factor=m,
-                              target_modules=targets)
+        cfg = peft.BOFTConfig(
+            task_type=task, boft_block_size=blocks[f"m{m}"], boft_n_butterfly_factor=m, target_modules=targets
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = peft.get_peft_model(base, cfg)
@@ -166,11 +181,13 @@ def run_model(model_name: str, methods: list[str], steps: int, warmup: int, slow
         info[method] = {"trainable": sum(p.numel() for p in params), "times": [], "cpu": []}
     del proto
     for method in methods:  # the first warm-up step of every method also measures memory
-        info[method]["saved"], info[method]["activations"] = warmup_step_with_saved_bytes(*nets[method], batch)
+        info[method]["saved"], info[method]["activations"] = warmup_step_with_saved_bytes(
+            *nets[method], batch
+        )
     print(f"[{model_name}] memory counted", flush=True)
     rounds = warmup - 1 + steps
     for round_index in range(rounds):
-        order = methods[round_index % len(methods):] + methods[: round_index % len(methods)]
+        order = methods[round_index % len(methods) :] + methods[: round_index % len(methods)]
         for method in order:
             if method in SLOW and (round_index < warmup - 1 or (round_index - warmup + 1) % slow_every):
                 continue  # the slow PEFT BOFT reference: one warm-up step, then every slow_every-th round
@@ -187,23 +204,34 @@ def run_model(model_name: str, methods: list[str], steps: int, warmup: int, slow
 
 def table(model_name: str, info: dict) -> str:
     ref = info.get("peft-lora", {})
-    rows = [f"### {model_name} (batch {SHAPES[model_name][0]} × {SHAPES[model_name][1]})", "",
-            "| method | b | trainable params | step median s (wall) | × PEFT-LoRA | step CPU s | × PEFT-LoRA "
-            "| steps timed | saved-for-backward MiB | × PEFT-LoRA | activations MiB | × PEFT-LoRA |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        f"### {model_name} (batch {SHAPES[model_name][0]} × {SHAPES[model_name][1]})",
+        "",
+        "| method | b | trainable params | step median s (wall) | × PEFT-LoRA | step CPU s | × PEFT-LoRA "
+        "| steps timed | saved-for-backward MiB | × PEFT-LoRA | activations MiB | × PEFT-LoRA |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     blocks = BLOCKS[model_name]
     for method, r in info.items():
-        b = {"hyft-boft-m1": blocks["m1"], "peft-boft-m1": blocks["m1"], "hyft-boft-m3": blocks["m3"],
-             "peft-boft-m3": blocks["m3"], "hyft-oft": blocks["oft"], "peft-oft": blocks["oft"],
-             "hyft-oft-neumann": blocks["oft"]}.get(method, "-")
+        b = {
+            "hyft-boft-m1": blocks["m1"],
+            "peft-boft-m1": blocks["m1"],
+            "hyft-boft-m3": blocks["m3"],
+            "peft-boft-m3": blocks["m3"],
+            "hyft-oft": blocks["oft"],
+            "peft-oft": blocks["oft"],
+            "hyft-oft-neumann": blocks["oft"],
+        }.get(method, "-")
 
         def ratio(key: str, r=r) -> str:
             return f"{r[key] / ref[key]:.2f}" if ref.get(key) else "-"
 
-        rows.append(f"| {method} | {b} | {r['trainable']:,} | {r['median']:.3f} | {ratio('median')} | "
-                    f"{r['cpu_median']:.3f} | {ratio('cpu_median')} | {len(r['times'])} | "
-                    f"{r['saved'] / 2**20:.1f} | {ratio('saved')} | {r['activations'] / 2**20:.1f} | "
-                    f"{ratio('activations')} |")
+        rows.append(
+            f"| {method} | {b} | {r['trainable']:,} | {r['median']:.3f} | {ratio('median')} | "
+            f"{r['cpu_median']:.3f} | {ratio('cpu_median')} | {len(r['times'])} | "
+            f"{r['saved'] / 2**20:.1f} | {ratio('saved')} | {r['activations'] / 2**20:.1f} | "
+            f"{ratio('activations')} |"
+        )
     return "\n".join(rows) + "\n\n" + verdicts(info) + "\n"
 
 
@@ -214,23 +242,43 @@ def verdicts(info: dict) -> str:
     def check(label: str, method: str, reference: str, key: str, limit: float) -> None:
         if method in info and reference in info:
             value = info[method][key] / info[reference][key]
-            lines.append(f"- {label}: {value:.2f} (target ≤ {limit}) → {'met' if value <= limit else 'MISSED'}")
+            lines.append(
+                f"- {label}: {value:.2f} (target ≤ {limit}) → {'met' if value <= limit else 'MISSED'}"
+            )
 
     check("hyft-boft-m3 step time / PEFT-LoRA (wall)", "hyft-boft-m3", "peft-lora", "median", 1.3)
     check("hyft-boft-m3 step time / PEFT-LoRA (CPU)", "hyft-boft-m3", "peft-lora", "cpu_median", 1.3)
     check("hyft-boft-m3 saved-for-backward bytes / PEFT-LoRA", "hyft-boft-m3", "peft-lora", "saved", 1.1)
-    check("hyft-oft-neumann step time / PEFT-OFT, same Cayley form (wall)", "hyft-oft-neumann", "peft-oft",
-          "median", 1.0)
-    check("hyft-oft-neumann step time / PEFT-OFT, same Cayley form (CPU)", "hyft-oft-neumann", "peft-oft",
-          "cpu_median", 1.0)
-    check("hyft-oft (exact Cayley, hyft's default) step time / PEFT-OFT (wall)", "hyft-oft", "peft-oft", "median", 1.0)
+    check(
+        "hyft-oft-neumann step time / PEFT-OFT, same Cayley form (wall)",
+        "hyft-oft-neumann",
+        "peft-oft",
+        "median",
+        1.0,
+    )
+    check(
+        "hyft-oft-neumann step time / PEFT-OFT, same Cayley form (CPU)",
+        "hyft-oft-neumann",
+        "peft-oft",
+        "cpu_median",
+        1.0,
+    )
+    check(
+        "hyft-oft (exact Cayley, hyft's default) step time / PEFT-OFT (wall)",
+        "hyft-oft",
+        "peft-oft",
+        "median",
+        1.0,
+    )
     check("hyft-unitary step time / PEFT-LoRA (wall)", "hyft-unitary", "peft-lora", "median", 1.3)
     check("hyft-unitary step time / PEFT-LoRA (CPU)", "hyft-unitary", "peft-lora", "cpu_median", 1.3)
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", default="minilm,llama")
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--steps", type=int, default=10, help="timed rounds after warm-up")
@@ -242,13 +290,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
     started = time.perf_counter()
-    sections = [table(name, run_model(name, methods, args.steps, args.warmup, args.slow_every))
-                for name in args.models.split(",")]
+    sections = [
+        table(name, run_model(name, methods, args.steps, args.warmup, args.slow_every))
+        for name in args.models.split(",")
+    ]
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft"))
-    header = (f"# Orthogonal adapters on CPU ({datetime.date.today()})\n\n"
-              f"{versions}, Python {platform.python_version()}, {args.threads} threads, "
-              f"{args.steps} timed rounds after {args.warmup} warm-up (PEFT BOFT every {args.slow_every}-th "
-              f"round), total {time.perf_counter() - started:.0f} s.\n")
+    header = (
+        f"# Orthogonal adapters on CPU ({datetime.date.today()})\n\n"
+        f"{versions}, Python {platform.python_version()}, {args.threads} threads, "
+        f"{args.steps} timed rounds after {args.warmup} warm-up (PEFT BOFT every {args.slow_every}-th "
+        f"round), total {time.perf_counter() - started:.0f} s.\n"
+    )
     report = header + "\n" + NOTES + "\n" + "\n".join(sections)
     print(report)
     if not args.no_write:

@@ -38,8 +38,15 @@ from hyft.training.trainer import parameter_groups  # noqa: E402
 
 def tiny_model() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=128, max_position_embeddings=128)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        max_position_embeddings=128,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -55,8 +62,15 @@ def dataset(n: int = 32, length: int = 16) -> list[dict]:
 
 def main() -> None:
     train_rows = dataset()
-    config = hyft.AdapterConfig(method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2,
-                                target_modules=["q_proj", "v_proj"], lambda_warmup_steps=2)
+    config = hyft.AdapterConfig(
+        method="hybrid",
+        r=4,
+        alpha=8,
+        boft_block_size=8,
+        boft_n_butterfly_factor=2,
+        target_modules=["q_proj", "v_proj"],
+        lambda_warmup_steps=2,
+    )
 
     # 1. LoRA-GA init on the first 4 batches, built with the Trainer's collator.
     init_loader = DataLoader(train_rows, batch_size=4, collate_fn=collate)
@@ -69,14 +83,28 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=8,
-            learning_rate=lrs.lr, lr_scheduler_type="cosine", max_grad_norm=1.0, logging_steps=2,
-            report_to="none", save_strategy="no", use_cpu=not torch.cuda.is_available(),
+            output_dir=out,
+            per_device_train_batch_size=4,
+            gradient_accumulation_steps=2,
+            max_steps=8,
+            learning_rate=lrs.lr,
+            lr_scheduler_type="cosine",
+            max_grad_norm=1.0,
+            logging_steps=2,
+            report_to="none",
+            save_strategy="no",
+            use_cpu=not torch.cuda.is_available(),
             remove_unused_columns=False,  # the rows are already tokenised
         )
         # 3. The callback: λ update each optimizer step, then the clip.
-        trainer = Trainer(model=model, args=args, train_dataset=train_rows, data_collator=collate,
-                          optimizers=(optimizer, None), callbacks=[HyftCallback()])
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=train_rows,
+            data_collator=collate,
+            optimizers=(optimizer, None),
+            callbacks=[HyftCallback()],
+        )
         trainer.train()
         for name, lam in model.mixing_weights().items():
             print(f"λ {name}: {lam:.4f}")

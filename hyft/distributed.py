@@ -68,7 +68,9 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
 def local_gradient(param: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
     """(this rank's part of ``param.grad`` as a plain tensor or None, whether it is a shard of the gradient)."""
     grad = param.grad
-    sharded = bool(getattr(param, "_fsdp_flattened", False))  # FSDP1 use_orig_params: a view of the flat shard
+    sharded = bool(
+        getattr(param, "_fsdp_flattened", False)
+    )  # FSDP1 use_orig_params: a view of the flat shard
     if grad is None:
         return None, sharded
     if _is_dtensor(grad):
@@ -95,7 +97,9 @@ def is_full_parameter(param: torch.Tensor, shape: Sequence[int]) -> bool:
 
 
 @torch.no_grad()
-def global_squared_norms(groups: Sequence[Sequence[torch.Tensor]], device: torch.device | None = None) -> torch.Tensor:
+def global_squared_norms(
+    groups: Sequence[Sequence[torch.Tensor]], device: torch.device | None = None
+) -> torch.Tensor:
     """[len(groups)] float32: ‖∇‖² of each group's full gradient (absent gradients count 0), identical on
     every rank; one all-reduce for all groups together.
 
@@ -144,7 +148,9 @@ def evaluation_is_sharded() -> bool:
     return _SHARDED_EVALUATION.get() and is_distributed()
 
 
-def map_batches(fn: Callable[[T], R], items: Sequence[T], iterate: Callable[[Sequence], Any] = iter) -> list[R]:
+def map_batches(
+    fn: Callable[[T], R], items: Sequence[T], iterate: Callable[[Sequence], Any] = iter
+) -> list[R]:
     """``[fn(item) for item in items]``; inside :func:`sharded_evaluation`, rank r computes items r, r+W, …
     and the results are all-gathered (``all_gather_object``) back into input order on every rank.
 

@@ -148,8 +148,11 @@ def write_marker(folder: str | Path, files: Iterable[str | Path], **facts: Any) 
     """
     folder = Path(folder)
     names = sorted({_name_in(folder, Path(f)) for f in files})
-    marker = {"schema_version": MARKER_SCHEMA, **facts,
-              "files": {name: file_sha256(folder / name) for name in names}}
+    marker = {
+        "schema_version": MARKER_SCHEMA,
+        **facts,
+        "files": {name: file_sha256(folder / name) for name in names},
+    }
     atomic_write_json(folder / MARKER, marker)
     return marker
 
@@ -176,12 +179,14 @@ def require_marker(folder: str | Path, what: str, verify: bool = True) -> dict[s
     if marker is None:
         raise IncompleteOutputError(
             f"{folder}: no {MARKER} marker, so this {what} was interrupted or is still being written; "
-            "rerun the command that produces it")
+            "rerun the command that produces it"
+        )
     if verify:
         for name, digest in marker["files"].items():
             path = folder / name
             if not path.is_file() or file_sha256(path) != digest:
                 raise IncompleteOutputError(
                     f"{folder}: {name} is missing or differs from what {MARKER} recorded; "
-                    f"this {what} was changed after it was written; rerun the command that produces it")
+                    f"this {what} was changed after it was written; rerun the command that produces it"
+                )
     return marker

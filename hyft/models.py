@@ -43,25 +43,35 @@ class Quantization(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bits: int = Field(description="4: NF4/FP4 blocks of 64 weights (QLoRA); 8: LLM.int8() rows.")
-    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit code: nf4 (QLoRA's normal float) or fp4.")
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit code: nf4 (QLoRA's normal float) or fp4."
+    )
     compute_dtype: Literal["bf16", "fp16", "fp32"] | None = Field(
-        None, description="4-bit: dtype of the dequantised GEMM; default the model's dtype.")
-    double_quant: bool = Field(False, description="4-bit: quantize the block scales too (QLoRA's double "
-                               "quantization, ~0.4 bits/weight less).")
+        None, description="4-bit: dtype of the dequantised GEMM; default the model's dtype."
+    )
+    double_quant: bool = Field(
+        False,
+        description="4-bit: quantize the block scales too (QLoRA's double "
+        "quantization, ~0.4 bits/weight less).",
+    )
 
     @field_validator("bits", mode="before")
     @classmethod
     def _known_bits(cls, value: Any) -> Any:
         if value not in (4, 8) or isinstance(value, bool):
-            raise ValueError(f"quantization.bits must be 4 (NF4/FP4, QLoRA) or 8 (LLM.int8()), got {value!r}; "
-                             "bitsandbytes has no other weight formats")
+            raise ValueError(
+                f"quantization.bits must be 4 (NF4/FP4, QLoRA) or 8 (LLM.int8()), got {value!r}; "
+                "bitsandbytes has no other weight formats"
+            )
         return value
 
     @model_validator(mode="after")
     def _four_bit_fields(self) -> Quantization:
         given = sorted(self.model_fields_set & {"quant_type", "compute_dtype", "double_quant"})
         if self.bits == 8 and given:
-            raise ValueError(f"{', '.join(given)} apply to 4-bit quantization only; remove them or set bits: 4")
+            raise ValueError(
+                f"{', '.join(given)} apply to 4-bit quantization only; remove them or set bits: 4"
+            )
         return self
 
     def to_bitsandbytes(self, model_dtype: str = "float32") -> Any:
@@ -71,14 +81,19 @@ class Quantization(BaseModel):
         try:
             import bitsandbytes  # noqa: F401
         except ModuleNotFoundError:
-            raise ModuleNotFoundError("quantized bases need the bitsandbytes package: pip install "
-                                      "'bitsandbytes>=0.50'") from None
+            raise ModuleNotFoundError(
+                "quantized bases need the bitsandbytes package: pip install 'bitsandbytes>=0.50'"
+            ) from None
         if self.bits == 8:
             return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_MODULES)
         compute = COMPUTE_DTYPES[self.compute_dtype] if self.compute_dtype else getattr(torch, model_dtype)
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.quant_type,
-                                  bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=self.double_quant,
-                                  llm_int8_skip_modules=UNQUANTIZED_MODULES)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=self.quant_type,
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=self.double_quant,
+            llm_int8_skip_modules=UNQUANTIZED_MODULES,
+        )
 
 
 def load_base_model(
@@ -108,7 +123,9 @@ def load_base_model(
         options["quantization_config"] = quantization.to_bitsandbytes(dtype)
         options["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_name) if tokenizer_name else path)
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(tokenizer_name) if tokenizer_name else path
+        )
         if kind == "encoder":
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, **options)
         else:

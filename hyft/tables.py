@@ -35,8 +35,10 @@ def file_format(path: Path, declared: str, setting: str) -> str:
         return declared
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise TableError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; set {setting} to "
-                         "jsonl, csv or parquet")
+        raise TableError(
+            f"{path}: cannot tell the format from the suffix {path.suffix!r}; set {setting} to "
+            "jsonl, csv or parquet"
+        )
     return kind
 
 
@@ -47,13 +49,16 @@ def read_file(path: Path, kind: str, expected: str) -> datasets.Dataset:
     try:
         return datasets.load_dataset(BUILDERS[kind], data_files=str(path), split="train")
     except Exception as exc:  # pyarrow / pandas raise many types for a malformed file
-        raise TableError(f"{path}: could not be read as {kind.upper()} ({type(exc).__name__}: {exc}); "
-                         f"expected {expected}") from None
+        raise TableError(
+            f"{path}: could not be read as {kind.upper()} ({type(exc).__name__}: {exc}); expected {expected}"
+        ) from None
 
 
 def is_offline() -> bool:
     """Whether the Hugging Face libraries were told not to reach the network."""
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in OFFLINE_VARIABLES)
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on") for name in OFFLINE_VARIABLES
+    )
 
 
 def dataset_label(name: str, config: str | None, split: str) -> str:
@@ -63,10 +68,12 @@ def dataset_label(name: str, config: str | None, split: str) -> str:
 
 def _download_hint(name: str, config: str | None) -> str:
     arguments = ", ".join(repr(a) for a in (name, config) if a)
-    return (f"pre-download it on a machine with internet (python -c \"import datasets; "
-            f"datasets.load_dataset({arguments})\") and copy its Hugging Face cache ($HF_HOME, default "
-            "~/.cache/huggingface) here, or write its splits as files (Dataset.to_parquet / to_csv) into a folder "
-            "and give that folder's path instead")
+    return (
+        f'pre-download it on a machine with internet (python -c "import datasets; '
+        f'datasets.load_dataset({arguments})") and copy its Hugging Face cache ($HF_HOME, default '
+        "~/.cache/huggingface) here, or write its splits as files (Dataset.to_parquet / to_csv) into a folder "
+        "and give that folder's path instead"
+    )
 
 
 def read_dataset(name: str, config: str | None, split: str) -> datasets.Dataset:
@@ -78,20 +85,33 @@ def read_dataset(name: str, config: str | None, split: str) -> datasets.Dataset:
     label = dataset_label(name, config, split)
     folder = Path(name)
     try:
-        if folder.is_dir() and ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
-            loaded: Any = datasets.load_from_disk(str(folder))  # written by save_to_disk, not a data-file folder
+        if folder.is_dir() and (
+            (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
+        ):
+            loaded: Any = datasets.load_from_disk(
+                str(folder)
+            )  # written by save_to_disk, not a data-file folder
         else:
             loaded = datasets.load_dataset(name, config)
-    except Exception as exc:  # datasets raises FileNotFoundError, ConnectionError, DatasetNotFoundError, ValueError
+    except (
+        Exception
+    ) as exc:  # datasets raises FileNotFoundError, ConnectionError, DatasetNotFoundError, ValueError
         if folder.exists():
-            raise TableError(f"dataset {label}: the folder {folder} could not be read ({type(exc).__name__}: "
-                             f"{exc}); expected data files (csv, jsonl, parquet) named by split, e.g. "
-                             "train.csv and test.csv") from None
-        where = ("this machine is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), so a Hub dataset must already "
-                 "be in the local Hugging Face cache" if is_offline() else "it is neither a local folder nor a "
-                 "dataset the Hub (or the local cache) has")
-        raise TableError(f"dataset {label} could not be loaded: {where} ({type(exc).__name__}: {exc}). To use it, "
-                         f"{_download_hint(name, config)}") from None
+            raise TableError(
+                f"dataset {label}: the folder {folder} could not be read ({type(exc).__name__}: "
+                f"{exc}); expected data files (csv, jsonl, parquet) named by split, e.g. "
+                "train.csv and test.csv"
+            ) from None
+        where = (
+            "this machine is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), so a Hub dataset must already "
+            "be in the local Hugging Face cache"
+            if is_offline()
+            else "it is neither a local folder nor a dataset the Hub (or the local cache) has"
+        )
+        raise TableError(
+            f"dataset {label} could not be loaded: {where} ({type(exc).__name__}: {exc}). To use it, "
+            f"{_download_hint(name, config)}"
+        ) from None
     if isinstance(loaded, datasets.Dataset):  # a save_to_disk folder of one split
         return loaded
     if split not in loaded:
@@ -99,7 +119,9 @@ def read_dataset(name: str, config: str | None, split: str) -> datasets.Dataset:
     return loaded[split]
 
 
-def check_columns(where: str, columns: Sequence[str], wanted: Mapping[str, Sequence[str]], section: str) -> None:
+def check_columns(
+    where: str, columns: Sequence[str], wanted: Mapping[str, Sequence[str]], section: str
+) -> None:
     """Raise :class:`TableError` for the first column a setting names that the table lacks.
 
     ``wanted``: setting name → the columns it names (``{"text_fields": [...], "label_field": ["gold"]}``);
@@ -108,5 +130,7 @@ def check_columns(where: str, columns: Sequence[str], wanted: Mapping[str, Seque
     for setting, names in wanted.items():
         for name in names:
             if name not in columns:
-                raise TableError(f"{where}: {section}.{setting} names column {name!r}, which it does not have; "
-                                 f"its columns are: {', '.join(columns)}")
+                raise TableError(
+                    f"{where}: {section}.{setting} names column {name!r}, which it does not have; "
+                    f"its columns are: {', '.join(columns)}"
+                )

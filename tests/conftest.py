@@ -56,8 +56,14 @@ ADAPTER_METHODS: dict[str, dict] = {
     "oft": {"method": "oft", "boft_block_size": 8},
     "unitary": {"method": "unitary"},
     "hybrid": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4, "boft_n_butterfly_factor": 2},
-    "hybrid_unitary": {"method": "hybrid", "r": 4, "alpha": 8, "boft_block_size": 4,
-                       "boft_n_butterfly_factor": 2, "unitary_modules": ["o_proj", "down_proj"]},
+    "hybrid_unitary": {
+        "method": "hybrid",
+        "r": 4,
+        "alpha": 8,
+        "boft_block_size": 4,
+        "boft_n_butterfly_factor": 2,
+        "unitary_modules": ["o_proj", "down_proj"],
+    },
 }
 GRADIENT_INIT = ("lora_ga", "hybrid")
 
@@ -72,8 +78,13 @@ def tiny_llama(seed: int = 0, vocab: int = 128, hidden: int = 64):
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=128,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        max_position_embeddings=128,
     )
     return LlamaForCausalLM(config).eval()
 

@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 
 
-def cache_hub_dataset(monkeypatch: pytest.MonkeyPatch, cache: Path, name: str, config: str,
-                      splits: dict[str, list[dict]]) -> None:
+def cache_hub_dataset(
+    monkeypatch: pytest.MonkeyPatch, cache: Path, name: str, config: str, splits: dict[str, list[dict]]
+) -> None:
     """Put ``splits`` (split → rows) into ``cache`` as Hub dataset ``name`` (owner/name), configuration
     ``config``, and point ``datasets`` at that cache for the rest of the test."""
     import datasets
     from datasets.packaged_modules.csv.csv import Csv
 
-    assert datasets.config.HF_HUB_OFFLINE, "the test must run offline (tests/conftest.py sets HF_HUB_OFFLINE=1)"
+    assert datasets.config.HF_HUB_OFFLINE, (
+        "the test must run offline (tests/conftest.py sets HF_HUB_OFFLINE=1)"
+    )
     files = cache / "source"
     files.mkdir(parents=True, exist_ok=True)
     data_files = {}
@@ -32,8 +35,13 @@ def cache_hub_dataset(monkeypatch: pytest.MonkeyPatch, cache: Path, name: str, c
             writer.writeheader()
             writer.writerows(rows)
     folder_name = name.replace("/", "___")
-    builder = Csv(cache_dir=str(cache / "datasets"), dataset_name=folder_name, config_name=config,
-                  data_files=data_files, hash="0" * 16)
+    builder = Csv(
+        cache_dir=str(cache / "datasets"),
+        dataset_name=folder_name,
+        config_name=config,
+        data_files=data_files,
+        hash="0" * 16,
+    )
     builder.download_and_prepare()
     # The packaged builder suffixes the config with a hash of its data files and prefixes the arrow files with
     # the cache folder name; a downloaded Hub dataset has neither.

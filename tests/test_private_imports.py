@@ -19,7 +19,11 @@ def test_no_package_imports_a_private_name_of_another():
     for path in sorted((REPO / "hyft").rglob("*.py")):
         module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if not isinstance(node, ast.ImportFrom) or node.level or not (node.module or "").startswith("hyft."):
+            if (
+                not isinstance(node, ast.ImportFrom)
+                or node.level
+                or not (node.module or "").startswith("hyft.")
+            ):
                 continue
             if _package(node.module) == _package(module):
                 continue

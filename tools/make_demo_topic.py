@@ -88,21 +88,45 @@ WRONG_LANGUAGE: dict[str, list[tuple[str, str, str]]] = {
 
 # One-word edits of a dev sentence that keep its topic (near duplicates). Parallel items across languages.
 WORD_EDITS: dict[str, list[tuple[str, str, str]]] = {
-    "en": [("en-dev-003", "finished", "completed"), ("en-dev-026", "taste", "are"),
-           ("en-dev-019", "strong", "powerful"), ("en-dev-043", "fixing", "chasing")],
-    "es": [("es-dev-003", "Terminó", "Acabó"), ("es-dev-026", "saben", "están"),
-           ("es-dev-019", "fuerte", "violento"), ("es-dev-043", "arreglando", "buscando")],
-    "fr": [("fr-dev-003", "terminé", "fini"), ("fr-dev-026", "sont meilleures", "ont meilleur goût"),
-           ("fr-dev-019", "violent", "puissant"), ("fr-dev-043", "corriger", "chercher")],
-    "hi": [("hi-dev-003", "पूरी की", "खत्म की"), ("hi-dev-026", "स्वादिष्ट", "मज़ेदार"),
-           ("hi-dev-019", "तेज़", "ज़ोरदार"), ("hi-dev-043", "ठीक करने", "सुधारने")],
-    "zh": [("zh-dev-003", "跑完了", "完成了"), ("zh-dev-026", "好吃", "香"),
-           ("zh-dev-019", "大风", "狂风"), ("zh-dev-043", "修复", "修改")],
+    "en": [
+        ("en-dev-003", "finished", "completed"),
+        ("en-dev-026", "taste", "are"),
+        ("en-dev-019", "strong", "powerful"),
+        ("en-dev-043", "fixing", "chasing"),
+    ],
+    "es": [
+        ("es-dev-003", "Terminó", "Acabó"),
+        ("es-dev-026", "saben", "están"),
+        ("es-dev-019", "fuerte", "violento"),
+        ("es-dev-043", "arreglando", "buscando"),
+    ],
+    "fr": [
+        ("fr-dev-003", "terminé", "fini"),
+        ("fr-dev-026", "sont meilleures", "ont meilleur goût"),
+        ("fr-dev-019", "violent", "puissant"),
+        ("fr-dev-043", "corriger", "chercher"),
+    ],
+    "hi": [
+        ("hi-dev-003", "पूरी की", "खत्म की"),
+        ("hi-dev-026", "स्वादिष्ट", "मज़ेदार"),
+        ("hi-dev-019", "तेज़", "ज़ोरदार"),
+        ("hi-dev-043", "ठीक करने", "सुधारने"),
+    ],
+    "zh": [
+        ("zh-dev-003", "跑完了", "完成了"),
+        ("zh-dev-026", "好吃", "香"),
+        ("zh-dev-019", "大风", "狂风"),
+        ("zh-dev-043", "修复", "修改"),
+    ],
 }
 
-KEYBOARD_MASH = {"en": "qwerty asdfgh zxcvbn qwerty hjkl", "es": "ñlkjh asdfñ qwertyuiop ñññ asdasd",
-                 "fr": "azerty azerty qsdfgh wxcvbn aaaazzz", "hi": "कककक खखखख गगगग ऽऽऽ ्््् ाााा",
-                 "zh": "的的的的的的的的的啊啊啊啊"}
+KEYBOARD_MASH = {
+    "en": "qwerty asdfgh zxcvbn qwerty hjkl",
+    "es": "ñlkjh asdfñ qwertyuiop ñññ asdasd",
+    "fr": "azerty azerty qsdfgh wxcvbn aaaazzz",
+    "hi": "कककक खखखख गगगग ऽऽऽ ्््् ाााा",
+    "zh": "的的的的的的的的的啊啊啊啊",
+}
 BOILERPLATE = {
     "en": "Home | About us | Contact | Privacy policy | © 2024 All rights reserved",
     "es": "Inicio | Quiénes somos | Contacto | Política de privacidad | © 2024",
@@ -112,7 +136,12 @@ BOILERPLATE = {
 }
 HTML_ANCHOR = {"en": "Home", "es": "Inicio", "fr": "Accueil", "hi": "होम", "zh": "首页"}
 REPEATED_MIN_CHARS = 4500  # above the curation design's 4000-character bound
-NUKTA_PRECOMPOSED = {"\u091c\u093c": "\u095b", "\u092b\u093c": "\u095e", "\u0921\u093c": "\u095c", "\u0916\u093c": "\u0959"}
+NUKTA_PRECOMPOSED = {
+    "\u091c\u093c": "\u095b",
+    "\u092b\u093c": "\u095e",
+    "\u0921\u093c": "\u095c",
+    "\u0916\u093c": "\u0959",
+}
 FORMAT_KINDS = {
     "zh": ("punct_halfwidth", "punct_removed", "whitespace", "punct_changed"),
     "hi": ("danda_to_period", "punct_removed", "whitespace", "precomposed_nukta"),
@@ -169,17 +198,38 @@ def _junk(lang: str, rng: random.Random, clean: list[dict]) -> list[tuple[str, d
         ("shuffled_chars", _text(picks[1], shuffled(picks[1]["text"]))),
         ("keyboard_mash", _text(picks[0], KEYBOARD_MASH[lang], label=rng.choice(LABELS))),
         ("boilerplate", _text(picks[0], BOILERPLATE[lang], label=rng.choice(LABELS))),
-        ("url", _text(picks[0], f"https://www.example.com/{lang}/news/2024/03/article-{rng.randrange(10**5)}"
-                                 f"?ref=home&session={rng.randrange(16**8):08x}", label=rng.choice(LABELS))),
+        (
+            "url",
+            _text(
+                picks[0],
+                f"https://www.example.com/{lang}/news/2024/03/article-{rng.randrange(10**5)}"
+                f"?ref=home&session={rng.randrange(16**8):08x}",
+                label=rng.choice(LABELS),
+            ),
+        ),
         ("truncated", _text(picks[3], first_token)),
-        ("html", _text(picks[1], f'<div class="nav"><a href="/">{HTML_ANCHOR[lang]}</a> | <a href="/contact">…</a>'
-                                 "</div><p>&nbsp;</p><script>var page = 1;</script>", label=rng.choice(LABELS))),
+        (
+            "html",
+            _text(
+                picks[1],
+                f'<div class="nav"><a href="/">{HTML_ANCHOR[lang]}</a> | <a href="/contact">…</a>'
+                "</div><p>&nbsp;</p><script>var page = 1;</script>",
+                label=rng.choice(LABELS),
+            ),
+        ),
         ("repeated_text", _text(picks[2], repeated)),
-        ("no_letters", _text(picks[3], f"{rng.randrange(10, 24)}:30 — 14:45 | 3/4 | 1000 € | {rng.randrange(10**6):06d}")),
+        (
+            "no_letters",
+            _text(
+                picks[3], f"{rng.randrange(10, 24)}:30 — 14:45 | 3/4 | 1000 € | {rng.randrange(10**6):06d}"
+            ),
+        ),
     ]
 
 
-def _malformed(rng: random.Random, clean_by_lang: dict[str, list[dict]]) -> list[tuple[str, str | None, Callable[[str], str]]]:
+def _malformed(
+    rng: random.Random, clean_by_lang: dict[str, list[dict]]
+) -> list[tuple[str, str | None, Callable[[str], str]]]:
     """(kind, declared language or None, line renderer given the id). Each line has exactly one fault:
     it fails JSON parsing, or parses but breaks the record schema."""
     es, en, zh, fr, hi = (rng.choice(clean_by_lang[lang]) for lang in ("es", "en", "zh", "fr", "hi"))
@@ -210,16 +260,33 @@ def _language_items(lang: str, rng: random.Random, clean: list[dict]) -> tuple[l
     """
     by_id = {r["id"]: r for r in clean}
     originals = {
-        r["id"]: {"cat": "clean", "kind": "dev_text", "lang": lang, "source": r["id"], "record": _text(r, r["text"])}
+        r["id"]: {
+            "cat": "clean",
+            "kind": "dev_text",
+            "lang": lang,
+            "source": r["id"],
+            "record": _text(r, r["text"]),
+        }
         for r in clean
     }
     base = list(originals.values())
     for kind, text, label in WRONG_LANGUAGE[lang]:
-        base.append({"cat": "wrong_lang", "kind": kind, "lang": lang, "record": {"lang": lang, "text": text, "label": label}})
+        base.append(
+            {
+                "cat": "wrong_lang",
+                "kind": kind,
+                "lang": lang,
+                "record": {"lang": lang, "text": text, "label": label},
+            }
+        )
     for kind, record in _junk(lang, rng, clean):
         base.append({"cat": "junk", "kind": kind, "lang": lang, "record": record})
-    for kind, text, source in zip(("empty_text", "blank_text", "control_whitespace"), ("", "   ", "\t\n "),
-                                  rng.sample(clean, 3), strict=True):
+    for kind, text, source in zip(
+        ("empty_text", "blank_text", "control_whitespace"),
+        ("", "   ", "\t\n "),
+        rng.sample(clean, 3),
+        strict=True,
+    ):
         base.append({"cat": "empty", "kind": kind, "lang": lang, "record": _text(source, text)})
 
     dups: list[dict] = []
@@ -227,20 +294,41 @@ def _language_items(lang: str, rng: random.Random, clean: list[dict]) -> tuple[l
     chosen = rng.sample(sorted(set(by_id) - edited_ids), 20)
     for index, record_id in enumerate(chosen[:6]):  # exact copies; the first one is copied twice
         for _ in range(2 if index == 0 else 1):
-            dups.append({"cat": "exact_dup", "kind": "copy", "lang": lang, "of": originals[record_id],
-                         "record": dict(originals[record_id]["record"])})
+            dups.append(
+                {
+                    "cat": "exact_dup",
+                    "kind": "copy",
+                    "lang": lang,
+                    "of": originals[record_id],
+                    "record": dict(originals[record_id]["record"]),
+                }
+            )
     spare = chosen[6:]
     for kind in FORMAT_KINDS.get(lang, FORMAT_KINDS["latin"]):
         record_id = next(i for i in spare if _format_variant(kind, by_id[i]) is not None)
         spare.remove(record_id)
-        dups.append({"cat": "near_dup", "kind": kind, "lang": lang, "of": originals[record_id],
-                     "record": _format_variant(kind, by_id[record_id])})
+        dups.append(
+            {
+                "cat": "near_dup",
+                "kind": kind,
+                "lang": lang,
+                "of": originals[record_id],
+                "record": _format_variant(kind, by_id[record_id]),
+            }
+        )
     for record_id, old, new in WORD_EDITS[lang]:
         source = by_id[record_id]
         if source["text"].count(old) != 1:
             raise ValueError(f"word edit {old!r} must occur once in {record_id}: {source['text']!r}")
-        dups.append({"cat": "near_dup", "kind": "word_edit", "lang": lang, "of": originals[record_id],
-                     "record": _text(source, source["text"].replace(old, new))})
+        dups.append(
+            {
+                "cat": "near_dup",
+                "kind": "word_edit",
+                "lang": lang,
+                "of": originals[record_id],
+                "record": _text(source, source["text"].replace(old, new)),
+            }
+        )
     return base, dups
 
 
@@ -271,20 +359,34 @@ def build_pool() -> tuple[list[str], list[dict]]:
             lines.append(json.dumps({"id": f"pool-{number:05d}", **item["record"]}, ensure_ascii=False))
         dup_of = line_of[id(item["of"])] if "of" in item else None
         source = item["of"]["source"] if "of" in item else item.get("source")
-        truth.append({"line": number, "category": item["cat"], "lang": item["lang"], "kind": item["kind"],
-                      "dup_of": dup_of, "source": source})
+        truth.append(
+            {
+                "line": number,
+                "category": item["cat"],
+                "lang": item["lang"],
+                "kind": item["kind"],
+                "dup_of": dup_of,
+                "source": source,
+            }
+        )
     return lines, truth
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
+    parser.add_argument(
+        "--check", action="store_true", help="compare with the committed files instead of writing"
+    )
     args = parser.parse_args()
     lines, truth = build_pool()
-    wanted = {DEMO_DIR / POOL: "".join(line + "\n" for line in lines),
-              DEMO_DIR / TRUTH: "".join(json.dumps(row) + "\n" for row in truth)}
+    wanted = {
+        DEMO_DIR / POOL: "".join(line + "\n" for line in lines),
+        DEMO_DIR / TRUTH: "".join(json.dumps(row) + "\n" for row in truth),
+    }
     if args.check:
-        stale = [p.name for p, text in wanted.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+        stale = [
+            p.name for p, text in wanted.items() if not p.exists() or p.read_text(encoding="utf-8") != text
+        ]
         print("stale: " + ", ".join(stale) if stale else "pool files are up to date")
         return 1 if stale else 0
     for path, text in wanted.items():

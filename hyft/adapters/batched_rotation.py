@@ -49,8 +49,12 @@ def prepare_rotation_blocks(layers: Iterable[nn.Module]) -> None:
     groups: dict[tuple, list[BoftLinear]] = {}
     for layer in layers:
         rotation = _rotation_of(layer)
-        if (rotation is not None and rotation.training and _holds_full_generator(rotation)
-                and (key := rotation.batch_key()) is not None):
+        if (
+            rotation is not None
+            and rotation.training
+            and _holds_full_generator(rotation)
+            and (key := rotation.batch_key()) is not None
+        ):
             groups.setdefault(key, []).append(rotation)
     for members in groups.values():
         if len(members) > 1:

@@ -51,21 +51,33 @@ def resolve_block_size(dim: int, config: AdapterConfig, layer: str) -> int:
     """Block size b for a rotated dimension ``dim``; ConfigError when the structure cannot fit it."""
     m = config.boft_n_butterfly_factor
     if config.boft_block_size is None and config.boft_block_num is None:
-        raise ConfigError("AdapterConfig", [f"method {config.method!r} needs boft_block_size (e.g. 8) or boft_block_num"])
+        raise ConfigError(
+            "AdapterConfig", [f"method {config.method!r} needs boft_block_size (e.g. 8) or boft_block_num"]
+        )
     if config.boft_block_size is not None:
         size = config.boft_block_size
     else:
         if dim % config.boft_block_num:
-            raise ConfigError("AdapterConfig", [f"layer {layer}: {dim} features are not divisible by "
-                                                f"boft_block_num={config.boft_block_num}"])
+            raise ConfigError(
+                "AdapterConfig",
+                [
+                    f"layer {layer}: {dim} features are not divisible by "
+                    f"boft_block_num={config.boft_block_num}"
+                ],
+            )
         size = dim // config.boft_block_num
     group = group_size(size, m)
     if dim % size or (m > 1 and (size % 2 or dim % group)):
-        valid = [b for b in range(2, min(dim, 256) + 1) if dim % group_size(b, m) == 0 and (m == 1 or b % 2 == 0)]
-        raise ConfigError("AdapterConfig", [
-            f"layer {layer}: {dim} features cannot hold blocks of {size} with boft_n_butterfly_factor={m} "
-            f"(needs an even b with {dim} divisible by b·2^(m−1)); block sizes that fit: {valid[:12]}"
-        ])
+        valid = [
+            b for b in range(2, min(dim, 256) + 1) if dim % group_size(b, m) == 0 and (m == 1 or b % 2 == 0)
+        ]
+        raise ConfigError(
+            "AdapterConfig",
+            [
+                f"layer {layer}: {dim} features cannot hold blocks of {size} with boft_n_butterfly_factor={m} "
+                f"(needs an even b with {dim} divisible by b·2^(m−1)); block sizes that fit: {valid[:12]}"
+            ],
+        )
     return size
 
 
@@ -131,8 +143,12 @@ class BoftLinear(AdaptedLinear):
     def operator_blocks(self, generator_scale: GeneratorScale = 1.0, dropout: bool = False) -> torch.Tensor:
         """R as its diagonal blocks for :func:`apply_blocks`: (d/g, g, g), or the factor blocks when g is big."""
         prepared, self.prepared_blocks = self.prepared_blocks, None
-        if (prepared is not None and prepared[0] == self.boft_R._version  # no dropout: see batch_key
-                and isinstance(generator_scale, float) and generator_scale == 1.0):
+        if (
+            prepared is not None
+            and prepared[0] == self.boft_R._version  # no dropout: see batch_key
+            and isinstance(generator_scale, float)
+            and generator_scale == 1.0
+        ):
             return prepared[1]
         key = None if dropout else self._cache_key(generator_scale)
         if key is not None and self._cache is not None and self._cache[0] == key:
@@ -151,12 +167,21 @@ class BoftLinear(AdaptedLinear):
     def batch_key(self) -> tuple | None:
         """Layers with equal keys can share one batched computation of their blocks (batched_rotation.py);
         None when this layer computes its own (block dropout, Neumann form, unfolded large groups)."""
-        if self.dropout > 0 or self.cayley_form != "exact" or not (self.n_factors == 1 or self.group <= GROUPED_LIMIT):
+        if (
+            self.dropout > 0
+            or self.cayley_form != "exact"
+            or not (self.n_factors == 1 or self.group <= GROUPED_LIMIT)
+        ):
             return None
         return (self.block_size, self.n_factors, self.n_blocks, self.boft_R.dtype, self.boft_R.device)
 
-    def rotate(self, t: torch.Tensor, generator_scale: GeneratorScale = 1.0, transpose: bool = False,
-               dropout: bool = False) -> torch.Tensor:
+    def rotate(
+        self,
+        t: torch.Tensor,
+        generator_scale: GeneratorScale = 1.0,
+        transpose: bool = False,
+        dropout: bool = False,
+    ) -> torch.Tensor:
         """``t @ R(μQ)`` (or ``t @ R(μQ)ᵀ``) on the rotated dimension, in fp32: (..., d) → (..., d) fp32.
 
         The generic operator (merges use it on the rows of W0); ``dropout`` applies the multiplicative
@@ -169,8 +194,9 @@ class BoftLinear(AdaptedLinear):
                 return apply_factors(t, blocks, self.perms, transpose=transpose)
             return apply_blocks(t, blocks.transpose(-1, -2) if transpose else blocks)
 
-    def input_operator(self, generator_scale: GeneratorScale = 1.0,
-                       blend: torch.Tensor | float | None = None) -> InputOperator:
+    def input_operator(
+        self, generator_scale: GeneratorScale = 1.0, blend: torch.Tensor | float | None = None
+    ) -> InputOperator:
         """The input-side operator M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w, fp32 (:class:`InputOperator`).
 
         ``generator_scale`` μ (float or 0-d tensor, no grad needed) scales the skew generator before the
@@ -192,7 +218,9 @@ class BoftLinear(AdaptedLinear):
     def rotation_matrix(self, generator_scale: GeneratorScale = 1.0) -> torch.Tensor:
         """Dense R (d×d, fp32): the weight-side product, for merges of small layers and tests only."""
         dim = self.n_blocks * self.block_size
-        return self.rotate(torch.eye(dim, device=self.boft_R.device, dtype=self.boft_R.dtype), generator_scale)
+        return self.rotate(
+            torch.eye(dim, device=self.boft_R.device, dtype=self.boft_R.dtype), generator_scale
+        )
 
     # -- AdaptedLinear --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,7 +231,9 @@ class BoftLinear(AdaptedLinear):
             rotated = self.rotate(x, dropout=self.training).to(x.dtype)
             product = weight_product(self.base_layer, rotated)  # W0·(Rᵀx), also on a quantized base
             return product * self.boft_s.view(-1).to(product.dtype) + (0 if bias is None else bias)
-        hidden = self.rotate(weight_product(self.base_layer, x), transpose=True, dropout=self.training)  # (R W0 x)ᵀ
+        hidden = self.rotate(
+            weight_product(self.base_layer, x), transpose=True, dropout=self.training
+        )  # (R W0 x)ᵀ
         if self.boft_s is not None:
             hidden = hidden * self.boft_s.view(-1)
         hidden = hidden.to(x.dtype)
@@ -212,7 +242,9 @@ class BoftLinear(AdaptedLinear):
     def merged_weight(self) -> torch.Tensor:
         """``diag(s) W0 Rᵀ`` (input side) or ``diag(s) R W0`` (output side), (d_out, d_in) fp32."""
         w0 = self.base_weight().to(self.boft_R.dtype)
-        merged = self.rotate(w0, transpose=True) if self.side == "input" else self.rotate(w0.T, transpose=True).T
+        merged = (
+            self.rotate(w0, transpose=True) if self.side == "input" else self.rotate(w0.T, transpose=True).T
+        )
         return merged * self.boft_s if self.boft_s is not None else merged
 
     def unmerged_weight(self, merged: torch.Tensor) -> torch.Tensor:
@@ -257,8 +289,10 @@ class BoftLinear(AdaptedLinear):
         self._cache = None
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, side={self.side}, block_size={self.block_size}, "
-                f"n_butterfly_factor={self.n_factors}, group={self.group}, cayley={self.cayley_form}")
+        return (
+            f"{super().extra_repr()}, side={self.side}, block_size={self.block_size}, "
+            f"n_butterfly_factor={self.n_factors}, group={self.group}, cayley={self.cayley_form}"
+        )
 
     # -- internals ------------------------------------------------------------------------------
     def _cache_key(self, generator_scale: GeneratorScale) -> tuple | None:
@@ -277,7 +311,9 @@ class BoftLinear(AdaptedLinear):
             self._neumann_warned = True
             warnings.warn(
                 f"BOFT generator norm {largest:.3f} > {NEUMANN_WARN_NORM}: the Cayley–Neumann series is no longer "
-                "accurately orthogonal; use cayley='exact' or a smaller learning rate", stacklevel=3)
+                "accurately orthogonal; use cayley='exact' or a smaller learning rate",
+                stacklevel=3,
+            )
 
 
 register_method("boft", lambda base, cfg, name, init: BoftLinear(base, cfg, name))

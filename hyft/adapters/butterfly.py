@@ -61,7 +61,9 @@ def apply_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     return _BlockMatmul.apply(x.reshape(-1, k * size), blocks).view(*lead, k * size)
 
 
-SMALL_BLOCK = 16  # below this, BLAS on the strided per-block views is up to 3× slower than on contiguous copies
+SMALL_BLOCK = (
+    16  # below this, BLAS on the strided per-block views is up to 3× slower than on contiguous copies
+)
 
 
 def _block_product(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
@@ -139,7 +141,9 @@ def factor_gathers(perms: torch.Tensor) -> list[torch.Tensor | None]:
     return [None if torch.equal(g, identity) else g for g in gathers]
 
 
-def apply_factors(x: torch.Tensor, blocks: torch.Tensor, perms: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+def apply_factors(
+    x: torch.Tensor, blocks: torch.Tensor, perms: torch.Tensor, transpose: bool = False
+) -> torch.Tensor:
     """``x @ R`` (or ``x @ Rᵀ`` when ``transpose``), factor by factor.
 
     x: (..., d); blocks: (m, d/b, b, b), ``blocks[i]`` the diagonal blocks of ``D_{i+1}``; perms: (m, d).

@@ -39,7 +39,9 @@ def skew_from_upper(upper: torch.Tensor, block_size: int) -> torch.Tensor:
     upper: (..., b(b−1)/2) → Q: (..., b, b). Differentiable; Q is exactly skew (Qᵀ = −Q bit for bit).
     """
     if upper.shape[-1] != upper_size(block_size):
-        raise ValueError(f"expected {upper_size(block_size)} entries per block of size {block_size}, got {upper.shape[-1]}")
+        raise ValueError(
+            f"expected {upper_size(block_size)} entries per block of size {block_size}, got {upper.shape[-1]}"
+        )
     rows, cols = torch.triu_indices(block_size, block_size, 1, device=upper.device)
     flat = upper.new_zeros(*upper.shape[:-1], block_size * block_size)
     flat = flat.index_copy(-1, rows * block_size + cols, upper)

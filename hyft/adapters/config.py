@@ -64,7 +64,9 @@ class AdapterConfig(BaseModel):
     boft_block_num: int | None = Field(None, ge=1, description="Number of blocks d_in/b.")
     boft_n_butterfly_factor: int = Field(1, ge=1, description="Butterfly depth m (paper: 3). OFT is m = 1.")
     boft_dropout: float = Field(0.0, ge=0, lt=1, description="Multiplicative dropout: blocks replaced by I.")
-    boft_scale: bool = Field(False, description="Train a per-output scale s_out (PEFT's boft_s; not orthogonal).")
+    boft_scale: bool = Field(
+        False, description="Train a per-output scale s_out (PEFT's boft_s; not orthogonal)."
+    )
     cayley: Literal["exact", "neumann"] = Field(
         "exact", description="Cayley map R = (I+Q)(I−Q)^-1: exact solve, or the truncated Neumann series."
     )
@@ -75,31 +77,38 @@ class AdapterConfig(BaseModel):
 
     # Structured unitary adapter (methods.md §5)
     unitary_pairing: Literal["halves", "adjacent"] = Field(
-        "halves", description="How real features pair into complex numbers: [x_a; x_b] halves or (x0,x1),(x2,x3)."
+        "halves",
+        description="How real features pair into complex numbers: [x_a; x_b] halves or (x0,x1),(x2,x3).",
     )
     unitary_permutation: Literal["identity", "random"] = Field(
-        "identity", description="Π in D3 R2 F⁻¹ D2 Π R1 F D1; random uses a frozen reference factor for I at init."
+        "identity",
+        description="Π in D3 R2 F⁻¹ D2 Π R1 F D1; random uses a frozen reference factor for I at init.",
     )
 
     # Hybrid (methods.md §6)
     mixer: Literal["descaled", "paper", "fixed"] = Field(
-        "descaled", description="λ rule: de-scaled gradient norms (default), the paper's literal rule, or fixed."
+        "descaled",
+        description="λ rule: de-scaled gradient norms (default), the paper's literal rule, or fixed.",
     )
     fixed_lambda: float = Field(0.5, ge=0, le=1, description="λ when mixer = fixed.")
-    lambda_init: float = Field(0.5, ge=0, le=1, description="λ before the first update (held during warm-up).")
+    lambda_init: float = Field(
+        0.5, ge=0, le=1, description="λ before the first update (held during warm-up)."
+    )
     lambda_norm: Literal["l2", "rms"] = Field("l2", description="Branch norm: L2, or L2/√(parameter count).")
     lambda_ema: float = Field(0.9, ge=0, lt=1, description="EMA β of the branch gradient norms.")
     lambda_min: float = Field(0.05, ge=0, le=1, description="Lower clamp of λ.")
     lambda_max: float = Field(0.95, ge=0, le=1, description="Upper clamp of λ.")
     lambda_warmup_steps: int = Field(20, ge=0, description="Optimizer steps with λ held at lambda_init.")
     hybrid_mix: Literal["linear", "generator"] = Field(
-        "linear", description="linear: W0 + λΔW_L + (1−λ)ΔW_B; generator: rotate by R((1−λ)Q) (exact rotation)."
+        "linear",
+        description="linear: W0 + λΔW_L + (1−λ)ΔW_B; generator: rotate by R((1−λ)Q) (exact rotation).",
     )
     unitary_modules: list[str] | str | None = Field(
         None, description="Hybrid only: sub-layers (names/regex) that also get the unitary adapter."
     )
     unitary_mode: Literal["add", "replace"] = Field(
-        "add", description="add: unitary on top of the hybrid branches; replace: unitary instead of the hybrid."
+        "add",
+        description="add: unitary on top of the hybrid branches; replace: unitary instead of the hybrid.",
     )
 
     @model_validator(mode="after")
@@ -109,7 +118,9 @@ class AdapterConfig(BaseModel):
         if self.lambda_min > self.lambda_max:
             raise ValueError(f"lambda_min ({self.lambda_min}) must be ≤ lambda_max ({self.lambda_max})")
         if self.method == "oft" and self.boft_n_butterfly_factor != 1:
-            raise ValueError("method 'oft' is BOFT with boft_n_butterfly_factor = 1; use method 'boft' for m > 1")
+            raise ValueError(
+                "method 'oft' is BOFT with boft_n_butterfly_factor = 1; use method 'boft' for m > 1"
+            )
         return self
 
     @property

@@ -78,7 +78,9 @@ class HybridLinear(AdaptedLinear):
             if isinstance(self.lora.dropout, nn.Identity):
                 # One fused op: GEMM on the rotated W0 plus the low-rank path, sharing x and the backward.
                 lora = self.lora
-                return operator.linear(x, self.base_layer, (lora.lora_A, lora.lora_B, lora.lora_A0, lora.lora_B0, scale))
+                return operator.linear(
+                    x, self.base_layer, (lora.lora_A, lora.lora_B, lora.lora_A0, lora.lora_B0, scale)
+                )
             return self.lora.add_delta(operator.linear(x, self.base_layer), x, scale)
         lead = x.shape[:-1]
         x = x.reshape(-1, self.in_features)  # 2-D, so that the LoRA product can accumulate in place
@@ -147,7 +149,9 @@ class HybridLinear(AdaptedLinear):
             for key in MIXER_KEYS:
                 getattr(self.mixer, key).copy_(state[f"hybrid_{key}"])
         if self.unitary is not None:
-            self.unitary.load_adapter_state({k[len("unitary."):]: v for k, v in state.items() if k.startswith("unitary.")})
+            self.unitary.load_adapter_state(
+                {k[len("unitary.") :]: v for k, v in state.items() if k.startswith("unitary.")}
+            )
 
 
 def build_hybrid(base: nn.Linear, config: AdapterConfig, name: str, init) -> AdaptedLinear:

@@ -37,7 +37,9 @@ class AdaptedLinear(nn.Module):
             raise TypeError(f"hyft adapts nn.Linear layers only, got {type(base_layer).__name__}")
         self.base_layer = base_layer
         self.base_layer.requires_grad_(False)
-        prepare_quantized_base(base_layer)  # bitsandbytes 4-bit: keep its trainable-through kernel (quantized.py)
+        prepare_quantized_base(
+            base_layer
+        )  # bitsandbytes 4-bit: keep its trainable-through kernel (quantized.py)
         self.in_features = base_layer.in_features
         self.out_features = base_layer.out_features
         self.config = config
@@ -95,14 +97,18 @@ class AdaptedLinear(nn.Module):
             return
         base = self.base_layer
         if is_quantized_linear(base):
-            raise ValueError(f"layer {name or self.extra_repr()}: a quantized base weight cannot hold a merged "
-                             "adapter; use merge_and_unload(), which dequantises the merged layers")
+            raise ValueError(
+                f"layer {name or self.extra_repr()}: a quantized base weight cannot hold a merged "
+                "adapter; use merge_and_unload(), which dequantises the merged layers"
+            )
         weight = base.weight
         merged = self.merged_weight().to(device=weight.device, dtype=weight.dtype)
         if safe_merge and not bool(torch.isfinite(merged).all()):
             bad = int((~torch.isfinite(merged)).sum())
-            raise ValueError(f"safe_merge: layer {name or self.extra_repr()!r}: the merged weight has {bad} NaN/Inf "
-                             f"entries of {merged.numel()} ({weight.dtype}); the adapter was not merged")
+            raise ValueError(
+                f"safe_merge: layer {name or self.extra_repr()!r}: the merged weight has {bad} NaN/Inf "
+                f"entries of {merged.numel()} ({weight.dtype}); the adapter was not merged"
+            )
         self.register_buffer("merge_backup", weight.data, persistent=False)
         weight.data = merged
         self.forward = base.forward  # the instance attribute shadows the adapter path until unmerge()

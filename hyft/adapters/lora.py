@@ -43,7 +43,9 @@ class LoraLinear(AdaptedLinear):
         self.lora_A = nn.Parameter(torch.empty(r, self.in_features, device=device, dtype=ADAPTER_DTYPE))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, device=device, dtype=ADAPTER_DTYPE))
         if self.frozen_init:
-            A0, B0 = init if init is not None else (torch.zeros_like(self.lora_A), torch.zeros_like(self.lora_B))
+            A0, B0 = (
+                init if init is not None else (torch.zeros_like(self.lora_A), torch.zeros_like(self.lora_B))
+            )
             self.register_buffer("lora_A0", A0.to(device, ADAPTER_DTYPE).clone(), persistent=True)
             self.register_buffer("lora_B0", B0.to(device, ADAPTER_DTYPE).clone(), persistent=True)
             with torch.no_grad():
@@ -72,8 +74,9 @@ class LoraLinear(AdaptedLinear):
                 self.cap_active_steps += 1
         return kappa * self.scaling
 
-    def add_delta(self, result: torch.Tensor, x: torch.Tensor, scale: torch.Tensor | float,
-                  in_place: bool = False) -> torch.Tensor:
+    def add_delta(
+        self, result: torch.Tensor, x: torch.Tensor, scale: torch.Tensor | float, in_place: bool = False
+    ) -> torch.Tensor:
         """``result + scale·[B(Ax) − B0(A0x)]``: result (..., d_out), x (..., d_in) → (..., d_out).
 
         The scale goes onto the (d_out, r) factor instead of the activations. With ``in_place``, an fp32

@@ -67,7 +67,9 @@ def lora_ga_factors(
     r = config.r
     G = G.float()
     if 2 * r > min(G.shape):
-        raise ValueError(f"LoRA-GA needs 2r ≤ min(d_out, d_in); got r={r} for a weight of shape {tuple(G.shape)}")
+        raise ValueError(
+            f"LoRA-GA needs 2r ≤ min(d_out, d_in); got r={r} for a weight of shape {tuple(G.shape)}"
+        )
     q = min(4 * r, min(G.shape))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -168,7 +170,9 @@ def estimate_lora_ga_init(
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 loss = model(**batch).loss
                 if loss is None:
-                    raise ValueError("LoRA-GA init batches must contain labels so that the model returns a loss")
+                    raise ValueError(
+                        "LoRA-GA init batches must contain labels so that the model returns a loss"
+                    )
                 loss.backward()
         gradient_seconds = time.perf_counter() - start - svd_seconds
         peak = meter.summary().peak_memory_bytes

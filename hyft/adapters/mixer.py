@@ -68,7 +68,9 @@ class LambdaController(nn.Module):
         self.ema_lora.copy_(torch.where(finite, ema_lora, self.ema_lora))
         self.ema_rotation.copy_(torch.where(finite, ema_rot, self.ema_rotation))
         self.updates += finite.long()
-        proposal = (self.ema_lora / (self.ema_lora + self.ema_rotation + EPS)).clamp(config.lambda_min, config.lambda_max)
+        proposal = (self.ema_lora / (self.ema_lora + self.ema_rotation + EPS)).clamp(
+            config.lambda_min, config.lambda_max
+        )
         ready = finite & (self.updates > config.lambda_warmup_steps)
         self.mixing_weight.copy_(torch.where(ready, proposal, self.mixing_weight))
 

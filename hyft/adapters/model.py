@@ -78,8 +78,9 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def build_layers(base_layers: Mapping[str, nn.Module], config: AdapterConfig,
-                 inits: Mapping[str, Any] | None = None) -> dict[str, AdaptedLinear]:
+def build_layers(
+    base_layers: Mapping[str, nn.Module], config: AdapterConfig, inits: Mapping[str, Any] | None = None
+) -> dict[str, AdaptedLinear]:
     """{name: the method's adapted layer on ``base_layers[name]``}, its initial factors from ``inits[name]``
     when given, else the method's default init; built in the order given (the default inits draw from
     torch's global RNG). The model is not touched."""
@@ -87,8 +88,13 @@ def build_layers(base_layers: Mapping[str, nn.Module], config: AdapterConfig,
     return {name: build(base, config, name, (inits or {}).get(name)) for name, base in base_layers.items()}
 
 
-def install_layers(base_model: nn.Module, config: AdapterConfig, targets: Iterable[str],
-                   heads: Iterable[str] = (), inits: Mapping[str, Any] | None = None) -> None:
+def install_layers(
+    base_model: nn.Module,
+    config: AdapterConfig,
+    targets: Iterable[str],
+    heads: Iterable[str] = (),
+    inits: Mapping[str, Any] | None = None,
+) -> None:
     """Freeze ``base_model``, replace each target by the method's adapted layer (:func:`build_layers`),
     then unfreeze the ``heads``; in place."""
     base_model.requires_grad_(False)
@@ -118,15 +124,19 @@ def _copied_head(module: nn.Module, trainable: bool = False) -> nn.Module:
 def check_adapter_name(name: str) -> None:
     """Refuse an adapter name that cannot name its sub-folder in :meth:`HyftModel.save_pretrained`."""
     if not isinstance(name, str) or not _ADAPTER_NAME.fullmatch(name) or _written_by_save(name):
-        raise ValueError(f"adapter name {name!r}: use letters, digits, '_', '-' and '.' (not first), and not "
-                         f"the name of a file save_pretrained writes; the name is the adapter's sub-folder")
+        raise ValueError(
+            f"adapter name {name!r}: use letters, digits, '_', '-' and '.' (not first), and not "
+            f"the name of a file save_pretrained writes; the name is the adapter's sub-folder"
+        )
 
 
 def _written_by_save(name: str) -> bool:
     """Whether a file name is one :meth:`HyftModel.save_pretrained` writes (a stale one is dropped)."""
-    return name in (CONFIG_NAME, FULL_CONFIG_NAME, "config.json", "generation_config.json") or (
-        name.startswith("model") and (name.endswith(".safetensors") or name == FULL_INDEX_NAME)
-    ) or name == WEIGHTS_NAME
+    return (
+        name in (CONFIG_NAME, FULL_CONFIG_NAME, "config.json", "generation_config.json")
+        or (name.startswith("model") and (name.endswith(".safetensors") or name == FULL_INDEX_NAME))
+        or name == WEIGHTS_NAME
+    )
 
 
 def _swap_into_place(staging: Path, directory: Path, keep_top_level: bool = False) -> None:
@@ -176,8 +186,13 @@ class HyftModel(nn.Module):
     with ``requires_grad`` off, and move with ``.to()``.
     """
 
-    def __init__(self, base_model: nn.Module, config: AdapterConfig, init_report: LoraGaInitReport | None = None,
-                 adapter_name: str = DEFAULT_ADAPTER):
+    def __init__(
+        self,
+        base_model: nn.Module,
+        config: AdapterConfig,
+        init_report: LoraGaInitReport | None = None,
+        adapter_name: str = DEFAULT_ADAPTER,
+    ):
         super().__init__()
         check_adapter_name(adapter_name)
         self.base_model = base_model
@@ -193,12 +208,15 @@ class HyftModel(nn.Module):
         heads = [] if config.method == "full" else find_heads(base_model, config.modules_to_save)
         self._head_names: dict[str, list[str]] = {adapter_name: heads}
         self._heads: dict[str, dict[str, nn.Module]] = {
-            adapter_name: {h: base_model.get_submodule(h) for h in _outermost(heads)}}
+            adapter_name: {h: base_model.get_submodule(h) for h in _outermost(heads)}
+        }
         # The heads before any adapter trained them (the first adapter trains the model's own head in place):
         # what disable_adapter() shows and what a new adapter's heads start from. PEFT's ModulesToSaveWrapper
         # keeps its original module the same way; the cost is one copy of the heads (by default the small
         # classification head).
-        self._base_heads: dict[str, nn.Module] = {h: _copied_head(m) for h, m in self._heads[adapter_name].items()}
+        self._base_heads: dict[str, nn.Module] = {
+            h: _copied_head(m) for h, m in self._heads[adapter_name].items()
+        }
         self._parked: dict[str, list[bool]] = {}  # inactive adapter → its parameters' requires_grad flags
         self._active = adapter_name
         self._disabled = False
@@ -211,8 +229,13 @@ class HyftModel(nn.Module):
         self._input_grad_hook: torch.utils.hooks.RemovableHandle | None = None
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if (self.training and self.batch_rotations and not self.is_checkpointing() and not self.merged
-                and not self._disabled):
+        if (
+            self.training
+            and self.batch_rotations
+            and not self.is_checkpointing()
+            and not self.merged
+            and not self._disabled
+        ):
             # Prepared blocks are computed here, outside any checkpointed segment: a recomputation could
             # not find them again (non-reentrant checkpointing then refuses the differing saved tensors),
             # and a reentrant one would backpropagate through their shared graph once per segment. Under
@@ -225,8 +248,9 @@ class HyftModel(nn.Module):
         """Whether any module of the base model has gradient (activation) checkpointing switched on."""
         return any(getattr(m, "gradient_checkpointing", False) for m in self._checkpoint_switches)
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None,
-                                      **kwargs: Any) -> None:
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         """Switch on the base model's gradient checkpointing (transformers' API, e.g.
         ``gradient_checkpointing_kwargs={"use_reentrant": False}``) and make the input embeddings' output
         require grad, so that a reentrant segment whose inputs come from frozen layers still passes
@@ -237,8 +261,9 @@ class HyftModel(nn.Module):
         if enable is not None:
             enable(activation_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs)
         elif hasattr(base, "gradient_checkpointing_enable"):
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs,
-                                               **kwargs)
+            base.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs
+            )
         else:
             raise ValueError(f"{type(base).__name__} does not support gradient checkpointing")
         self._checkpoint_switches = [m for m in base.modules() if hasattr(m, "gradient_checkpointing")]
@@ -292,7 +317,10 @@ class HyftModel(nn.Module):
         base = self.base_model
         if hasattr(type(base), "accepts_loss_kwargs") or "accepts_loss_kwargs" in vars(base):
             return bool(base.accepts_loss_kwargs)
-        return any(p.kind == inspect.Parameter.VAR_KEYWORD for p in inspect.signature(base.forward).parameters.values())
+        return any(
+            p.kind == inspect.Parameter.VAR_KEYWORD
+            for p in inspect.signature(base.forward).parameters.values()
+        )
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -343,8 +371,10 @@ class HyftModel(nn.Module):
         if self._disabled:
             raise ValueError(f"{action}: not inside `with model.disable_adapter():`; leave the block first")
         if self.merged:
-            raise ValueError(f"{action}: the active adapter {self._active!r} is merged into the base weights, which "
-                             "every adapter shares; call unmerge_adapter() first")
+            raise ValueError(
+                f"{action}: the active adapter {self._active!r} is merged into the base weights, which "
+                "every adapter shares; call unmerge_adapter() first"
+            )
 
     def set_adapter(self, adapter_name: str) -> None:
         """Make ``adapter_name`` the active adapter (PEFT's ``set_adapter``).
@@ -373,11 +403,15 @@ class HyftModel(nn.Module):
             yield
             return
         if self.adapter_config.method == "full":
-            raise ValueError("disable_adapter: full fine-tuning has no adapter to disable: the trained weights are "
-                             "the model's own")
+            raise ValueError(
+                "disable_adapter: full fine-tuning has no adapter to disable: the trained weights are "
+                "the model's own"
+            )
         if self.merged:
-            raise ValueError(f"disable_adapter: the active adapter {self._active!r} is merged into the base "
-                             "weights; call unmerge_adapter() first")
+            raise ValueError(
+                f"disable_adapter: the active adapter {self._active!r} is merged into the base "
+                "weights; call unmerge_adapter() first"
+            )
         self._disabled = True
         self._show()
         try:
@@ -386,8 +420,13 @@ class HyftModel(nn.Module):
             self._disabled = False
             self._show()
 
-    def add_adapter(self, adapter_name: str, config: AdapterConfig,
-                    init_batches: Iterable[Mapping[str, torch.Tensor]] | None = None, seed: int = 0) -> None:
+    def add_adapter(
+        self,
+        adapter_name: str,
+        config: AdapterConfig,
+        init_batches: Iterable[Mapping[str, torch.Tensor]] | None = None,
+        seed: int = 0,
+    ) -> None:
         """Add a new adapter ``adapter_name`` with ``config`` on the same frozen base (PEFT's ``add_adapter``).
 
         It is built as :func:`wrap` would build it on the plain base (``init_batches`` and ``seed`` as there:
@@ -415,11 +454,14 @@ class HyftModel(nn.Module):
             _check_layers_exist(self.base_model, saved)
             heads = find_heads(self.base_model, saved.config.modules_to_save)
             if any(_under(t, self._all_heads()) for t in saved.block["target_layers"]):
-                raise ValueError(f"load_adapter({adapter_name!r}): its layers lie inside the heads of other "
-                                 f"adapters ({self._all_heads()})")
+                raise ValueError(
+                    f"load_adapter({adapter_name!r}): its layers lie inside the heads of other "
+                    f"adapters ({self._all_heads()})"
+                )
             self._check_heads_hold_no_target(adapter_name, heads)
-            layers = build_layers({t: self.base_model.get_submodule(t) for t in saved.block["target_layers"]},
-                                  saved.config)
+            layers = build_layers(
+                {t: self.base_model.get_submodule(t) for t in saved.block["target_layers"]}, saved.config
+            )
         self._register(adapter_name, saved.config, layers, heads, train_heads=False)
         try:
             _load_saved_state(self, adapter_name, saved, state)
@@ -435,25 +477,33 @@ class HyftModel(nn.Module):
         merged, and inside :meth:`disable_adapter`."""
         self._known(adapter_name)
         if len(self._configs) == 1:
-            raise ValueError(f"delete_adapter({adapter_name!r}): it is the only adapter of this model, and a model "
-                             "needs one; to run the plain base model, use `with model.disable_adapter():`")
+            raise ValueError(
+                f"delete_adapter({adapter_name!r}): it is the only adapter of this model, and a model "
+                "needs one; to run the plain base model, use `with model.disable_adapter():`"
+            )
         if self._disabled or adapter_name == self._active:  # an inactive adapter shares no merged weight
             self._refuse_while_merged_or_disabled(f"delete_adapter({adapter_name!r})")
         if adapter_name == self._active:
             successor = next(n for n in self._configs if n != adapter_name)
             self.set_adapter(successor)
-            warnings.warn(f"delete_adapter: {adapter_name!r} was the active adapter; {successor!r} is active now",
-                          stacklevel=2)
+            warnings.warn(
+                f"delete_adapter: {adapter_name!r} was the active adapter; {successor!r} is active now",
+                stacklevel=2,
+            )
         self._forget(adapter_name)
 
     def _check_new_adapter(self, adapter_name: str, config: AdapterConfig, action: str) -> None:
         check_adapter_name(adapter_name)
         if adapter_name in self._configs:
-            raise ValueError(f"{action}: an adapter named {adapter_name!r} exists already "
-                             f"(adapters: {list(self._configs)}); delete_adapter() it first or pick another name")
+            raise ValueError(
+                f"{action}: an adapter named {adapter_name!r} exists already "
+                f"(adapters: {list(self._configs)}); delete_adapter() it first or pick another name"
+            )
         if "full" in (config.method, self.adapter_config.method):
-            raise ValueError(f"{action}({adapter_name!r}): full fine-tuning trains the base weights themselves, so it "
-                             "cannot be one of several named adapters; wrap a separate copy of the base model for it")
+            raise ValueError(
+                f"{action}({adapter_name!r}): full fine-tuning trains the base weights themselves, so it "
+                "cannot be one of several named adapters; wrap a separate copy of the base model for it"
+            )
         self._refuse_while_merged_or_disabled(f"{action}({adapter_name!r})")
 
     def _all_heads(self) -> list[str]:
@@ -462,11 +512,20 @@ class HyftModel(nn.Module):
     def _check_heads_hold_no_target(self, adapter_name: str, heads: list[str]) -> None:
         inside = [t for layers in self._layers.values() for t in layers if _under(t, heads)]
         if inside:
-            raise ValueError(f"adapter {adapter_name!r}: its modules_to_save {heads} hold layers other adapters "
-                             f"adapt ({inside[:3]}); exclude them from one of the two")
+            raise ValueError(
+                f"adapter {adapter_name!r}: its modules_to_save {heads} hold layers other adapters "
+                f"adapt ({inside[:3]}); exclude them from one of the two"
+            )
 
-    def _register(self, adapter_name: str, config: AdapterConfig, layers: dict[str, AdaptedLinear],
-                  heads: list[str], train_heads: bool, report: LoraGaInitReport | None = None) -> None:
+    def _register(
+        self,
+        adapter_name: str,
+        config: AdapterConfig,
+        layers: dict[str, AdaptedLinear],
+        heads: list[str],
+        train_heads: bool,
+        report: LoraGaInitReport | None = None,
+    ) -> None:
         """Record a new, inactive adapter: its heads are copies of the base's, its parameters parked."""
         outer = _outermost(heads)
         for head in outer:
@@ -483,7 +542,14 @@ class HyftModel(nn.Module):
 
     def _forget(self, adapter_name: str) -> None:
         """Drop an inactive adapter's records; a position no adapter uses any more keeps its base module."""
-        for records in (self._configs, self._layers, self._init_reports, self._head_names, self._heads, self._parked):
+        for records in (
+            self._configs,
+            self._layers,
+            self._init_reports,
+            self._head_names,
+            self._heads,
+            self._parked,
+        ):
             records.pop(adapter_name, None)
         used = {h for heads in self._heads.values() for h in heads}
         for head in [h for h in self._base_heads if h not in used]:
@@ -491,8 +557,12 @@ class HyftModel(nn.Module):
 
     def _own_parameters(self, adapter_name: str) -> list[nn.Parameter]:
         """The adapter's own parameters (its layers without the shared base layers, its heads), fixed order."""
-        params = [p for layer in self._layers[adapter_name].values()
-                  for n, p in layer.named_parameters() if not n.startswith("base_layer.")]
+        params = [
+            p
+            for layer in self._layers[adapter_name].values()
+            for n, p in layer.named_parameters()
+            if not n.startswith("base_layer.")
+        ]
         return params + [p for head in self._heads[adapter_name].values() for p in head.parameters()]
 
     def _park(self, adapter_name: str) -> None:
@@ -529,8 +599,11 @@ class HyftModel(nn.Module):
         super()._apply(fn, recurse)
         if recurse and "_layers" in self.__dict__:
             done = {id(m) for m in self.modules()}
-            stored = [*(m for layers in self._layers.values() for m in layers.values()),
-                      *(m for heads in self._heads.values() for m in heads.values()), *self._base_heads.values()]
+            stored = [
+                *(m for layers in self._layers.values() for m in layers.values()),
+                *(m for heads in self._heads.values() for m in heads.values()),
+                *self._base_heads.values(),
+            ]
             for module in stored:
                 for sub in module.modules():
                     if id(sub) not in done:
@@ -587,7 +660,9 @@ class HyftModel(nn.Module):
 
     def mixing_weights(self) -> dict[str, float]:
         """{layer name: λ} for hybrid layers (empty for other methods)."""
-        return {n: float(m.mixing_weight) for n, m in self.adapted_layers().items() if hasattr(m, "mixing_weight")}
+        return {
+            n: float(m.mixing_weight) for n, m in self.adapted_layers().items() if hasattr(m, "mixing_weight")
+        }
 
     # -- save / load / merge -------------------------------------------------------------------------
     def head_module(self, adapter_name: str, head: str) -> nn.Module:
@@ -596,7 +671,7 @@ class HyftModel(nn.Module):
             if head == outer:
                 return module
             if head.startswith(outer + "."):
-                return module.get_submodule(head[len(outer) + 1:])
+                return module.get_submodule(head[len(outer) + 1 :])
         raise KeyError(head)
 
     def adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
@@ -626,9 +701,13 @@ class HyftModel(nn.Module):
         """
         if isinstance(selected_adapters, str):
             selected_adapters = [selected_adapters]
-        names = list(self._configs) if selected_adapters is None else [self._known(n) for n in selected_adapters]
+        names = (
+            list(self._configs) if selected_adapters is None else [self._known(n) for n in selected_adapters]
+        )
         if not names:
-            raise ValueError(f"save_pretrained: selected_adapters is empty; this model has {list(self._configs)}")
+            raise ValueError(
+                f"save_pretrained: selected_adapters is empty; this model has {list(self._configs)}"
+            )
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         # Written whole into a temp folder beside the target, then renamed into place: a reader (or a
@@ -706,8 +785,11 @@ class HyftModel(nn.Module):
             )
         elif (peft_type := peft_type_for(cfg)) is not None:
             # OFT/BOFT as PEFT's OFTConfig/BOFTConfig (peft_format.py); the targets exactly the adapted layers.
-            saved.update(peft_config_fields(cfg, peft_type),
-                         target_modules=self._peft_targets(targets, adapter_name), exclude_modules=None)
+            saved.update(
+                peft_config_fields(cfg, peft_type),
+                target_modules=self._peft_targets(targets, adapter_name),
+                exclude_modules=None,
+            )
             hyft_block["tensor_layout"] = TENSOR_LAYOUT
         else:
             saved["peft_type"] = foreign_peft_type(cfg)  # what PEFT's KeyError will print
@@ -717,9 +799,14 @@ class HyftModel(nn.Module):
         """``target_modules`` for PEFT: the layers' last names when they pick exactly the adapted layers,
         else their full dotted names (PEFT matches a list entry exactly or as a ``.name`` suffix)."""
         adapted = set(self._layers[adapter_name])
-        linear_positions = {n for layers in self._layers.values() for n in layers}  # a base nn.Linear under each
-        picked = {n for n, m in self.base_model.named_modules()
-                  if n.split(".")[-1] in suffixes and (n in linear_positions or isinstance(m, nn.Linear))}
+        linear_positions = {
+            n for layers in self._layers.values() for n in layers
+        }  # a base nn.Linear under each
+        picked = {
+            n
+            for n, m in self.base_model.named_modules()
+            if n.split(".")[-1] in suffixes and (n in linear_positions or isinstance(m, nn.Linear))
+        }
         return suffixes if picked == adapted else sorted(adapted)
 
     def _base_weight(self, target: str, layer: AdaptedLinear) -> torch.Tensor:
@@ -743,9 +830,13 @@ class HyftModel(nn.Module):
         weight: use :meth:`merge_and_unload`, which dequantises.
         """
         if self.adapter_config.method == "full":
-            raise ValueError("full fine-tuning has no adapter to merge: the trained weights are the model's own")
+            raise ValueError(
+                "full fine-tuning has no adapter to merge: the trained weights are the model's own"
+            )
         if self._disabled:
-            raise ValueError("merge_adapter: not inside `with model.disable_adapter():`; leave the block first")
+            raise ValueError(
+                "merge_adapter: not inside `with model.disable_adapter():`; leave the block first"
+            )
         if self.merged:
             warnings.warn("merge_adapter: the adapters are already merged; nothing done", stacklevel=2)
             return
@@ -778,7 +869,9 @@ class HyftModel(nn.Module):
         removed, so that ``save_pretrained`` writes a plain full-precision checkpoint.
         """
         if self._disabled:
-            raise ValueError("merge_and_unload: not inside `with model.disable_adapter():`; leave the block first")
+            raise ValueError(
+                "merge_and_unload: not inside `with model.disable_adapter():`; leave the block first"
+            )
         layers = self.adapted_layers()
         quantized = [name for name, layer in layers.items() if is_quantized_linear(layer.base_layer)]
         dtype = _floating_dtype(self.base_model) if quantized else None
@@ -798,8 +891,10 @@ def _floating_dtype(model: nn.Module) -> torch.dtype:
 
 def _after_dequantising_merge(model: nn.Module, merged: list[str], dtype: torch.dtype) -> None:
     remaining = [n for n, m in model.named_modules() if is_quantized_linear(m)]
-    message = (f"merge_and_unload dequantised {len(merged)} quantized layers and merged the adapters into "
-               f"full-precision {dtype} nn.Linear layers (the merged model is not quantized)")
+    message = (
+        f"merge_and_unload dequantised {len(merged)} quantized layers and merged the adapters into "
+        f"full-precision {dtype} nn.Linear layers (the merged model is not quantized)"
+    )
     if remaining:
         message += f"; {len(remaining)} layers without adapters stay quantized (e.g. {remaining[0]})"
     else:
@@ -817,7 +912,9 @@ def base_fingerprint(model: HyftModel, adapter_name: str | None = None) -> dict[
     on the same base quantized the same way (and is refused on its full-precision original)."""
     prints = {}
     for name, layer in model.adapted_layers(adapter_name).items():
-        weight = model._base_weight(name, layer).cpu()  # quantized bases: of the dequantised Ŵ; merged: the kept W0
+        weight = model._base_weight(
+            name, layer
+        ).cpu()  # quantized bases: of the dequantised Ŵ; merged: the kept W0
         flat = weight.flatten()
         probe = torch.stack([weight.norm(), flat[0], flat[len(flat) // 2], flat[-1]])
         prints[name] = hashlib.sha256(f"{tuple(weight.shape)}{probe.tolist()}".encode()).hexdigest()[:16]
@@ -848,8 +945,9 @@ def wrap(
     return HyftModel(base_model, config, report, adapter_name)
 
 
-def _targets_and_heads(base_model: nn.Module, config: AdapterConfig,
-                       fenced: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+def _targets_and_heads(
+    base_model: nn.Module, config: AdapterConfig, fenced: Iterable[str] = ()
+) -> tuple[list[str], list[str]]:
     """(layers to adapt, heads to train) for ``config``: no adapted layer inside a head, its own or one of
     the ``fenced`` modules (other adapters' heads)."""
     targets = find_targets(base_model, config.target_modules, config.exclude_modules)
@@ -857,9 +955,13 @@ def _targets_and_heads(base_model: nn.Module, config: AdapterConfig,
     return [t for t in targets if not _under(t, [*heads, *fenced])], heads
 
 
-def _gradient_init(base_model: nn.Module, targets: list[str], config: AdapterConfig,
-                   init_batches: Iterable[Mapping[str, torch.Tensor]] | None,
-                   seed: int) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], LoraGaInitReport | None]:
+def _gradient_init(
+    base_model: nn.Module,
+    targets: list[str],
+    config: AdapterConfig,
+    init_batches: Iterable[Mapping[str, torch.Tensor]] | None,
+    seed: int,
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], LoraGaInitReport | None]:
     """LoRA-GA's initial factors per layer and the report of their gradient pass; none for other methods."""
     if config.method not in NEEDS_GRADIENT_INIT:
         return {}, None
@@ -868,14 +970,21 @@ def _gradient_init(base_model: nn.Module, targets: list[str], config: AdapterCon
             f"method {config.method!r} needs init_batches (training batches with labels) to estimate the "
             "gradient for its LoRA-GA initialisation"
         )
-    return estimate_lora_ga_init(base_model, _lora_targets(base_model, targets, config), init_batches, config, seed)
+    return estimate_lora_ga_init(
+        base_model, _lora_targets(base_model, targets, config), init_batches, config, seed
+    )
 
 
 def base_quantization(model: HyftModel, adapter_name: str | None = None) -> str | None:
     """How the adapted layers' weights are stored: "nf4", "fp4", "int8" (or several, comma-joined), None
     for full precision; saved beside the fingerprint so a mismatch can name the cause."""
-    kinds = sorted({kind for layer in model.adapted_layers(adapter_name).values()
-                    if (kind := quantization_kind(layer.base_layer)) is not None})
+    kinds = sorted(
+        {
+            kind
+            for layer in model.adapted_layers(adapter_name).values()
+            if (kind := quantization_kind(layer.base_layer)) is not None
+        }
+    )
     return ",".join(kinds) or None
 
 
@@ -909,8 +1018,10 @@ def _load_untied_state(model: nn.Module, state: dict[str, torch.Tensor], directo
     loaded_pointers = {current[k].data_ptr() for k in state if k in current}
     untied = [k for k in missing if current[k].data_ptr() not in loaded_pointers]
     if untied or unexpected:
-        raise ValueError(f"{directory / FULL_WEIGHTS_NAME}: does not fit {type(model).__name__}: missing "
-                         f"{untied[:5]}, unexpected {list(unexpected)[:5]}")
+        raise ValueError(
+            f"{directory / FULL_WEIGHTS_NAME}: does not fit {type(model).__name__}: missing "
+            f"{untied[:5]}, unexpected {list(unexpected)[:5]}"
+        )
 
 
 def _read_full_state(directory: Path) -> dict[str, torch.Tensor]:
@@ -950,12 +1061,21 @@ def _read_saved(directory: Path) -> _SavedAdapter:
     if not config_path.is_file() and (directory / FULL_CONFIG_NAME).is_file():
         config_path = directory / FULL_CONFIG_NAME  # full fine-tuning saved as a transformers folder
     if not config_path.is_file():
-        subfolders = sorted(p.name for p in directory.iterdir() if (p / CONFIG_NAME).is_file()) \
-            if directory.is_dir() else []
-        hint = (f"; its sub-folders {subfolders} hold adapters (save_pretrained writes every adapter but "
-                f"'{DEFAULT_ADAPTER}' in a sub-folder named after it): load one from there" if subfolders else "")
-        raise FileNotFoundError(f"{config_path}: no adapter config (expected {CONFIG_NAME}, or "
-                                f"{FULL_CONFIG_NAME} for full fine-tuning, from save_pretrained){hint}")
+        subfolders = (
+            sorted(p.name for p in directory.iterdir() if (p / CONFIG_NAME).is_file())
+            if directory.is_dir()
+            else []
+        )
+        hint = (
+            f"; its sub-folders {subfolders} hold adapters (save_pretrained writes every adapter but "
+            f"'{DEFAULT_ADAPTER}' in a sub-folder named after it): load one from there"
+            if subfolders
+            else ""
+        )
+        raise FileNotFoundError(
+            f"{config_path}: no adapter config (expected {CONFIG_NAME}, or "
+            f"{FULL_CONFIG_NAME} for full fine-tuning, from save_pretrained){hint}"
+        )
     saved = json.loads(config_path.read_text())
     if "hyft" not in saved:
         raise ValueError(f"{config_path}: not a hyft adapter (no 'hyft' block); load PEFT adapters with peft")
@@ -969,16 +1089,20 @@ def _check_layers_exist(base_model: nn.Module, saved: _SavedAdapter) -> None:
     modules = dict(base_model.named_modules())
     for name in saved.block["target_layers"]:
         if name not in modules:
-            raise ValueError(f"{saved.config_path}: adapted layer {name!r} does not exist in "
-                             f"{type(base_model).__name__}")
+            raise ValueError(
+                f"{saved.config_path}: adapted layer {name!r} does not exist in {type(base_model).__name__}"
+            )
 
 
-def _load_saved_state(model: HyftModel, adapter_name: str, saved: _SavedAdapter,
-                     state: dict[str, torch.Tensor]) -> None:
+def _load_saved_state(
+    model: HyftModel, adapter_name: str, saved: _SavedAdapter, state: dict[str, torch.Tensor]
+) -> None:
     """Check that ``model``'s base is the one ``saved`` was trained on, then put its tensors ``state`` into
     the adapter ``adapter_name``'s layers and heads."""
     block = saved.block
-    mismatched = [n for n, fp in base_fingerprint(model, adapter_name).items() if block["base_fingerprint"].get(n) != fp]
+    mismatched = [
+        n for n, fp in base_fingerprint(model, adapter_name).items() if block["base_fingerprint"].get(n) != fp
+    ]
     trained_on, loaded_on = block.get("base_quantization"), base_quantization(model, adapter_name)
     if mismatched and "base_quantization" in block and trained_on != loaded_on:
         raise ValueError(
@@ -993,19 +1117,23 @@ def _load_saved_state(model: HyftModel, adapter_name: str, saved: _SavedAdapter,
         )
     for name, layer in model.adapted_layers(adapter_name).items():
         prefix = f"{PEFT_PREFIX}{name}."
-        layer_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        layer_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if block.get("tensor_layout") == TENSOR_LAYOUT:  # OFT/BOFT saved in PEFT's layout (peft_format.py)
             load_peft_state(layer, layer_state, saved.saved["peft_type"])
         else:  # hyft's own layout, also every OFT/BOFT folder written before the PEFT layout
             layer.load_adapter_state(layer_state)
     for head in model.head_names(adapter_name):
         prefix = f"{PEFT_PREFIX}{head}."
-        head_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        head_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         model.head_module(adapter_name, head).load_state_dict(head_state, strict=True)
 
 
-def load(base_model: nn.Module, directory: str | Path, is_trainable: bool = False,
-         adapter_name: str = DEFAULT_ADAPTER) -> HyftModel:
+def load(
+    base_model: nn.Module,
+    directory: str | Path,
+    is_trainable: bool = False,
+    adapter_name: str = DEFAULT_ADAPTER,
+) -> HyftModel:
     """Load an adapter saved by :meth:`HyftModel.save_pretrained` onto ``base_model`` (modified in place),
     named ``adapter_name``.
 

@@ -48,28 +48,52 @@ def foreign_peft_type(config: AdapterConfig) -> str:
     """The ``peft_type`` of an adapter PEFT cannot hold: PEFT reports it verbatim (``KeyError: '…'``)."""
     method = config.method.upper()
     if config.method in ("oft", "boft"):
-        why = ("its rotation acts on the output side" if config.rotation_side != "input"
-               else "PEFT's BOFT has no Cayley-Neumann map")
+        why = (
+            "its rotation acts on the output side"
+            if config.rotation_side != "input"
+            else "PEFT's BOFT has no Cayley-Neumann map"
+        )
     else:
         why = "no PEFT method computes it"
-    return (f"HYFT_{method} (a hyft {config.method} adapter; PEFT cannot load it: {why}). Load it with "
-            "hyft.load(base_model, this_folder), or write a plain transformers model with "
-            "`hyft export THIS_FOLDER --base MODEL --out DIR --merged`")
+    return (
+        f"HYFT_{method} (a hyft {config.method} adapter; PEFT cannot load it: {why}). Load it with "
+        "hyft.load(base_model, this_folder), or write a plain transformers model with "
+        "`hyft export THIS_FOLDER --base MODEL --out DIR --merged`"
+    )
 
 
 def peft_config_fields(config: AdapterConfig, peft_type: str) -> dict[str, Any]:
     """The fields of PEFT's ``OFTConfig`` / ``BOFTConfig`` for ``config`` (PEFT's names and defaults)."""
-    common = {"peft_type": peft_type, "peft_version": PEFT_VERSION, "bias": "none", "fan_in_fan_out": False,
-              "init_weights": True, "layers_to_transform": None, "layers_pattern": None}
+    common = {
+        "peft_type": peft_type,
+        "peft_version": PEFT_VERSION,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "init_weights": True,
+        "layers_to_transform": None,
+        "layers_pattern": None,
+    }
     size, number = config.boft_block_size or 0, config.boft_block_num or 0
     if peft_type == "OFT":
-        return {**common, "r": number, "oft_block_size": size, "module_dropout": config.boft_dropout,
-                "coft": False, "eps": 6e-5, "block_share": False,
-                "use_cayley_neumann": config.cayley == "neumann",
-                "num_cayley_neumann_terms": config.cayley_neumann_terms}
+        return {
+            **common,
+            "r": number,
+            "oft_block_size": size,
+            "module_dropout": config.boft_dropout,
+            "coft": False,
+            "eps": 6e-5,
+            "block_share": False,
+            "use_cayley_neumann": config.cayley == "neumann",
+            "num_cayley_neumann_terms": config.cayley_neumann_terms,
+        }
     if peft_type == "BOFT":
-        return {**common, "boft_block_size": size, "boft_block_num": number,
-                "boft_n_butterfly_factor": config.boft_n_butterfly_factor, "boft_dropout": config.boft_dropout}
+        return {
+            **common,
+            "boft_block_size": size,
+            "boft_block_num": number,
+            "boft_n_butterfly_factor": config.boft_n_butterfly_factor,
+            "boft_dropout": config.boft_dropout,
+        }
     raise ValueError(f"unknown PEFT type {peft_type!r} (expected 'OFT' or 'BOFT')")
 
 
@@ -83,9 +107,15 @@ def peft_state(layer: Any, peft_type: str) -> dict[str, torch.Tensor]:
     if peft_type == "OFT":
         return {"oft_R.weight": (_exact_sign(layer) * generators[0]).contiguous()}
     if peft_type == "BOFT":
-        scale = layer.boft_s.detach() if layer.boft_s is not None else torch.ones(
-            layer.out_features, 1, dtype=generators.dtype, device=generators.device)
-        return {"boft_R": skew_from_upper(-generators, layer.block_size).contiguous(), "boft_s": scale.contiguous()}
+        scale = (
+            layer.boft_s.detach()
+            if layer.boft_s is not None
+            else torch.ones(layer.out_features, 1, dtype=generators.dtype, device=generators.device)
+        )
+        return {
+            "boft_R": skew_from_upper(-generators, layer.block_size).contiguous(),
+            "boft_s": scale.contiguous(),
+        }
     raise ValueError(f"unknown PEFT type {peft_type!r} (expected 'OFT' or 'BOFT')")
 
 
@@ -100,8 +130,10 @@ def load_peft_state(layer: Any, state: dict[str, torch.Tensor], peft_type: str) 
         generators = upper_from_skew(-0.5 * (full - full.transpose(-1, -2)))
         scale = check_shape("boft_s", state["boft_s"], (layer.out_features, 1))
         if layer.boft_s is None and not torch.equal(scale, torch.ones_like(scale)):
-            raise ValueError("boft_s: this adapter trains no per-output scale (boft_scale off), yet the saved "
-                             "boft_s is not all ones")
+            raise ValueError(
+                "boft_s: this adapter trains no per-output scale (boft_scale off), yet the saved "
+                "boft_s is not all ones"
+            )
     else:
         raise ValueError(f"unknown PEFT type {peft_type!r} (expected 'OFT' or 'BOFT')")
     generators = generators.reshape(shape)

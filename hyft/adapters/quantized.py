@@ -44,7 +44,7 @@ def is_quantized_linear(layer: nn.Module) -> bool:
 
 
 def quantization_kind(layer: nn.Module) -> str | None:
-    """"nf4" / "fp4" for 4-bit layers, "int8" for LLM.int8() layers, None for anything else."""
+    """ "nf4" / "fp4" for 4-bit layers, "int8" for LLM.int8() layers, None for anything else."""
     if not is_quantized_linear(layer):
         return None
     state = getattr(layer.weight, "quant_state", None)
@@ -80,14 +80,18 @@ def prepare_quantized_base(layer: nn.Module) -> None:
         from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
 
         data, state = _convert_weight_packed_for_cpu_inverse(weight.data, weight.quant_state)
-        if not state.nested and state.absmax.dim() == 2:  # (in/blocksize, out) → one scale per block, row order
+        if (
+            not state.nested and state.absmax.dim() == 2
+        ):  # (in/blocksize, out) → one scale per block, row order
             state.absmax = state.absmax.T.reshape(-1).float()
         weight.data, weight.quant_state = data, state
         warnings.warn(
             "a 4-bit layer had been repacked for bitsandbytes' bf16 CPU inference kernel (an eval forward "
             "without gradients before hyft wrapped the model), which rounded its block scales to bf16; "
             "unpacked it. Call hyft.adapters.quantized.prepare_quantized_model(model) right after loading "
-            "(hyft.models.load_base_model does) to keep the scales exact", stacklevel=3)
+            "(hyft.models.load_base_model does) to keep the scales exact",
+            stacklevel=3,
+        )
 
 
 def prepare_quantized_model(model: nn.Module) -> nn.Module:
@@ -114,7 +118,11 @@ def dequantized_weight(layer: nn.Module, dtype: torch.dtype = torch.float32) -> 
             return weight.detach().to(dtype)
         return bnbf.int8_vectorwise_dequant(weight.data, scales).to(dtype)
     prepare_quantized_base(layer)  # dequantize_4bit reads the canonical packing only
-    return bnbf.dequantize_4bit(weight.data, weight.quant_state).to(dtype).view(layer.out_features, layer.in_features)
+    return (
+        bnbf.dequantize_4bit(weight.data, weight.quant_state)
+        .to(dtype)
+        .view(layer.out_features, layer.in_features)
+    )
 
 
 def weight_product(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +148,9 @@ def compute_dtype(layer: nn.Module, fallback: torch.dtype = torch.float32) -> to
 GradientSink = Callable[[str, torch.Tensor], None]
 
 
-def tap_weight_gradients(model: nn.Module, layers: dict[str, nn.Module], sink: GradientSink) -> list[RemovableHandle]:
+def tap_weight_gradients(
+    model: nn.Module, layers: dict[str, nn.Module], sink: GradientSink
+) -> list[RemovableHandle]:
     """LoRA-GA's gradient for layers whose weight cannot take one (quantized): ``sink(name, G)`` after each
     backward, with ``G = Σ_t g_tᵀ x_t`` (d_out, d_in) fp32 on the CPU from the layer's input x and output
     gradient g. For ``y = x·Ŵᵀ + b`` that is exactly ∂L/∂Ŵ, the gradient on the dequantised weight, and
@@ -169,6 +179,7 @@ def tap_weight_gradients(model: nn.Module, layers: dict[str, nn.Module], sink: G
 
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     if layers and embeddings is not None:
+
         def require_grad(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             if not output.requires_grad:
                 output.requires_grad_(True)

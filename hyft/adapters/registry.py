@@ -12,7 +12,9 @@ from hyft.adapters.config import AdapterConfig
 from hyft.adapters.layer import AdaptedLinear
 
 # builder(base_layer, config, name, init) -> AdaptedLinear; ``init`` is the LoRA-GA (A0, B0) when needed.
-LayerBuilder = Callable[[nn.Linear, AdapterConfig, str, "tuple[torch.Tensor, torch.Tensor] | None"], AdaptedLinear]
+LayerBuilder = Callable[
+    [nn.Linear, AdapterConfig, str, "tuple[torch.Tensor, torch.Tensor] | None"], AdaptedLinear
+]
 
 _BUILDERS: dict[str, LayerBuilder] = {}
 # Methods whose layers need the LoRA-GA gradient pass before they are built.

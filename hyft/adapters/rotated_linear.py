@@ -109,12 +109,20 @@ class _RotatedFrozenLinear(torch.autograd.Function):
 
 def can_rotate_weight(layer: torch.nn.Module) -> bool:
     """True for a plain, frozen ``nn.Linear`` (quantised or trainable bases take the activation path)."""
-    return is_plain_linear(layer) and not layer.weight.requires_grad and (
-        layer.bias is None or not layer.bias.requires_grad)
+    return (
+        is_plain_linear(layer)
+        and not layer.weight.requires_grad
+        and (layer.bias is None or not layer.bias.requires_grad)
+    )
 
 
-def rotated_frozen_linear(x: torch.Tensor, blocks: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                          lora: LowRank | None = None) -> torch.Tensor:
+def rotated_frozen_linear(
+    x: torch.Tensor,
+    blocks: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    lora: LowRank | None = None,
+) -> torch.Tensor:
     """``(x · blockdiag(blocks)) · weightᵀ + bias [+ s·(B·A − B0·A0)·x]``: x (..., k·g), blocks (k, g, g)
     fp32, weight (d_out, k·g) frozen → (..., d_out) in the layer's dtype.
 

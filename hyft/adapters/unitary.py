@@ -63,7 +63,9 @@ def _phase(theta: torch.Tensor, sign: float = 1.0) -> torch.Tensor:
 ProgramStep = tuple
 
 
-def unitary_program(adjoint: bool, permuted: bool, source: str = "v", phases: bool = True) -> list[ProgramStep]:
+def unitary_program(
+    adjoint: bool, permuted: bool, source: str = "v", phases: bool = True
+) -> list[ProgramStep]:
     """Stages of ``U = D3 R2 F⁻¹ D2 Π R1 F D1`` (D1 first) or of ``Uᴴ`` (D3* first) when ``adjoint``."""
     stages: list[ProgramStep] = [("phase", 0, 1.0), ("fft",), ("house", source, 0)]
     stages += [("gather", "perm")] if permuted else []
@@ -93,7 +95,9 @@ class Operands:
         if v_ref is not None:
             self.vectors["ref"] = torch.view_as_complex(v_ref)
         self.conj = {k: vec.conj().resolve_conj() for k, vec in self.vectors.items()}
-        self.scale = {k: torch.stack([_reflection_scale(row) for row in vec]) for k, vec in self.vectors.items()}
+        self.scale = {
+            k: torch.stack([_reflection_scale(row) for row in vec]) for k, vec in self.vectors.items()
+        }
         self.scaled = {k: vec * self.scale[k].unsqueeze(-1) for k, vec in self.vectors.items()}
         self.indices = indices
 
@@ -123,7 +127,9 @@ def run_stage(z: torch.Tensor, stage: ProgramStep, ops: Operands, inplace: bool 
     return z - overlap.unsqueeze(-1) * scaled
 
 
-def run_program(z: torch.Tensor, program: list[ProgramStep], ops: Operands, inplace: bool = False) -> torch.Tensor:
+def run_program(
+    z: torch.Tensor, program: list[ProgramStep], ops: Operands, inplace: bool = False
+) -> torch.Tensor:
     for stage in program:
         z = run_stage(z, stage, ops, inplace)
     return z
@@ -270,8 +276,15 @@ class UnitaryLinear(AdaptedLinear):
         with torch.autocast(device_type=t.device.type, enabled=False):
             flat = t.to(dtype).reshape(-1, t.shape[-1])
             indices = {"perm": self.unitary_perm, "inverse": self.unitary_perm_inverse}
-            out = _UnitaryTransform.apply(flat, self.unitary_theta, self.unitary_v, self.unitary_v_ref,
-                                          self.program(adjoint), self.pairing, indices)
+            out = _UnitaryTransform.apply(
+                flat,
+                self.unitary_theta,
+                self.unitary_v,
+                self.unitary_v_ref,
+                self.program(adjoint),
+                self.pairing,
+                indices,
+            )
             return out.view(*t.shape[:-1], t.shape[-1])
 
     def transform_input(self, x: torch.Tensor) -> torch.Tensor:

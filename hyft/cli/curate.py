@@ -58,7 +58,15 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
     for key, value in overrides.items():
         if value is None:
             continue
-        if key in ("input", "input_format", "dataset", "dataset_config", "dataset_split", "output_dir", "data_dir"):
+        if key in (
+            "input",
+            "input_format",
+            "dataset",
+            "dataset_config",
+            "dataset_split",
+            "output_dir",
+            "data_dir",
+        ):
             data[key] = value
             path: tuple[str, ...] = (key,)
         elif key == "decontaminate":
@@ -98,8 +106,15 @@ def _curate(job: CurateJob) -> Any:
     if settings.decontaminate.tasks:  # task:split names are loaded here: governance cannot import tasks
         settings = resolve_eval_tasks(settings, DataSource.default(job.data_dir))
     try:  # a CSV / Parquet file or a dataset split is written as JSONL into the output folder first
-        pool = table_pool(settings, out, path=job.input, input_format=job.input_format, dataset=job.dataset,
-                          dataset_config=job.dataset_config, split=job.dataset_split)
+        pool = table_pool(
+            settings,
+            out,
+            path=job.input,
+            input_format=job.input_format,
+            dataset=job.dataset,
+            dataset_config=job.dataset_config,
+            split=job.dataset_split,
+        )
         return curate(pool, settings, out)
     except PoolFormatError as exc:
         raise UserError(str(exc)) from None
@@ -115,31 +130,53 @@ def _curate(job: CurateJob) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command("curate", epilog=EPILOG)
     def curate_command(
-        config: Path | None = typer.Argument(None, help="YAML/TOML with input, output_dir and a curation section."),
-        input: str | None = typer.Option(None, "--input", help="The pool: JSONL (one record per line), CSV or Parquet."),
-        input_format: str | None = typer.Option(None, help="jsonl, csv or parquet (default: from the suffix)."),
+        config: Path | None = typer.Argument(
+            None, help="YAML/TOML with input, output_dir and a curation section."
+        ),
+        input: str | None = typer.Option(
+            None, "--input", help="The pool: JSONL (one record per line), CSV or Parquet."
+        ),
+        input_format: str | None = typer.Option(
+            None, help="jsonl, csv or parquet (default: from the suffix)."
+        ),
         dataset: str | None = typer.Option(
-            None, "--dataset", help="Instead of --input: a dataset for datasets.load_dataset (Hub name, read from the "
-            "local cache when offline, or a local folder of data files named by split)."),
+            None,
+            "--dataset",
+            help="Instead of --input: a dataset for datasets.load_dataset (Hub name, read from the "
+            "local cache when offline, or a local folder of data files named by split).",
+        ),
         dataset_config: str | None = typer.Option(None, help="--dataset: its configuration (subset) name."),
-        dataset_split: str | None = typer.Option(None, help="--dataset: the split to curate (default: train)."),
+        dataset_split: str | None = typer.Option(
+            None, help="--dataset: the split to curate (default: train)."
+        ),
         out: str | None = typer.Option(None, "--out", help="Output folder (ledger, C0/C1/C2, report)."),
-        text_fields: str | None = typer.Option(None, help="Comma-separated text fields (columns), e.g. premise,hypothesis."),
-        lang_field: str | None = typer.Option(None, help="Field (column) with the declared language (default: lang)."),
-        default_language: str | None = typer.Option(None, help="Language for records without the language field."),
-        label_field: str | None = typer.Option(None, help="Optional label field (near pairs with different labels are kept)."),
+        text_fields: str | None = typer.Option(
+            None, help="Comma-separated text fields (columns), e.g. premise,hypothesis."
+        ),
+        lang_field: str | None = typer.Option(
+            None, help="Field (column) with the declared language (default: lang)."
+        ),
+        default_language: str | None = typer.Option(
+            None, help="Language for records without the language field."
+        ),
+        label_field: str | None = typer.Option(
+            None, help="Optional label field (near pairs with different labels are kept)."
+        ),
         id_field: str | None = typer.Option(None, help="Optional id field (default: the line number)."),
         languages: str | None = typer.Option(None, help="Comma-separated allow-list of languages."),
         executor: str | None = typer.Option(None, help="inline (default) or datatrove_local."),
         workers: int | None = typer.Option(None, help="Tasks for the datatrove executor."),
         decontaminate: str | None = typer.Option(
-            None, "--decontaminate",
+            None,
+            "--decontaminate",
             help="Comma-separated JSONL evaluation files (same text fields) and/or task splits such as xnli:test "
             "(every language of the task, or of --languages): records copying a row, exactly or by a shared "
             "13-word span (50 characters for Chinese/Japanese/Thai), are dropped as eval_contamination.",
         ),
         data_dir: str | None = typer.Option(
-            None, "--data-dir", help="Where task splits named in --decontaminate are read (default: ../shared/data)."
+            None,
+            "--data-dir",
+            help="Where task splits named in --decontaminate are read (default: ../shared/data).",
         ),
         set_: list[str] = typer.Option([], "--set", help="Override any setting: key.sub=value (repeatable)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -147,11 +184,23 @@ def register(app: typer.Typer) -> None:
         """Curate a multilingual pool: validate, LID + dedup (C1), length + perplexity (C2)."""
         with user_errors():
             overrides = {
-                "input": input, "input_format": input_format, "dataset": dataset, "dataset_config": dataset_config,
-                "dataset_split": dataset_split, "output_dir": out, "text_fields": _split(text_fields), "lang_field": lang_field,
-                "default_language": default_language, "label_field": label_field, "id_field": id_field, "languages": _split(languages),
-                "executor": executor, "workers": workers, "progress": False if quiet else None,
-                "decontaminate": _split(decontaminate), "data_dir": data_dir,
+                "input": input,
+                "input_format": input_format,
+                "dataset": dataset,
+                "dataset_config": dataset_config,
+                "dataset_split": dataset_split,
+                "output_dir": out,
+                "text_fields": _split(text_fields),
+                "lang_field": lang_field,
+                "default_language": default_language,
+                "label_field": label_field,
+                "id_field": id_field,
+                "languages": _split(languages),
+                "executor": executor,
+                "workers": workers,
+                "progress": False if quiet else None,
+                "decontaminate": _split(decontaminate),
+                "data_dir": data_dir,
             }
             job = build_job(config, overrides, set_)
             result = _curate(job)

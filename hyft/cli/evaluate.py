@@ -45,8 +45,10 @@ def load_model(spec: Any, num_labels: int | None = None) -> tuple[Any, Any]:
     if spec.adapter_dir is not None:
         folder = Path(spec.adapter_dir)
         if not any((folder / name).is_file() for name in ("adapter_config.json", "hyft_config.json")):
-            raise UserError(f"model.adapter_dir: {folder} has neither adapter_config.json (an adapter) nor "
-                            "hyft_config.json (a full fine-tuning folder)")
+            raise UserError(
+                f"model.adapter_dir: {folder} has neither adapter_config.json (an adapter) nor "
+                "hyft_config.json (a full fine-tuning folder)"
+            )
         from hyft.adapters import load
 
         model = load(model, spec.adapter_dir).merge_and_unload()
@@ -145,8 +147,14 @@ def write_outputs(config: Any, results: dict[str, Any]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     from hyft.io import atomic_write_jsonl, atomic_write_text
 
-    atomic_write_jsonl(out / "samples.jsonl", ({"task": task_name, **sample} for task_name, task_results
-                                               in results["tasks"].items() for sample in task_results["samples"]))
+    atomic_write_jsonl(
+        out / "samples.jsonl",
+        (
+            {"task": task_name, **sample}
+            for task_name, task_results in results["tasks"].items()
+            for sample in task_results["samples"]
+        ),
+    )
     slim = {
         **results,
         "tasks": {
@@ -156,8 +164,10 @@ def write_outputs(config: Any, results: dict[str, Any]) -> Path:
     atomic_write_text(out / "results.json", json.dumps(slim, ensure_ascii=False, indent=2) + "\n")
     tables = [task_tables(name, {config.name: r}) for name, r in slim["tasks"].items()]
     atomic_write_text(out / "tables.md", "\n".join(tables))
-    atomic_write_text(out / "config.resolved.yaml",
-                      yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False))
+    atomic_write_text(
+        out / "config.resolved.yaml",
+        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False),
+    )
     return out
 
 

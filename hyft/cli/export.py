@@ -32,10 +32,14 @@ def _saved_config(adapter_dir: Path) -> tuple[dict[str, Any], Path]:
         if path.is_file():
             saved = json.loads(path.read_text())
             if "hyft" not in saved:
-                raise UserError(f"{path}: not a hyft adapter (no 'hyft' block); merge PEFT adapters with peft")
+                raise UserError(
+                    f"{path}: not a hyft adapter (no 'hyft' block); merge PEFT adapters with peft"
+                )
             return saved, path
-    raise UserError(f"{adapter_dir}: no {CONFIG_NAME} (adapter) or {FULL_CONFIG_NAME} (full fine-tuning) found; "
-                    "pass the folder hyft train / HyftModel.save_pretrained wrote")
+    raise UserError(
+        f"{adapter_dir}: no {CONFIG_NAME} (adapter) or {FULL_CONFIG_NAME} (full fine-tuning) found; "
+        "pass the folder hyft train / HyftModel.save_pretrained wrote"
+    )
 
 
 def _num_labels(adapter_dir: Path, saved: dict[str, Any]) -> int:
@@ -57,13 +61,21 @@ def _num_labels(adapter_dir: Path, saved: dict[str, Any]) -> int:
                 if len(shape) == 2:
                     rows.append(shape[0])
     if not rows:
-        raise UserError(f"{adapter_dir}: a sequence-classification adapter without a saved head "
-                        f"(modules_to_save {heads}); cannot tell the number of labels")
+        raise UserError(
+            f"{adapter_dir}: a sequence-classification adapter without a saved head "
+            f"(modules_to_save {heads}); cannot tell the number of labels"
+        )
     return min(rows)  # the classifier's output projection (a two-layer head's dense layer is hidden-sized)
 
 
-def export_merged(adapter_dir: str | Path, base: str, out: str | Path, dtype: str = "fp32",
-                  tokenizer: str | None = None, max_shard_size: str = "5GB") -> Path:
+def export_merged(
+    adapter_dir: str | Path,
+    base: str,
+    out: str | Path,
+    dtype: str = "fp32",
+    tokenizer: str | None = None,
+    max_shard_size: str = "5GB",
+) -> Path:
     """Write the merged model folder (see the module docstring); returns ``out``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -79,19 +91,24 @@ def export_merged(adapter_dir: str | Path, base: str, out: str | Path, dtype: st
     saved, config_path = _saved_config(adapter_dir)
     task = saved.get("task_type")
     if task not in ("CAUSAL_LM", "SEQ_CLS"):
-        raise UserError(f"{config_path}: task_type {task!r}; hyft export writes causal LMs (CAUSAL_LM) and "
-                        "sequence classifiers (SEQ_CLS)")
+        raise UserError(
+            f"{config_path}: task_type {task!r}; hyft export writes causal LMs (CAUSAL_LM) and "
+            "sequence classifiers (SEQ_CLS)"
+        )
     path = resolve_model_path(base)
     try:
         if task == "SEQ_CLS":
             model = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=_num_labels(adapter_dir, saved), dtype=torch.float32)
+                path, num_labels=_num_labels(adapter_dir, saved), dtype=torch.float32
+            )
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         processor = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer) if tokenizer else path)
     except OSError as exc:
-        raise UserError(f"--base {base!r}: cannot load the model or its tokenizer ({exc}); pass --tokenizer "
-                        "when the tokenizer lives elsewhere") from None
+        raise UserError(
+            f"--base {base!r}: cannot load the model or its tokenizer ({exc}); pass --tokenizer "
+            "when the tokenizer lives elsewhere"
+        ) from None
     try:
         merged = load(model, adapter_dir).merge_and_unload()  # fp32 merge, fingerprint-checked
     except ValueError as exc:
@@ -116,17 +133,24 @@ def register(app: typer.Typer) -> None:
     @guarded
     def export(
         adapter_dir: Path = typer.Argument(..., help="Folder written by hyft train / save_pretrained."),
-        base: str = typer.Option(..., "--base", help="The base model it was trained on (Hub id, folder, minilm)."),
+        base: str = typer.Option(
+            ..., "--base", help="The base model it was trained on (Hub id, folder, minilm)."
+        ),
         out: Path = typer.Option(..., "--out", help="New folder for the transformers model."),
         merged: bool = typer.Option(False, "--merged", help="Merge the adapter into the weights (required)."),
         dtype: str = typer.Option("fp32", "--dtype", help="Saved weight dtype: fp32, bf16 or fp16."),
-        tokenizer: str | None = typer.Option(None, "--tokenizer", help="Tokenizer to save; default the base's."),
+        tokenizer: str | None = typer.Option(
+            None, "--tokenizer", help="Tokenizer to save; default the base's."
+        ),
         max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="Largest safetensors shard."),
     ) -> None:
         """Write a merged transformers model folder (config, safetensors, tokenizer) from a hyft adapter."""
         if not merged:
-            raise UserError("hyft export writes merged models only: pass --merged (the adapter folder itself "
-                            "is the unmerged form; load it with hyft.load)")
-        written = export_merged(adapter_dir, base, out, dtype=dtype, tokenizer=tokenizer,
-                                max_shard_size=max_shard_size)
+            raise UserError(
+                "hyft export writes merged models only: pass --merged (the adapter folder itself "
+                "is the unmerged form; load it with hyft.load)"
+            )
+        written = export_merged(
+            adapter_dir, base, out, dtype=dtype, tokenizer=tokenizer, max_shard_size=max_shard_size
+        )
         typer.echo(f"wrote {written} ({dtype}): AutoModel*.from_pretrained({str(written)!r}) loads it")

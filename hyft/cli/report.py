@@ -17,8 +17,12 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         run_dir: Path = typer.Argument(..., help="Run folder holding results.json (runs/<name>)."),
-        reference: str = typer.Option("hybrid", "--reference", help="Method compared against every other one."),
-        resamples: int = typer.Option(1000, "--resamples", min=100, help="Paired bootstrap resamples per comparison."),
+        reference: str = typer.Option(
+            "hybrid", "--reference", help="Method compared against every other one."
+        ),
+        resamples: int = typer.Option(
+            1000, "--resamples", min=100, help="Paired bootstrap resamples per comparison."
+        ),
     ) -> None:
         """Write RUN_DIR/report.md and RUN_DIR/figures/*.png from RUN_DIR/results.json.
 

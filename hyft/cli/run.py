@@ -21,8 +21,11 @@ def load_run_config(path: Path, overrides: list[str] | None):
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
-    def run_command(config: Path = CONFIG_ARG, overrides: list[str] = OVERRIDES,
-                    max_cells: int = typer.Option(None, help="Stop after this many new cells (resume later).")) -> None:
+    def run_command(
+        config: Path = CONFIG_ARG,
+        overrides: list[str] = OVERRIDES,
+        max_cells: int = typer.Option(None, help="Stop after this many new cells (resume later)."),
+    ) -> None:
         """Curate → train every cell → evaluate → report. Rerun the same command to resume."""
         with user_errors():
             from hyft.experiments.preflight import check_run_config

@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         for package, version in report["packages"].items():
             typer.echo(f"{package:<14}{version or '-'}")
         typer.echo(f"git commit  {report['git_commit'] or '-'}")
-        typer.echo(f"devices     {', '.join(report['cuda_devices']) or 'CPU only'} ({report['cpu_threads']} threads)")
+        typer.echo(
+            f"devices     {', '.join(report['cuda_devices']) or 'CPU only'} ({report['cpu_threads']} threads)"
+        )
 
     @app.command("ls")
     def ls() -> None:

@@ -147,7 +147,9 @@ def apply_overrides(
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise _override_error(override, f"value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+            raise _override_error(
+                override, f"value is not valid YAML ({getattr(exc, 'problem', None) or exc})"
+            ) from None
         target: Any = data
         for depth, key in enumerate(keys):
             last = depth == len(keys) - 1
@@ -163,7 +165,9 @@ def apply_overrides(
                     target = target.setdefault(key, {})
             else:
                 where = ".".join(keys[:depth]) or "<root>"
-                kind = f"a list of {len(target)}" if isinstance(target, list) else f"a {type(target).__name__}"
+                kind = (
+                    f"a list of {len(target)}" if isinstance(target, list) else f"a {type(target).__name__}"
+                )
                 raise _override_error(override, f"'{where}' is {kind}, so '{key}' cannot be set in it")
         if line_map is not None:
             path = tuple(keys)

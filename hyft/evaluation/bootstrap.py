@@ -21,7 +21,9 @@ _BLOCK_ELEMENTS = 2_000_000
 def _as_vector(values: Any, name: str) -> np.ndarray:
     vector = _as_array(values, np.float64)
     if vector.ndim != 1:
-        raise ValueError(f"paired_bootstrap_ci: {name} must be one value per example, got shape {vector.shape}")
+        raise ValueError(
+            f"paired_bootstrap_ci: {name} must be one value per example, got shape {vector.shape}"
+        )
     return vector
 
 
@@ -42,7 +44,9 @@ def paired_bootstrap_ci(
     a = _as_vector(scores_a, "scores_a")
     b = _as_vector(scores_b, "scores_b")
     if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"paired_bootstrap_ci: need two equal non-empty vectors, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"paired_bootstrap_ci: need two equal non-empty vectors, got {a.shape} and {b.shape}"
+        )
     if not 0 < confidence < 1 or n_resamples < 1:
         raise ValueError("paired_bootstrap_ci: need 0 < confidence < 1 and n_resamples ≥ 1")
     difference = a - b
@@ -65,8 +69,10 @@ def paired_bootstrap_ci(
 def _as_seed_matrix(values: Any, name: str) -> np.ndarray:
     matrix = _as_array(values, np.float64)
     if matrix.ndim != 2 or matrix.size == 0:
-        raise ValueError(f"hierarchical bootstrap: {name} must be a non-empty [seeds, examples] array, "
-                         f"got shape {matrix.shape}")
+        raise ValueError(
+            f"hierarchical bootstrap: {name} must be a non-empty [seeds, examples] array, "
+            f"got shape {matrix.shape}"
+        )
     return matrix
 
 
@@ -77,7 +83,9 @@ def bootstrap_seed_draws(n_seeds: int, n_resamples: int = 1000, seed: int = 0) -
     resample's Macro averages languages of the same chosen seeds; see :func:`mean_over_drawn_seeds`).
     """
     if n_seeds < 1 or n_resamples < 1:
-        raise ValueError(f"bootstrap_seed_draws: need n_seeds ≥ 1 and n_resamples ≥ 1, got {n_seeds}, {n_resamples}")
+        raise ValueError(
+            f"bootstrap_seed_draws: need n_seeds ≥ 1 and n_resamples ≥ 1, got {n_seeds}, {n_resamples}"
+        )
     return np.random.default_rng([seed, 1]).integers(0, n_seeds, size=(n_resamples, n_seeds))
 
 

@@ -70,8 +70,11 @@ def encoder_scores(
         inputs = tokenizer(*texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         return model(**inputs.to(device)).logits.float().cpu()
 
-    rows = map_batches(score, range(0, len(examples), batch_size),
-                       lambda items: tqdm(items, desc=f"{task.name} encoder", disable=not progress))
+    rows = map_batches(
+        score,
+        range(0, len(examples), batch_size),
+        lambda items: tqdm(items, desc=f"{task.name} encoder", disable=not progress),
+    )
     logits = torch.cat(rows) if rows else torch.empty(0, len(task.labels))
     if logits.shape[-1] != len(task.labels):
         raise ValueError(
@@ -152,8 +155,11 @@ def continuation_logprobs(
 
     # Inside hyft.distributed.sharded_evaluation the batches (formed as one process forms them) are split
     # over the ranks and gathered back: the same numbers as one process.
-    batches = map_batches(score, range(0, len(order), batch_size),
-                          lambda items: tqdm(items, desc="scoring", disable=not progress))
+    batches = map_batches(
+        score,
+        range(0, len(order), batch_size),
+        lambda items: tqdm(items, desc="scoring", disable=not progress),
+    )
     for indices, values in batches:
         result[indices] = values
     return result

@@ -125,7 +125,8 @@ class EvalConfig(BaseModel):
     )
     ece_bins: int = Field(15, ge=1, description="Equal-width confidence bins of ECE.")
     chat_template: ChatTemplateMode = Field(
-        "auto", description="Decoders: auto puts each prompt in the tokenizer's chat template when it has one "
+        "auto",
+        description="Decoders: auto puts each prompt in the tokenizer's chat template when it has one "
         "(tokenizer.chat_template), as one user message; never: plain-text prompts. Evaluate an adapter with the "
         "setting it was trained with (hyft run's eval.chat_template).",
     )

@@ -54,9 +54,13 @@ def classification_scores(
     ``chat_template: auto`` in the tokenizer's chat template when it has one, as training formats them)."""
     if model_kind == "encoder":
         return encoder_scores(model, tokenizer, task, examples, batch_size, progress=progress)
-    prompts = [chat_prompt(tokenizer, render_prompt(task, template, example, shots), chat_template)
-               for example in examples]
-    verbalizers = [chat_target(tokenizer, text, chat_template) for text in verbalizers_in_label_order(task, template)]
+    prompts = [
+        chat_prompt(tokenizer, render_prompt(task, template, example, shots), chat_template)
+        for example in examples
+    ]
+    verbalizers = [
+        chat_target(tokenizer, text, chat_template) for text in verbalizers_in_label_order(task, template)
+    ]
     return decoder_scores(model, tokenizer, prompts, verbalizers, batch_size, progress=progress)
 
 
@@ -144,8 +148,9 @@ def evaluate_classification(
     per_language, samples, shot_ids = {}, [], {}
     for lang in languages:
         template = template_for(task, lang, templates) if model_kind == "decoder" else None
-        shots, test = evaluation_rows(task, lang, num_fewshot, seed, data, (exclude_ids or {}).get(lang, ()),
-                                      max_examples)
+        shots, test = evaluation_rows(
+            task, lang, num_fewshot, seed, data, (exclude_ids or {}).get(lang, ()), max_examples
+        )
         shot_ids[lang] = [shot["id"] for shot in shots]
 
         def score(rows, shots=shots, template=template):

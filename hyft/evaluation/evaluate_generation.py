@@ -35,13 +35,23 @@ from hyft.tasks.templates import (
 
 
 def _generate_answers(
-    model, tokenizer, task, template: GenerationTemplate, rows, shots, batch_size, max_new_tokens, progress,
+    model,
+    tokenizer,
+    task,
+    template: GenerationTemplate,
+    rows,
+    shots,
+    batch_size,
+    max_new_tokens,
+    progress,
     chat_template: ChatTemplateMode = "auto",
 ) -> list[list[str]]:
     """One answer per turn (MT-Bench has two; every other task one); prompts in the tokenizer's chat
     template under ``chat_template: auto`` when it has one, as training formats them."""
     if not task.extra.get("multi_turn"):
-        prompts = [chat_prompt(tokenizer, render_prompt(task, template, row, shots), chat_template) for row in rows]
+        prompts = [
+            chat_prompt(tokenizer, render_prompt(task, template, row, shots), chat_template) for row in rows
+        ]
         outputs = greedy_generate(
             model, tokenizer, prompts, max_new_tokens, template.stop_strings, batch_size, progress
         )
@@ -96,8 +106,9 @@ def evaluate_generation(
         judge_model, judge_tokenizer = load_judge(judge, model_device(model))
     for lang in languages:
         template = template_for(task, lang, templates)
-        shots, rows = evaluation_rows(task, lang, num_fewshot, seed, data, (exclude_ids or {}).get(lang, ()),
-                                      max_examples)
+        shots, rows = evaluation_rows(
+            task, lang, num_fewshot, seed, data, (exclude_ids or {}).get(lang, ()), max_examples
+        )
         shot_ids[lang] = [shot["id"] for shot in shots]
         answers = _generate_answers(
             model,

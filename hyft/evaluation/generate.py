@@ -118,8 +118,11 @@ def greedy_generate(
     # Inside hyft.distributed.sharded_evaluation the batches are split over the ranks and gathered back
     # (a replicated model, DDP: FSDP would need every rank to decode the same number of tokens).
     results: list[Generation | None] = [None] * len(encoded)
-    batches = map_batches(generate, range(0, len(order), batch_size),
-                          lambda items: tqdm(items, desc="generating", disable=not progress))
+    batches = map_batches(
+        generate,
+        range(0, len(order), batch_size),
+        lambda items: tqdm(items, desc="generating", disable=not progress),
+    )
     for pairs in batches:
         for i, generation in pairs:
             results[i] = generation

@@ -95,7 +95,9 @@ def expected_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> flo
     p = _as_array(probs, np.float64)
     y = _as_array(labels).astype(np.int64, copy=False)
     if p.ndim != 2 or y.ndim != 1 or p.shape[0] != y.shape[0] or p.shape[0] == 0:
-        raise ValueError(f"expected_calibration_error: probs (N, C) and labels (N,), got {p.shape}, {y.shape}")
+        raise ValueError(
+            f"expected_calibration_error: probs (N, C) and labels (N,), got {p.shape}, {y.shape}"
+        )
     if n_bins < 1:
         raise ValueError(f"expected_calibration_error: n_bins must be ≥ 1, got {n_bins}")
     confidence = p.max(axis=1)

@@ -133,7 +133,9 @@ def _text_fields(example: Example, text_fields: Sequence[str] | None) -> list[st
     if isinstance(example, Mapping):
         names = list(text_fields) if text_fields else [k for k in ("premise", "hypothesis") if k in example]
         if not names:
-            raise ValueError(f"make_variant: say which fields are text (text_fields=…); keys: {sorted(example)}")
+            raise ValueError(
+                f"make_variant: say which fields are text (text_fields=…); keys: {sorted(example)}"
+            )
         return [example[name] for name in names]
     return list(example)
 
@@ -151,7 +153,10 @@ def _hash_index(seed: int, record_key: str, modulus: int) -> int:
 
 
 def assign_operation(
-    fields: Sequence[str], seed: int = 0, record_id: str | int | None = None, mode: AssignmentMode = "applicable"
+    fields: Sequence[str],
+    seed: int = 0,
+    record_id: str | int | None = None,
+    mode: AssignmentMode = "applicable",
 ) -> str | None:
     """The one operation for an example: A = :func:`applicable_operations`; None if A is empty, else
     sorted(A)[h mod |A|] with h = BLAKE2b-64(f"{seed}\\x1f{record_id}") read big-endian. Without a
@@ -231,7 +236,9 @@ def language_robustness(
         "drop_changed": None,
     }
     if changed:
-        row["drop_changed"] = sum(bool(clean_correct[i]) - bool(variant_correct[i]) for i in changed) / len(changed)
+        row["drop_changed"] = sum(bool(clean_correct[i]) - bool(variant_correct[i]) for i in changed) / len(
+            changed
+        )
         if chars_changed is not None:
             row["mean_chars_changed"] = sum(chars_changed[i] for i in changed) / len(changed)
     return row

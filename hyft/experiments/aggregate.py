@@ -103,7 +103,9 @@ def group_cells(cells: Iterable[Mapping[str, Any]]) -> dict[GroupKey, CellGroup]
         members.sort(key=lambda cell: cell["seed"])
         mean, std = mean_std([cell.get("eval") for cell in members])
         footprint_mean, footprint_std = mean_std([cell.get("footprint") for cell in members])
-        groups[key] = CellGroup(key, tuple(members), mean or {}, std or {}, footprint_mean or {}, footprint_std or {})
+        groups[key] = CellGroup(
+            key, tuple(members), mean or {}, std or {}, footprint_mean or {}, footprint_std or {}
+        )
     return groups
 
 
@@ -234,7 +236,10 @@ def example_scores(samples_path: Path) -> dict[str, tuple[str | None, float]]:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 sample = json.loads(line)
-                scores[str(sample["id"])] = (sample.get("lang"), _sample_score(sample, f"{samples_path}:{number}"))
+                scores[str(sample["id"])] = (
+                    sample.get("lang"),
+                    _sample_score(sample, f"{samples_path}:{number}"),
+                )
     return scores
 
 
@@ -255,13 +260,16 @@ def paired_matrices(
     both in some seeds but not all (left out).
     """
     if len(reference) != len(other) or not reference:
-        raise ValueError(f"paired_matrices: need the same non-zero number of seeds, got {len(reference)} "
-                         f"and {len(other)}")
+        raise ValueError(
+            f"paired_matrices: need the same non-zero number of seeds, got {len(reference)} and {len(other)}"
+        )
     per_seed_ids = [[i for i in ref if i in oth] for ref, oth in zip(reference, other, strict=True)]
     common = set(per_seed_ids[0]).intersection(*per_seed_ids[1:])
     ids = [i for i in per_seed_ids[0] if i in common]
     partial = len(set().union(*per_seed_ids)) - len(ids)
-    a = np.asarray([[seed[i] for i in ids] for seed in reference], dtype=np.float64).reshape(len(reference), -1)
+    a = np.asarray([[seed[i] for i in ids] for seed in reference], dtype=np.float64).reshape(
+        len(reference), -1
+    )
     b = np.asarray([[seed[i] for i in ids] for seed in other], dtype=np.float64).reshape(len(other), -1)
     return a, b, partial
 
@@ -277,7 +285,9 @@ class _SamplesCache:
         relative = cell.get("samples_path")
         path = self.run_dir / relative if relative else None
         if path is None or not path.is_file():
-            self.notes.append(f"{cell.get('cell_id', group_key(cell))}: samples file {relative!r} not found; skipped")
+            self.notes.append(
+                f"{cell.get('cell_id', group_key(cell))}: samples file {relative!r} not found; skipped"
+            )
             return None
         if path not in self._cache:
             try:
@@ -289,8 +299,12 @@ class _SamplesCache:
 
 
 def compare_methods(
-    run_dir: Path, groups: Mapping[GroupKey, CellGroup], reference: str = "hybrid", n_resamples: int = 1000,
-    confidence: float = 0.95, progress: bool = True,
+    run_dir: Path,
+    groups: Mapping[GroupKey, CellGroup],
+    reference: str = "hybrid",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    progress: bool = True,
 ) -> tuple[list[Comparison], list[str]]:
     """Hierarchical paired bootstrap of ``reference`` against every other method in each
     (model, task, k, curation): seeds, then test examples, resampled with replacement.
@@ -309,14 +323,20 @@ def compare_methods(
         scores = samples(cell)
         return None if scores is None else {example_id: score for example_id, (_, score) in scores.items()}
 
-    pairs = [(ref, other) for ref in groups.values() if ref.key.method == reference
-             for other in groups.values() if other.key.method != reference
-             and other.key._replace(method=reference) == ref.key]
+    pairs = [
+        (ref, other)
+        for ref in groups.values()
+        if ref.key.method == reference
+        for other in groups.values()
+        if other.key.method != reference and other.key._replace(method=reference) == ref.key
+    ]
     comparisons = []
     for ref, other in tqdm(pairs, desc="paired bootstrap", disable=not progress or None):
         if ref.mean.get("kind") == "translation":
-            notes.append(f"{ref.key.task}: translation has no per-example correctness (BLEU is corpus-level); "
-                         "no bootstrap")
+            notes.append(
+                f"{ref.key.task}: translation has no per-example correctness (BLEU is corpus-level); "
+                "no bootstrap"
+            )
             continue
         seeds = [s for s in ref.seeds if s in other.seeds]
         ref_by_seed = {cell["seed"]: cell for cell in ref.cells}
@@ -326,17 +346,35 @@ def compare_methods(
         if not seeds or any(s is None for s in ref_scores + other_scores):
             continue
         a, b, partial = paired_matrices(ref_scores, other_scores)
-        label = f"{ref.key.model} · {ref.key.task} · k={ref.key.k_shot} · {ref.key.curation}: {reference} vs " \
-                f"{other.key.method}"
+        label = (
+            f"{ref.key.model} · {ref.key.task} · k={ref.key.k_shot} · {ref.key.curation}: {reference} vs "
+            f"{other.key.method}"
+        )
         if a.shape[1] == 0:
             notes.append(f"{label}: no example id scored by both in every seed; skipped")
             continue
         if partial:
-            notes.append(f"{label}: {partial} example(s) scored in some seeds only were left out of the bootstrap")
-        mean, low, high = hierarchical_bootstrap_ci(a, b, n_resamples=n_resamples, confidence=confidence, seed=0)
-        comparisons.append(Comparison(ref.key.model, ref.key.task, ref.key.k_shot, ref.key.curation, reference,
-                                      other.key.method, tuple(seeds), int(a.shape[1]), 100 * mean, 100 * low,
-                                      100 * high))
+            notes.append(
+                f"{label}: {partial} example(s) scored in some seeds only were left out of the bootstrap"
+            )
+        mean, low, high = hierarchical_bootstrap_ci(
+            a, b, n_resamples=n_resamples, confidence=confidence, seed=0
+        )
+        comparisons.append(
+            Comparison(
+                ref.key.model,
+                ref.key.task,
+                ref.key.k_shot,
+                ref.key.curation,
+                reference,
+                other.key.method,
+                tuple(seeds),
+                int(a.shape[1]),
+                100 * mean,
+                100 * low,
+                100 * high,
+            )
+        )
     return comparisons, list(dict.fromkeys(samples.notes + notes))
 
 
@@ -346,8 +384,11 @@ def _interval(replicates: np.ndarray, mean: float, confidence: float) -> Interva
 
 
 def group_language_intervals(
-    per_seed: Sequence[Mapping[str, Mapping[str, float]]], key: GroupKey, seeds: Sequence[int],
-    n_resamples: int = 1000, confidence: float = 0.95,
+    per_seed: Sequence[Mapping[str, Mapping[str, float]]],
+    key: GroupKey,
+    seeds: Sequence[int],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
 ) -> LanguageIntervals | None:
     """Hierarchical bootstrap intervals of one group's per-language accuracy, Macro and Δ.
 
@@ -369,21 +410,43 @@ def group_language_intervals(
     if not matrices:
         return None
     draws = bootstrap_seed_draws(len(per_seed), n_resamples, seed=0)
-    replicates = np.stack([hierarchical_bootstrap_replicates(matrix, n_resamples, seed=index)
-                           for index, matrix in enumerate(matrices.values())])  # (L, S, B)
+    replicates = np.stack(
+        [
+            hierarchical_bootstrap_replicates(matrix, n_resamples, seed=index)
+            for index, matrix in enumerate(matrices.values())
+        ]
+    )  # (L, S, B)
     seed_means = np.stack([matrix.mean(axis=1) for matrix in matrices.values()])  # (L, S)
-    accuracy = {lang: _interval(mean_over_drawn_seeds(replicates[index], draws), float(seed_means[index].mean()),
-                                confidence) for index, lang in enumerate(matrices)}
-    macro = _interval(mean_over_drawn_seeds(replicates.mean(axis=0), draws), float(seed_means.mean()), confidence)
+    accuracy = {
+        lang: _interval(
+            mean_over_drawn_seeds(replicates[index], draws), float(seed_means[index].mean()), confidence
+        )
+        for index, lang in enumerate(matrices)
+    }
+    macro = _interval(
+        mean_over_drawn_seeds(replicates.mean(axis=0), draws), float(seed_means.mean()), confidence
+    )
     spread = replicates.max(axis=0) - replicates.min(axis=0)
-    delta = _interval(mean_over_drawn_seeds(spread, draws),
-                      float((seed_means.max(axis=0) - seed_means.min(axis=0)).mean()), confidence)
-    return LanguageIntervals(key, tuple(seeds), accuracy, macro, delta,
-                             {lang: matrix.shape[1] for lang, matrix in matrices.items()})
+    delta = _interval(
+        mean_over_drawn_seeds(spread, draws),
+        float((seed_means.max(axis=0) - seed_means.min(axis=0)).mean()),
+        confidence,
+    )
+    return LanguageIntervals(
+        key,
+        tuple(seeds),
+        accuracy,
+        macro,
+        delta,
+        {lang: matrix.shape[1] for lang, matrix in matrices.items()},
+    )
 
 
 def language_intervals(
-    run_dir: Path, groups: Iterable[CellGroup], n_resamples: int = 1000, confidence: float = 0.95,
+    run_dir: Path,
+    groups: Iterable[CellGroup],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
     progress: bool = True,
 ) -> tuple[dict[GroupKey, LanguageIntervals], list[str]]:
     """:func:`group_language_intervals` for each classification group, from its cells' samples files
@@ -405,8 +468,10 @@ def language_intervals(
             per_seed.append(by_lang)
         intervals = group_language_intervals(per_seed, group.key, group.seeds, n_resamples, confidence)
         if intervals is None:
-            notes.append(f"{group.key.model} · {group.key.method} · {group.key.task}: no language scored in every "
-                         "seed; no intervals")
+            notes.append(
+                f"{group.key.model} · {group.key.method} · {group.key.task}: no language scored in every "
+                "seed; no intervals"
+            )
         else:
             out[group.key] = intervals
     return out, list(dict.fromkeys(samples.notes + notes))

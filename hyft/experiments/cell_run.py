@@ -51,7 +51,9 @@ def evaluation_keys(config: RunConfig, task: Task) -> list[str]:
     return translation_directions([lang for lang in languages if lang != "en"])
 
 
-def shot_pools(config: RunConfig, task: Task, cell: Cell, curated: dict[str, list[dict]] | None) -> dict[str, list[Example]]:
+def shot_pools(
+    config: RunConfig, task: Task, cell: Cell, curated: dict[str, list[dict]] | None
+) -> dict[str, list[Example]]:
     """Per language, the examples the k shots are drawn from: the curated view, the task's shot split
     (XNLI dev), or — for tasks without one (FLORES devtest) — the evaluation split, whose drawn shots
     are then excluded from evaluation."""
@@ -60,8 +62,14 @@ def shot_pools(config: RunConfig, task: Task, cell: Cell, curated: dict[str, lis
     if cell.curation == NO_CURATION or curated is None:
         # A task may mark which rows can be shots (MT-Bench: only questions with a reference answer).
         trainable = task.extra.get("trainable")
-        return {lang: [e for e in task.load(task.shot_split or task.eval_split, lang, data)
-                       if trainable is None or trainable(e)] for lang in languages}
+        return {
+            lang: [
+                e
+                for e in task.load(task.shot_split or task.eval_split, lang, data)
+                if trainable is None or trainable(e)
+            ]
+            for lang in languages
+        }
     view = curated[cell.curation.lower()]
     pools: dict[str, list[Example]] = {lang: [] for lang in languages}
     for record in view:
@@ -87,24 +95,43 @@ def draw_training_set(pools: dict[str, list[Example]], k: int, seed: int, val_pe
     return shots, validation
 
 
-def excluded_from_evaluation(shots: dict[str, list[Example]], validation: dict[str, list[Example]]) -> dict[str, set]:
+def excluded_from_evaluation(
+    shots: dict[str, list[Example]], validation: dict[str, list[Example]]
+) -> dict[str, set]:
     """Ids trained or calibrated on, which must not be evaluated when they come from the evaluation split."""
     return {lang: {e["id"] for e in shots[lang]} | {e["id"] for e in validation[lang]} for lang in shots}
 
 
-def encode(task: Task, rows: dict[str, list[Example]], tokenizer: Any, kind: str, max_length: int,
-           chat_template: ChatTemplateMode = "auto") -> list[dict]:
+def encode(
+    task: Task,
+    rows: dict[str, list[Example]],
+    tokenizer: Any,
+    kind: str,
+    max_length: int,
+    chat_template: ChatTemplateMode = "auto",
+) -> list[dict]:
     """Tokenised training examples from {language or direction: examples}, prompts as evaluation uses them
     (``chat_template``: the run's ``eval.chat_template``, so train and eval see one format)."""
     from hyft.tasks.causal_lm import build_causal_lm_example, encode_pair
 
     if kind == "encoder":
-        return [encode_pair(tokenizer, example, max_length, task) for examples in rows.values() for example in examples]
-    return [build_causal_lm_example(task, example, lang, tokenizer, max_length=max_length, chat_template=chat_template)
-            for lang, examples in rows.items() for example in examples]
+        return [
+            encode_pair(tokenizer, example, max_length, task)
+            for examples in rows.values()
+            for example in examples
+        ]
+    return [
+        build_causal_lm_example(
+            task, example, lang, tokenizer, max_length=max_length, chat_template=chat_template
+        )
+        for lang, examples in rows.items()
+        for example in examples
+    ]
 
 
-def cell_train_config(config: RunConfig, seed: int, search_choice: dict[str, Any] | None = None) -> TrainConfig:
+def cell_train_config(
+    config: RunConfig, seed: int, search_choice: dict[str, Any] | None = None
+) -> TrainConfig:
     """The train section with the cell's seed and, when searched, the chosen grid values."""
     return config.train.model_copy(update={**(search_choice or {}), "seed": seed})
 
@@ -112,8 +139,15 @@ def cell_train_config(config: RunConfig, seed: int, search_choice: dict[str, Any
 def load_model(config: RunConfig, entry: ModelEntry, task: Task, seed: int) -> tuple[Any, Any]:
     """(model, tokenizer): the base model with a fresh head for encoders, on the GPU when there is one."""
     num_labels = len(task.labels) if entry.kind == "encoder" else None
-    model, tokenizer = load_base_model(entry.name_or_path, entry.kind, num_labels, entry.dtype, entry.tokenizer,
-                                       seed=seed, quantization=entry.quantization)
+    model, tokenizer = load_base_model(
+        entry.name_or_path,
+        entry.kind,
+        num_labels,
+        entry.dtype,
+        entry.tokenizer,
+        seed=seed,
+        quantization=entry.quantization,
+    )
     if torch.cuda.is_available() and entry.quantization is None:  # a quantized model is loaded in place
         model = model.cuda()
     return model, tokenizer
@@ -130,30 +164,52 @@ class Fitted:
     val_examples: list[dict] | None
 
 
-def fit_adapter(config: RunConfig, task: Task, entry: ModelEntry, model: Any, tokenizer: Any, method: str,
-                shots: dict[str, list[Example]], validation: dict[str, list[Example]], train_config: TrainConfig,
-                out_dir: Path, show_progress: bool = True) -> Fitted:
+def fit_adapter(
+    config: RunConfig,
+    task: Task,
+    entry: ModelEntry,
+    model: Any,
+    tokenizer: Any,
+    method: str,
+    shots: dict[str, list[Example]],
+    validation: dict[str, list[Example]],
+    train_config: TrainConfig,
+    out_dir: Path,
+    show_progress: bool = True,
+) -> Fitted:
     """Wrap ``model`` with the adapter of method label ``method`` (LoRA-GA's gradient init on the first
     batches of the shots) and train it on the shots, with the validation rows for the val loss; the
     trainer checkpoints under ``out_dir`` and resumes from there."""
     num_labels = len(task.labels) if entry.kind == "encoder" else None
     examples = encode(task, shots, tokenizer, entry.kind, config.data.max_length, config.eval.chat_template)
     has_val = any(validation.values())
-    val_examples = (encode(task, validation, tokenizer, entry.kind, config.data.max_length, config.eval.chat_template)
-                    if has_val else None)
+    val_examples = (
+        encode(task, validation, tokenizer, entry.kind, config.data.max_length, config.eval.chat_template)
+        if has_val
+        else None
+    )
     order = list(range(len(examples)))
     random.Random(f"hyft-init/{train_config.seed}").shuffle(order)
     size = train_config.batch_size
-    init = [collate([examples[i] for i in order[s : s + size]], tokenizer.pad_token_id)
-            for s in range(0, min(len(order), size * train_config.init_batches), size)]
+    init = [
+        collate([examples[i] for i in order[s : s + size]], tokenizer.pad_token_id)
+        for s in range(0, min(len(order), size * train_config.init_batches), size)
+    ]
     adapter_config = config.adapter_config(method)
     started = time.perf_counter()
     model = hyft.wrap(model, adapter_config, init_batches=init, seed=train_config.seed)
     init_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    result = train(model, examples, train_config, out_dir, eval_examples=val_examples,
-                   pad_token_id=tokenizer.pad_token_id, show_progress=show_progress,
-                   uniform_loss=math.log(num_labels) if num_labels else None)
+    result = train(
+        model,
+        examples,
+        train_config,
+        out_dir,
+        eval_examples=val_examples,
+        pad_token_id=tokenizer.pad_token_id,
+        show_progress=show_progress,
+        uniform_loss=math.log(num_labels) if num_labels else None,
+    )
     return Fitted(model, result, init_seconds, time.perf_counter() - started, val_examples)
 
 
@@ -169,16 +225,28 @@ def check_code_sandbox(config: RunConfig) -> None:
     try:
         layers = check_code_execution_allowed(config.eval.allow_unsafe_code)
     except UnsafeCodeRefused as exc:
-        message = str(exc).replace("--unsafe-code (config: allow_unsafe_code: true)",
-                                   "eval.allow_unsafe_code: true in the run config")
-        raise UserError(f"run {config.run.name!r} has a HumanEval task, which runs model-written code, but {message}") from None
+        message = str(exc).replace(
+            "--unsafe-code (config: allow_unsafe_code: true)",
+            "eval.allow_unsafe_code: true in the run config",
+        )
+        raise UserError(
+            f"run {config.run.name!r} has a HumanEval task, which runs model-written code, but {message}"
+        ) from None
     if not set(KERNEL_LAYERS) <= set(layers):
-        logger.warning("eval.allow_unsafe_code: HumanEval code runs without a kernel sandbox (%s)", ", ".join(layers))
+        logger.warning(
+            "eval.allow_unsafe_code: HumanEval code runs without a kernel sandbox (%s)", ", ".join(layers)
+        )
 
 
-def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, list[dict]] | None,
-             is_main: bool = True, show_progress: bool = True,
-             search_choice: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_cell(
+    config: RunConfig,
+    cell: Cell,
+    run_dir: Path,
+    curated: dict[str, list[dict]] | None,
+    is_main: bool = True,
+    show_progress: bool = True,
+    search_choice: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Train and evaluate one cell; returns the cell record (also written to ``cells/<id>/result.json``).
 
     ``search_choice``: train settings chosen by the search for this cell's (model, task, method).
@@ -193,17 +261,31 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
     model, tokenizer = load_model(config, entry, task, cell.seed)
     pools = shot_pools(config, task, cell, curated)
     shots, validation = draw_training_set(pools, cell.k_shot, cell.seed, config.data.val_examples, task)
-    record: dict[str, Any] = {**cell.as_dict(), "status": "running",
-                              "shots": {lang: [e["id"] for e in rows] for lang, rows in shots.items()},
-                              "train": None}
+    record: dict[str, Any] = {
+        **cell.as_dict(),
+        "status": "running",
+        "shots": {lang: [e["id"] for e in rows] for lang, rows in shots.items()},
+        "train": None,
+    }
     footprint: dict[str, Any] = {}
     dynamics: dict[str, Any] = {"epochs": [], "lambda": {}}
     if cell.k_shot > 0:
         train_config = cell_train_config(config, cell.seed, search_choice)
         record["train"] = train_config.model_dump(mode="json")
         record["search_choice"] = dict(search_choice) if search_choice is not None else None
-        fitted = fit_adapter(config, task, entry, model, tokenizer, cell.method, shots, validation, train_config,
-                             cell_dir / "train", show_progress)
+        fitted = fit_adapter(
+            config,
+            task,
+            entry,
+            model,
+            tokenizer,
+            cell.method,
+            shots,
+            validation,
+            train_config,
+            cell_dir / "train",
+            show_progress,
+        )
         model = fitted.model
         footprint, dynamics = training_footprint(fitted), training_dynamics(fitted.result)
         if is_main:
@@ -212,16 +294,31 @@ def run_cell(config: RunConfig, cell: Cell, run_dir: Path, curated: dict[str, li
     model.eval()
     if not is_main and not is_distributed():
         return record
-    evaluation = evaluate_cell(config, cell, task, entry, model, tokenizer, shots, validation, curated,
-                               progress=show_progress and is_main)
+    evaluation = evaluate_cell(
+        config,
+        cell,
+        task,
+        entry,
+        model,
+        tokenizer,
+        shots,
+        validation,
+        curated,
+        progress=show_progress and is_main,
+    )
     if not is_main:
         record.update(status="done", eval=evaluation)
         return record
     samples = evaluation.pop("samples")
     cell_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(cell_dir / "samples.jsonl", samples)  # before result.json: a result's samples exist
-    record.update(status="done", eval=evaluation, footprint=footprint, dynamics=dynamics,
-                  samples_path=f"cells/{cell.cell_id}/samples.jsonl")
+    record.update(
+        status="done",
+        eval=evaluation,
+        footprint=footprint,
+        dynamics=dynamics,
+        samples_path=f"cells/{cell.cell_id}/samples.jsonl",
+    )
     atomic_write_text(cell_dir / RESULT_FILE, json.dumps(record, indent=1, ensure_ascii=False))
     return record
 
@@ -255,34 +352,55 @@ def training_dynamics(result: TrainResult) -> dict[str, Any]:
     return dynamics
 
 
-def evaluate_cell(config: RunConfig, cell: Cell, task: Task, entry: ModelEntry, model: Any, tokenizer: Any,
-                  shots: dict[str, list[Example]], validation: dict[str, list[Example]],
-                  curated: dict[str, list[dict]] | None, progress: bool) -> dict[str, Any]:
+def evaluate_cell(
+    config: RunConfig,
+    cell: Cell,
+    task: Task,
+    entry: ModelEntry,
+    model: Any,
+    tokenizer: Any,
+    shots: dict[str, list[Example]],
+    validation: dict[str, list[Example]],
+    curated: dict[str, list[dict]] | None,
+    progress: bool,
+) -> dict[str, Any]:
     """Score the cell's model on the task's test rows. Every rank scores its share of the batches and gets
     the whole result (the numbers one process gets, :func:`hyft.distributed.map_batches`). The temperature
     is fitted on the cell's validation rows (held-out dev rows, never the training shots)."""
     from hyft.evaluation.evaluate import evaluate_task
 
-    options: dict[str, Any] = {"seed": cell.seed, "batch_size": config.eval.batch_size,
-                               "max_examples": config.data.max_eval_examples, "progress": progress,
-                               "data": DataSource.default(config.data.data_dir),
-                               "chat_template": config.eval.chat_template}
+    options: dict[str, Any] = {
+        "seed": cell.seed,
+        "batch_size": config.eval.batch_size,
+        "max_examples": config.data.max_eval_examples,
+        "progress": progress,
+        "data": DataSource.default(config.data.data_dir),
+        "chat_template": config.eval.chat_template,
+    }
     if task.kind == "classification":
         options.update(orthographic=config.eval.orthographic, ece_bins=config.eval.ece_bins)
         if config.eval.temperature_scaling:
-            options["calibration_rows"] = {lang: rows[: config.eval.calibration_examples]
-                                           for lang, rows in validation.items()}
+            options["calibration_rows"] = {
+                lang: rows[: config.eval.calibration_examples] for lang, rows in validation.items()
+            }
     else:
         options["max_new_tokens"] = config.eval.max_new_tokens
         options["judge"] = config.eval.judge
     if not task.shot_split:
         options["exclude_ids"] = evaluation_exclusions(config, task, shots, validation, curated)
     with sharded_evaluation():
-        return evaluate_task(model, tokenizer, task, evaluation_keys(config, task), model_kind=entry.kind, **options)
+        return evaluate_task(
+            model, tokenizer, task, evaluation_keys(config, task), model_kind=entry.kind, **options
+        )
 
 
-def evaluation_exclusions(config: RunConfig, task: Task, shots: dict[str, list[Example]],
-                          validation: dict[str, list[Example]], curated: dict[str, list[dict]] | None) -> dict[str, set]:
+def evaluation_exclusions(
+    config: RunConfig,
+    task: Task,
+    shots: dict[str, list[Example]],
+    validation: dict[str, list[Example]],
+    curated: dict[str, list[dict]] | None,
+) -> dict[str, set]:
     """Ids never scored when the shots come from the evaluation split: the cell's shots and validation rows
     and, with a search, every row any search trial trained or scored on."""
     excluded = excluded_from_evaluation(shots, validation)

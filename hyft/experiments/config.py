@@ -41,25 +41,47 @@ class RunSection(BaseModel):
 
     name: str = Field(description="Run folder name: results go to <output_dir>/<name>/.")
     output_dir: Path = Field(Path("runs"), description="Parent folder of run folders.")
-    seeds: list[int] = Field([0], min_length=1, description="Seed indices; every number is reported over them.")
+    seeds: list[int] = Field(
+        [0], min_length=1, description="Seed indices; every number is reported over them."
+    )
 
 
 class DataSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: str | None = Field(None, description="One task or group from the registry (hyft ls): demo-nli, xnli, "
-                             "sst2, glue, ...; shorthand for tasks: [task].")
-    tasks: list[str] | None = Field(None, min_length=1, description="Several tasks and/or groups run in one grid "
-                                    "(glue = mnli, sst2, qnli, qqp when its file exists); set task or tasks.")
-    languages: list[LanguageCode] | None = Field(None, description="Languages to train and evaluate; default: all.")
-    k_shots: list[int] = Field([32], min_length=1, description="Training examples per language (paper: 0/8/32/128).")
-    data_dir: Path | None = Field(None, description="Benchmark files; default $HYFT_DATA_DIR, else ../shared/data.")
+    task: str | None = Field(
+        None,
+        description="One task or group from the registry (hyft ls): demo-nli, xnli, "
+        "sst2, glue, ...; shorthand for tasks: [task].",
+    )
+    tasks: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Several tasks and/or groups run in one grid "
+        "(glue = mnli, sst2, qnli, qqp when its file exists); set task or tasks.",
+    )
+    languages: list[LanguageCode] | None = Field(
+        None, description="Languages to train and evaluate; default: all."
+    )
+    k_shots: list[int] = Field(
+        [32], min_length=1, description="Training examples per language (paper: 0/8/32/128)."
+    )
+    data_dir: Path | None = Field(
+        None, description="Benchmark files; default $HYFT_DATA_DIR, else ../shared/data."
+    )
     max_length: int = Field(128, ge=8, description="Tokens per training/eval sequence (truncated).")
-    max_eval_examples: int | None = Field(None, ge=1, description="First n test rows per language (None: all).")
-    val_examples: int = Field(32, ge=0, description="Dev rows per language (not shots) for the per-epoch val loss.")
-    custom: CustomTaskSpec | None = Field(None, description="task: custom — your own JSONL/CSV/Parquet file(s): "
-                                          "{test, train, text_fields, label_field, label_names, language_field "
-                                          "or language, verbalizers} (hyft.tasks.custom).")
+    max_eval_examples: int | None = Field(
+        None, ge=1, description="First n test rows per language (None: all)."
+    )
+    val_examples: int = Field(
+        32, ge=0, description="Dev rows per language (not shots) for the per-epoch val loss."
+    )
+    custom: CustomTaskSpec | None = Field(
+        None,
+        description="task: custom — your own JSONL/CSV/Parquet file(s): "
+        "{test, train, text_fields, label_field, label_names, language_field "
+        "or language, verbalizers} (hyft.tasks.custom).",
+    )
 
     @field_validator("k_shots")
     @classmethod
@@ -71,11 +93,15 @@ class DataSection(BaseModel):
     @model_validator(mode="after")
     def _task_or_tasks(self) -> DataSection:
         if (self.task is None) == (self.tasks is None):
-            raise ValueError("set exactly one of data.task (one task, e.g. task: xnli) and data.tasks "
-                             "(several, e.g. tasks: [xnli, glue])")
+            raise ValueError(
+                "set exactly one of data.task (one task, e.g. task: xnli) and data.tasks "
+                "(several, e.g. tasks: [xnli, glue])"
+            )
         if (CUSTOM_TASK in self.task_names) != (self.custom is not None):
-            raise ValueError("task 'custom' and the data.custom section go together: data.custom names the file(s) "
-                             "and columns (test, text_fields, label_field, label_names), task: custom uses them")
+            raise ValueError(
+                "task 'custom' and the data.custom section go together: data.custom names the file(s) "
+                "and columns (test, text_fields, label_field, label_names), task: custom uses them"
+            )
         return self
 
     @property
@@ -89,22 +115,26 @@ class CurationSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pool: str = Field(description="Pool file: JSONL, CSV or Parquet (text fields, label, lang; columns named by "
-                      "settings); 'builtin:demo-pool' for the shipped one.")
+    pool: str = Field(
+        description="Pool file: JSONL, CSV or Parquet (text fields, label, lang; columns named by "
+        "settings); 'builtin:demo-pool' for the shipped one."
+    )
     train_stage: Stage = Field("C2", description="Which curated view the main grid trains on.")
     ablation_stages: list[Stage] = Field([], description="Extra stages for the curation ablation (Table V).")
     ablation_methods: list[str] = Field([], description="Methods run at the ablation stages (default: all).")
     settings: CurationConfig = Field(description="Curation settings (hyft curate's config).")
     decontaminate_against_eval: bool = Field(
-        True, description="Drop pool records that copy a row of the run's own evaluation splits "
+        True,
+        description="Drop pool records that copy a row of the run's own evaluation splits "
         "(reason eval_contamination, counted per language in the curation report).",
     )
 
 
 SEARCH_METRICS = ("accuracy", "val_loss")
 # Train settings a search may not vary: the seed is the cell's, the rest only change logging/checkpoints.
-UNSEARCHABLE_FIELDS = frozenset({"seed", "log_every", "checkpoint_every", "keep_checkpoints", "report_to",
-                                 "tracker_project"})
+UNSEARCHABLE_FIELDS = frozenset(
+    {"seed", "log_every", "checkpoint_every", "keep_checkpoints", "report_to", "tracker_project"}
+)
 
 
 class SearchSection(BaseModel):
@@ -115,13 +145,20 @@ class SearchSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    grid: dict[str, list[Any]] = Field(min_length=1, description="Train field → values to try, e.g. "
-                                       "{lr: [3.0e-4, 1.0e-3], lr_lora_ga: [1.0e-5, 3.0e-5]}.")
+    grid: dict[str, list[Any]] = Field(
+        min_length=1,
+        description="Train field → values to try, e.g. {lr: [3.0e-4, 1.0e-3], lr_lora_ga: [1.0e-5, 3.0e-5]}.",
+    )
     methods: list[str] | None = Field(None, min_length=1, description="Method labels searched; default: all.")
-    k_shot: int | None = Field(None, ge=1, description="k the search trains at; default: the largest data.k_shots.")
-    seeds: list[int] | None = Field(None, min_length=1, description="Seeds of the search; default: the run's first.")
+    k_shot: int | None = Field(
+        None, ge=1, description="k the search trains at; default: the largest data.k_shots."
+    )
+    seeds: list[int] | None = Field(
+        None, min_length=1, description="Seeds of the search; default: the run's first."
+    )
     metric: Literal["accuracy", "val_loss"] = Field(
-        "accuracy", description="Validation accuracy (classification tasks; others use val_loss) or val_loss.")
+        "accuracy", description="Validation accuracy (classification tasks; others use val_loss) or val_loss."
+    )
 
     @field_validator("grid")
     @classmethod
@@ -132,8 +169,10 @@ class SearchSection(BaseModel):
         problems, coerced = [], {}
         for name, values in grid.items():
             if name in UNSEARCHABLE_FIELDS:
-                problems.append(f"train field {name!r} cannot be searched (the seed is the cell's; the others only "
-                                "change logging and checkpoints)")
+                problems.append(
+                    f"train field {name!r} cannot be searched (the seed is the cell's; the others only "
+                    "change logging and checkpoints)"
+                )
                 continue
             if name not in valid:
                 close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
@@ -161,12 +200,16 @@ class ModelEntry(BaseModel):
 
     name: str = Field(description="Short label used in tables and cell ids.")
     name_or_path: str = Field(description="Hub id, local folder, or builtin:minilm (offline).")
-    kind: Literal["encoder", "decoder"] = Field(description="encoder: classification head; decoder: causal LM.")
+    kind: Literal["encoder", "decoder"] = Field(
+        description="encoder: classification head; decoder: causal LM."
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Base weight dtype.")
     tokenizer: str | None = Field(None, description="Tokenizer id/folder; default: name_or_path.")
     quantization: Quantization | None = Field(
-        None, description="Load the base quantized with bitsandbytes: {bits: 4|8, quant_type: nf4|fp4, "
-        "compute_dtype: bf16|fp16|fp32, double_quant: bool}; adapters train on the frozen quantized weights.")
+        None,
+        description="Load the base quantized with bitsandbytes: {bits: 4|8, quant_type: nf4|fp4, "
+        "compute_dtype: bf16|fp16|fp32, double_quant: bool}; adapters train on the frozen quantized weights.",
+    )
 
 
 class EvalSection(BaseModel):
@@ -174,16 +217,25 @@ class EvalSection(BaseModel):
 
     batch_size: int = Field(32, ge=1, description="Sequences per evaluation forward.")
     orthographic: bool = Field(True, description="Also evaluate orthographic variants (Table IV).")
-    temperature_scaling: bool = Field(True, description="Fit a temperature on dev; report ECE beside raw ECE.")
+    temperature_scaling: bool = Field(
+        True, description="Fit a temperature on dev; report ECE beside raw ECE."
+    )
     calibration_examples: int = Field(64, ge=10, description="Dev rows per language for the temperature.")
     ece_bins: int = Field(15, ge=1, description="ECE bins (equal width).")
     bootstrap_resamples: int = Field(1000, ge=100, description="Paired bootstrap resamples for the CIs.")
-    max_new_tokens: int | None = Field(None, ge=1, description="Generation tasks: token limit (default: the task's).")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="Generation tasks: token limit (default: the task's)."
+    )
     chat_template: ChatTemplateMode = Field(
-        "auto", description="Decoders: auto puts prompts (training examples and evaluation alike) in the tokenizer's "
-        "chat template when it has one (tokenizer.chat_template), as one user message; never: plain-text prompts.")
-    judge: str | None = Field(None, description="MT-Bench: local causal LM (path or cached Hub id) that grades "
-                              "answers 1–10 (hyft.evaluation.judge); none: BLEU against the GPT-4 references only.")
+        "auto",
+        description="Decoders: auto puts prompts (training examples and evaluation alike) in the tokenizer's "
+        "chat template when it has one (tokenizer.chat_template), as one user message; never: plain-text prompts.",
+    )
+    judge: str | None = Field(
+        None,
+        description="MT-Bench: local causal LM (path or cached Hub id) that grades "
+        "answers 1–10 (hyft.evaluation.judge); none: BLEU against the GPT-4 references only.",
+    )
     allow_unsafe_code: bool = Field(
         False,
         description="HumanEval: run model-written code even where the kernel gives no sandbox (no user "
@@ -211,11 +263,15 @@ class RunConfig(BaseModel):
     @classmethod
     def _method_defaults_to_label(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("methods"), dict):
-            data = {**data, "methods": {
-                label: {"method": label, **(fields or {})} if isinstance(fields, dict | None) and
-                "method" not in (fields or {}) else fields
-                for label, fields in data["methods"].items()
-            }}
+            data = {
+                **data,
+                "methods": {
+                    label: {"method": label, **(fields or {})}
+                    if isinstance(fields, dict | None) and "method" not in (fields or {})
+                    else fields
+                    for label, fields in data["methods"].items()
+                },
+            }
         return data
 
     @field_validator("data")
@@ -250,15 +306,21 @@ class RunConfig(BaseModel):
         quantized = [m.name for m in self.models if m.quantization is not None]
         full = [label for label, method in self.methods.items() if method.method == "full"]
         if quantized and full:
-            raise ValueError(f"methods {full} fine-tune every weight, which a quantized base cannot (models "
-                             f"{quantized} set quantization); drop them or load those models unquantized")
+            raise ValueError(
+                f"methods {full} fine-tune every weight, which a quantized base cannot (models "
+                f"{quantized} set quantization); drop them or load those models unquantized"
+            )
         if self.curation:
             unknown = [m for m in self.curation.ablation_methods if m not in self.methods]
             if unknown:
-                raise ValueError(f"curation.ablation_methods {unknown} are not in methods {list(self.methods)}")
+                raise ValueError(
+                    f"curation.ablation_methods {unknown} are not in methods {list(self.methods)}"
+                )
             if len(self.tasks()) > 1:
-                raise ValueError(f"curation feeds the shots of one task, but data names {self.tasks()}; "
-                                 "curate in a run with one task")
+                raise ValueError(
+                    f"curation feeds the shots of one task, but data names {self.tasks()}; "
+                    "curate in a run with one task"
+                )
         if self.search is not None:
             self._check_search(self.search)
         return self
@@ -295,8 +357,11 @@ class RunConfig(BaseModel):
         """Configured group names → their member tasks (e.g. ``{"glue": ["mnli", "sst2", "qnli"]}``)."""
         from hyft.tasks.registry import expand_task_names, is_group
 
-        return {name: expand_task_names([name], self.data_source())
-                for name in self.data.task_names if is_group(name)}
+        return {
+            name: expand_task_names([name], self.data_source())
+            for name in self.data.task_names
+            if is_group(name)
+        }
 
     def languages_for(self, task: Task) -> list[str]:
         """The languages a task runs in: ``data.languages`` (default: all) for a multilingual task, the one

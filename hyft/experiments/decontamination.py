@@ -14,7 +14,9 @@ from hyft.tasks.base import Task
 from hyft.tasks.loading import DataError, DataSource
 
 
-def task_split_rows(name_split: str, data: DataSource, languages: list[str] | None = None) -> list[dict[str, Any]]:
+def task_split_rows(
+    name_split: str, data: DataSource, languages: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Rows ``{id, texts}`` of ``task:split`` in each of the task's languages (only ``languages`` if given).
 
     Texts are the task's text fields in task order (XNLI: premise, hypothesis); ids are the task's own row

@@ -64,9 +64,13 @@ FAMILIES: dict[str, Family] = {
     "llama": Family(hidden=8.4, mlp=4.0, scores_materialised=3.0),
 }
 FAMILY_OF_MODEL_TYPE = {
-    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet"], "bert"),
+    **dict.fromkeys(
+        ["bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet"], "bert"
+    ),
     "bloom": "bloom",
-    **dict.fromkeys(["llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo"], "llama"),
+    **dict.fromkeys(
+        ["llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "olmo"], "llama"
+    ),
 }
 # Unknown architectures: the largest of the known counts, so the estimate errs towards more memory.
 FALLBACK_FAMILY = Family(hidden=10.4, mlp=4.0, scores_materialised=3.0)
@@ -159,9 +163,14 @@ class TrainingEstimate:
 
     def parts_gib(self) -> dict[str, float]:
         """The memory terms in GiB, for tables."""
-        return {"weights": self.weight_bytes / GIB, "trainable_state": self.trainable_state_bytes / GIB,
-                "activations": self.activation_bytes / GIB, "transient": self.transient_bytes / GIB,
-                "init": self.init_peak_bytes / GIB, "peak": self.peak_bytes / GIB}
+        return {
+            "weights": self.weight_bytes / GIB,
+            "trainable_state": self.trainable_state_bytes / GIB,
+            "activations": self.activation_bytes / GIB,
+            "transient": self.transient_bytes / GIB,
+            "init": self.init_peak_bytes / GIB,
+            "peak": self.peak_bytes / GIB,
+        }
 
 
 # -- The model on the meta device ----------------------------------------------------------------------
@@ -232,10 +241,12 @@ def architecture(model: torch.nn.Module, model_config: Any, kind: str) -> Archit
         hidden=hidden,
         layers=_first(model_config, "num_hidden_layers", "n_layer"),
         heads=heads,
-        intermediate=_first(model_config, "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden) or 4 * hidden,
+        intermediate=_first(model_config, "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)
+        or 4 * hidden,
         vocab=getattr(model_config, "vocab_size", 0),
-        attention_dropout=float(_first(model_config, "attention_probs_dropout_prob", "attention_dropout",
-                                       default=0.0) or 0.0),
+        attention_dropout=float(
+            _first(model_config, "attention_probs_dropout_prob", "attention_dropout", default=0.0) or 0.0
+        ),
         token_linear_params=token,
         sequence_linear_params=sequence,
         quantizable_params=quantizable,
@@ -331,8 +342,14 @@ def clear_probe_cache() -> None:
     _PROBES.clear()
 
 
-def measure_matmul_rate(device: str = "cpu", dtype: torch.dtype = torch.float32, m: int = 1024, k: int = 512,
-                        n: int = 2048, seconds: float = PROBE_SECONDS) -> float:
+def measure_matmul_rate(
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    m: int = 1024,
+    k: int = 512,
+    n: int = 2048,
+    seconds: float = PROBE_SECONDS,
+) -> float:
     """FLOP/s of (m×k)·(k×n) GEMMs on ``device`` now (the GPU probe)."""
     a = torch.randn(m, k, device=device, dtype=dtype)
     b = torch.randn(k, n, device=device, dtype=dtype)
@@ -343,8 +360,13 @@ def _probe_tokens(tokens: int, hidden: int, intermediate: int) -> int:
     return max(64, min(tokens, 512, int(PROBE_FLOPS_PER_REPEAT / (8 * hidden * intermediate))))
 
 
-def measure_layer_rate(tokens: int, hidden: int, intermediate: int, dtype: torch.dtype = torch.float32,
-                       seconds: float = PROBE_SECONDS) -> float:
+def measure_layer_rate(
+    tokens: int,
+    hidden: int,
+    intermediate: int,
+    dtype: torch.dtype = torch.float32,
+    seconds: float = PROBE_SECONDS,
+) -> float:
     """Matmul FLOP/s a frozen MLP block reaches on this CPU now: ``LayerNorm(x + W2·GELU(W1·x))`` forward
     and backward to x (as a frozen base under an adapter), widths capped at 1024 / 4096 so the probe
     stays small; 8·t·h·f matmul FLOPs per repeat."""
@@ -385,10 +407,21 @@ def measure_block_rate(tokens: int, width: int, group: int, seconds: float = PRO
 
 
 # -- The estimate -----------------------------------------------------------------------------------------
-def estimate_training(model_config: Any, kind: str, adapter_config: Any, batch_size: int, length: int, *,
-                      dtype: str = "float32", quantization: Any = None, mixed_precision: str = "no",
-                      gradient_checkpointing: bool = False, init_batches: int = 4, device: str | None = None,
-                      matmul_rate: float | None = None) -> TrainingEstimate:
+def estimate_training(
+    model_config: Any,
+    kind: str,
+    adapter_config: Any,
+    batch_size: int,
+    length: int,
+    *,
+    dtype: str = "float32",
+    quantization: Any = None,
+    mixed_precision: str = "no",
+    gradient_checkpointing: bool = False,
+    init_batches: int = 4,
+    device: str | None = None,
+    matmul_rate: float | None = None,
+) -> TrainingEstimate:
     """Peak memory and step time of training ``adapter_config`` on the model of ``model_config``.
 
     kind: "encoder" (sequence classification, ``model_config.num_labels`` set) or "decoder" (causal LM);
@@ -415,15 +448,21 @@ def estimate_training(model_config: Any, kind: str, adapter_config: Any, batch_s
     params = list(wrapped.parameters())
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total = sum(p.numel() for p in params)
-    adapter_params = sum(p.numel() for _, _, layer in adapted for n, p in layer.named_parameters()
-                         if not n.startswith("base_layer."))
+    adapter_params = sum(
+        p.numel()
+        for _, _, layer in adapted
+        for n, p in layer.named_parameters()
+        if not n.startswith("base_layer.")
+    )
     base_params = total - adapter_params
 
     # Weights: the base in its dtype (linear layers packed when quantized), adapters in fp32.
     weight_bytes_per = DTYPE_BYTES[dtype]
     if quantization is not None:
         packed = _quantized_bytes_per_weight(quantization)
-        weight_bytes = arch.quantizable_params * packed + (base_params - arch.quantizable_params) * weight_bytes_per
+        weight_bytes = (
+            arch.quantizable_params * packed + (base_params - arch.quantizable_params) * weight_bytes_per
+        )
     else:
         weight_bytes = base_params * weight_bytes_per
     weight_bytes += adapter_params * 4
@@ -435,11 +474,16 @@ def estimate_training(model_config: Any, kind: str, adapter_config: Any, batch_s
     tokens = batch_size * length
     family = FAMILIES.get(FAMILY_OF_MODEL_TYPE.get(arch.model_type, ""), FALLBACK_FAMILY)
     if family is FALLBACK_FAMILY:
-        notes.append(f"model type {arch.model_type!r}: no measured activation profile, the largest known one used")
+        notes.append(
+            f"model type {arch.model_type!r}: no measured activation profile, the largest known one used"
+        )
     eager_scores = family.always_eager or (not on_cuda and arch.attention_dropout > 0)
     score_values = family.scores_materialised if eager_scores else 0.0
-    per_layer = tokens * (family.hidden * arch.hidden + family.mlp * arch.intermediate
-                          + score_values * arch.heads * length) * act_bytes
+    per_layer = (
+        tokens
+        * (family.hidden * arch.hidden + family.mlp * arch.intermediate + score_values * arch.heads * length)
+        * act_bytes
+    )
     logits = tokens * arch.vocab * 4 if kind == "decoder" else 0
     outside = tokens * EMBEDDING_HIDDEN * arch.hidden * act_bytes + LOGIT_SAVED_COPIES * logits
     adapter_saved = _adapter_saved_bytes(adapter_config, adapted, tokens, quantization is not None)
@@ -463,17 +507,33 @@ def estimate_training(model_config: Any, kind: str, adapter_config: Any, batch_s
         largest = max((d_in * d_out for d_in, d_out, _ in adapted), default=0)
         accumulators = 4 * targets if init_batches > 1 else 0
         base_activations = arch.layers * per_layer + outside
-        init_transient = (LOGIT_TRANSIENT_COPIES * logits
-                          + _backward_transient(on_cuda, per_layer, arch.layers * per_layer, arch.layers))
-        init_peak = (weight_bytes - adapter_params * 4 + base_activations + init_transient + 4 * largest + runtime
-                     + (0 if on_cuda else accumulators))
+        init_transient = LOGIT_TRANSIENT_COPIES * logits + _backward_transient(
+            on_cuda, per_layer, arch.layers * per_layer, arch.layers
+        )
+        init_peak = (
+            weight_bytes
+            - adapter_params * 4
+            + base_activations
+            + init_transient
+            + 4 * largest
+            + runtime
+            + (0 if on_cuda else accumulators)
+        )
         if on_cuda and accumulators:
             notes.append(f"LoRA-GA keeps {accumulators / GIB:.2f} GiB of fp32 gradient sums in host memory")
     peak = max(train_peak, init_peak)
 
     # Time: the step's FLOPs over the probed rates × efficiency.
-    flops, block_flops = _step_flops(arch, adapter_config, adapted, batch_size, length, full,
-                                     gradient_checkpointing, quantization is not None)
+    flops, block_flops = _step_flops(
+        arch,
+        adapter_config,
+        adapted,
+        batch_size,
+        length,
+        full,
+        gradient_checkpointing,
+        quantization is not None,
+    )
     compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     if compute_dtype is None:
         compute_dtype = torch.float32 if dtype == "float32" else getattr(torch, dtype)
@@ -483,21 +543,34 @@ def estimate_training(model_config: Any, kind: str, adapter_config: Any, batch_s
     groups = [layer_parts(layer, adapter_config, d_in).boft_group for d_in, _, layer in adapted]
     if matmul_rate is not None or on_cuda:
         if matmul_rate is None:
-            matmul_rate = measure_matmul_rate(device, compute_dtype, min(tokens, 2048), arch.hidden,
-                                              max(arch.intermediate, arch.hidden))
+            matmul_rate = measure_matmul_rate(
+                device, compute_dtype, min(tokens, 2048), arch.hidden, max(arch.intermediate, arch.hidden)
+            )
         step_seconds = (flops + BLOCK_MATMUL_COST * block_flops) / (matmul_rate * efficiency)
     else:
-        matmul_rate = measure_layer_rate(tokens, arch.hidden, max(arch.intermediate, arch.hidden), compute_dtype)
+        matmul_rate = measure_layer_rate(
+            tokens, arch.hidden, max(arch.intermediate, arch.hidden), compute_dtype
+        )
         step_seconds = flops / (matmul_rate * efficiency)
         if block_flops:
             block_rate = measure_block_rate(tokens, arch.hidden, max(g for g in groups if g))
             step_seconds += block_flops / (block_rate * efficiency)
     flops += block_flops
-    return TrainingEstimate(trainable=trainable, total=total, weight_bytes=weight_bytes,
-                            trainable_state_bytes=trainable_state, activation_bytes=activations,
-                            transient_bytes=transient + runtime, init_peak_bytes=init_peak, peak_bytes=peak,
-                            flops_per_step=flops, matmul_rate=matmul_rate, step_seconds=step_seconds, device=device,
-                            notes=notes)
+    return TrainingEstimate(
+        trainable=trainable,
+        total=total,
+        weight_bytes=weight_bytes,
+        trainable_state_bytes=trainable_state,
+        activation_bytes=activations,
+        transient_bytes=transient + runtime,
+        init_peak_bytes=init_peak,
+        peak_bytes=peak,
+        flops_per_step=flops,
+        matmul_rate=matmul_rate,
+        step_seconds=step_seconds,
+        device=device,
+        notes=notes,
+    )
 
 
 def _backward_transient(on_cuda: bool, per_layer: float, saved: float, layers: int) -> float:
@@ -527,8 +600,9 @@ def _activation_bytes_per_value(dtype: str, quantization: Any, mixed_precision: 
     return 4
 
 
-def _adapter_saved_bytes(adapter_config: Any, adapted: list[tuple[int, int, torch.nn.Module]], tokens: int,
-                         quantized: bool) -> float:
+def _adapter_saved_bytes(
+    adapter_config: Any, adapted: list[tuple[int, int, torch.nn.Module]], tokens: int, quantized: bool
+) -> float:
     """What the adapters save beyond the base layer's own input (fp32 adapter tensors)."""
     saved = 0.0
     for d_in, _d_out, layer in adapted:
@@ -546,8 +620,16 @@ def _adapter_saved_bytes(adapter_config: Any, adapted: list[tuple[int, int, torc
     return saved
 
 
-def _step_flops(arch: Architecture, adapter_config: Any, adapted: list, batch_size: int, length: int, full: bool,
-                gradient_checkpointing: bool, quantized: bool = False) -> tuple[float, float]:
+def _step_flops(
+    arch: Architecture,
+    adapter_config: Any,
+    adapted: list,
+    batch_size: int,
+    length: int,
+    full: bool,
+    gradient_checkpointing: bool,
+    quantized: bool = False,
+) -> tuple[float, float]:
     """(GEMM FLOPs, BOFT block-matmul FLOPs) of one micro-batch's forward + backward."""
     tokens = batch_size * length
     # Forward: 2 FLOPs per weight per token; attention: QKᵀ and PV, 2·2·T·L·h per layer.
@@ -566,7 +648,9 @@ def _step_flops(arch: Architecture, adapter_config: Any, adapted: list, batch_si
             g = parts.boft_group
             # Rotating W0 (2·d_out·d_in·g; the T tokens instead on a packed base) in the forward; ∂x and
             # ∂R: two g-wide block matmuls over the tokens.
-            blocks += (2 * tokens * d_in * g if quantized else 2 * d_out * d_in * g) + 2 * (2 * tokens * d_in * g)
+            blocks += (2 * tokens * d_in * g if quantized else 2 * d_out * d_in * g) + 2 * (
+                2 * tokens * d_in * g
+            )
         if parts.unitary:
             adapter += 3 * 2 * tokens * d_in * 2  # a 2×2-block rotation of the input, forward and backward
     recompute = forward if gradient_checkpointing else 0.0
@@ -579,19 +663,31 @@ def estimate_rows(config: RunConfig) -> list[dict]:
     from hyft.experiments.cells import plan_cells
     from hyft.experiments.search import grid_points, plan_searches, point_name
 
-    rows = [_estimate_row(config, cell.cell_id, cell.model, cell.method, cell.task, cell.k_shot, config.train)
-            for cell in plan_cells(config)]
+    rows = [
+        _estimate_row(config, cell.cell_id, cell.model, cell.method, cell.task, cell.k_shot, config.train)
+        for cell in plan_cells(config)
+    ]
     for key in plan_searches(config):
         for point in grid_points(config, key.method):
             train = config.train.model_copy(update=point)
             for seed in config.search_seeds():
-                rows.append(_estimate_row(config, f"search/{key.key_id}/{point_name(point)}/seed{seed}", key.model,
-                                          key.method, key.task, config.search_k_shot(), train))
+                rows.append(
+                    _estimate_row(
+                        config,
+                        f"search/{key.key_id}/{point_name(point)}/seed{seed}",
+                        key.model,
+                        key.method,
+                        key.task,
+                        config.search_k_shot(),
+                        train,
+                    )
+                )
     return rows
 
 
-def _estimate_row(config: RunConfig, label: str, model_name: str, method: str, task_name: str, k_shot: int,
-                  train) -> dict:
+def _estimate_row(
+    config: RunConfig, label: str, model_name: str, method: str, task_name: str, k_shot: int, train
+) -> dict:
     from transformers import AutoConfig
 
     from hyft.models import resolve_model_path
@@ -605,33 +701,66 @@ def _estimate_row(config: RunConfig, label: str, model_name: str, method: str, t
         model_config.num_labels = len(task.labels)
     batch, length = train.batch_size, config.data.max_length
     examples = k_shot * len(languages)
-    steps = 0 if k_shot == 0 else train.max_steps or train.epochs * math.ceil(examples / (batch * train.grad_accum))
+    steps = (
+        0
+        if k_shot == 0
+        else train.max_steps or train.epochs * math.ceil(examples / (batch * train.grad_accum))
+    )
     if k_shot == 0:  # zero-shot: no training; the model's parameters only
         total = sum(p.numel() for p in meta_model(model_config, entry.kind).parameters())
-        return {"cell": label, "trainable": 0, "total": total, "memory_gib": 0.0, "step_s": 0.0, "steps": 0,
-                "minutes": 0.0}
-    result = estimate_training(model_config, entry.kind, config.adapter_config(method), batch, length,
-                               dtype=entry.dtype, quantization=entry.quantization,
-                               mixed_precision=train.mixed_precision,
-                               gradient_checkpointing=train.gradient_checkpointing, init_batches=train.init_batches)
+        return {
+            "cell": label,
+            "trainable": 0,
+            "total": total,
+            "memory_gib": 0.0,
+            "step_s": 0.0,
+            "steps": 0,
+            "minutes": 0.0,
+        }
+    result = estimate_training(
+        model_config,
+        entry.kind,
+        config.adapter_config(method),
+        batch,
+        length,
+        dtype=entry.dtype,
+        quantization=entry.quantization,
+        mixed_precision=train.mixed_precision,
+        gradient_checkpointing=train.gradient_checkpointing,
+        init_batches=train.init_batches,
+    )
     step_s = result.step_seconds * train.grad_accum
-    return {"cell": label, "trainable": result.trainable, "total": result.total,
-            "memory_gib": result.peak_bytes / GIB, "step_s": step_s, "steps": steps,
-            "minutes": steps * step_s / 60, "notes": result.notes}
+    return {
+        "cell": label,
+        "trainable": result.trainable,
+        "total": result.total,
+        "memory_gib": result.peak_bytes / GIB,
+        "step_s": step_s,
+        "steps": steps,
+        "minutes": steps * step_s / 60,
+        "notes": result.notes,
+    }
 
 
 def estimate_table(config: RunConfig) -> str:
     """The Markdown table ``hyft estimate`` prints."""
     rows = estimate_rows(config)
-    lines = ["| cell | trainable params | total params | est. peak memory (GiB) | est. s/step | steps | "
-             "est. train minutes |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| cell | trainable params | total params | est. peak memory (GiB) | est. s/step | steps | "
+        "est. train minutes |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
-        lines.append(f"| {row['cell']} | {row['trainable']:,} | {row['total']:,} | {row['memory_gib']:.2f} | "
-                     f"{row['step_s']:.2f} | {row['steps']} | {row['minutes']:.1f} |")
+        lines.append(
+            f"| {row['cell']} | {row['trainable']:,} | {row['total']:,} | {row['memory_gib']:.2f} | "
+            f"{row['step_s']:.2f} | {row['steps']} | {row['minutes']:.1f} |"
+        )
     notes = sorted({note for row in rows for note in row.get("notes", [])})
-    lines.append(f"\nTotal estimated training time: {sum(r['minutes'] for r in rows):.1f} min. Memory: peak of "
-                 "one process (CPU: RSS above the loaded libraries; GPU: allocated tensors), the LoRA-GA "
-                 "initialisation included (zero-shot cells train nothing: 0); time: this machine's speed, "
-                 "probed now, so a busy machine gives longer times. Formulas and accuracy: docs/estimate.md.")
+    lines.append(
+        f"\nTotal estimated training time: {sum(r['minutes'] for r in rows):.1f} min. Memory: peak of "
+        "one process (CPU: RSS above the loaded libraries; GPU: allocated tensors), the LoRA-GA "
+        "initialisation included (zero-shot cells train nothing: 0); time: this machine's speed, "
+        "probed now, so a busy machine gives longer times. Formulas and accuracy: docs/estimate.md."
+    )
     lines.extend(f"Note: {note}" for note in notes)
     return "\n".join(lines)

@@ -43,8 +43,10 @@ def pareto_front(costs: Sequence[float], qualities: Sequence[float]) -> list[int
         raise ValueError(f"pareto_front: {len(costs)} costs but {len(qualities)} qualities")
     front = []
     for i, (cost_i, quality_i) in enumerate(zip(costs, qualities, strict=True)):
-        dominated = any(cost_j <= cost_i and quality_j >= quality_i and (cost_j < cost_i or quality_j > quality_i)
-                        for cost_j, quality_j in zip(costs, qualities, strict=True))
+        dominated = any(
+            cost_j <= cost_i and quality_j >= quality_i and (cost_j < cost_i or quality_j > quality_i)
+            for cost_j, quality_j in zip(costs, qualities, strict=True)
+        )
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: (costs[i], -qualities[i], i))
@@ -67,11 +69,17 @@ def _label(group: CellGroup, models: Sequence[str]) -> str:
 def _primary_groups(results: Mapping[str, Any], any_k: bool = False) -> tuple[list[CellGroup], Any]:
     """Groups of the primary task at the main curation stage (and main k unless ``any_k``), run order."""
     setting = main_setting(results)
-    groups = [g for g in group_cells(results.get("cells", [])).values()
-              if g.key.task == setting.primary_task and g.key.curation == setting.curation
-              and (any_k or g.key.k_shot == setting.k_shot)]
+    groups = [
+        g
+        for g in group_cells(results.get("cells", [])).values()
+        if g.key.task == setting.primary_task
+        and g.key.curation == setting.curation
+        and (any_k or g.key.k_shot == setting.k_shot)
+    ]
     run = results.get("run", {})
-    method_rank = {m: i for i, m in enumerate(ordered((g.key.method for g in groups), run.get("methods", ())))}
+    method_rank = {
+        m: i for i, m in enumerate(ordered((g.key.method for g in groups), run.get("methods", ())))
+    }
     model_rank = {m: i for i, m in enumerate(ordered((g.key.model for g in groups), run.get("models", ())))}
     groups.sort(key=lambda g: (model_rank[g.key.model], method_rank[g.key.method], g.key.k_shot))
     return groups, setting
@@ -90,8 +98,11 @@ def figure_1_fewshot_scaling(results: Mapping[str, Any], out_path: Path) -> Path
     all_ks = sorted({g.key.k_shot for g in groups})
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ylabel = "score"
-    lines = [[g for g in groups if g.key.method == method and g.key.model == model]
-             for model in models for method in trained] or [[g] for g in untrained.values()]
+    lines = [
+        [g for g in groups if g.key.method == method and g.key.model == model]
+        for model in models
+        for method in trained
+    ] or [[g] for g in untrained.values()]
     for line in (sorted(line, key=lambda g: g.key.k_shot) for line in lines if line):
         if line[0].key.k_shot > 0 and line[0].key.model in untrained:
             line.insert(0, untrained[line[0].key.model])
@@ -99,8 +110,14 @@ def figure_1_fewshot_scaling(results: Mapping[str, Any], out_path: Path) -> Path
         ylabel = headline_score(line[-1].mean)[1]
         means = [np.nan if m is None else m for m, _ in stats]
         stds = [0.0 if s is None else s for _, s in stats]
-        ax.errorbar([all_ks.index(g.key.k_shot) for g in line], means, yerr=stds, marker="o", capsize=3,
-                    label=_label(line[-1], models))
+        ax.errorbar(
+            [all_ks.index(g.key.k_shot) for g in line],
+            means,
+            yerr=stds,
+            marker="o",
+            capsize=3,
+            label=_label(line[-1], models),
+        )
     ax.set_xticks(range(len(all_ks)), [str(k) for k in all_ks])  # evenly spaced, as in the paper
     ax.set_xlabel("shots per language (k)" + (" · k = 0: base model, shared" if untrained else ""))
     ax.set_ylabel(ylabel)
@@ -119,7 +136,10 @@ def figure_2_cost_quality(results: Mapping[str, Any], out_path: Path) -> Path | 
     if not points:
         return None
     models = ordered(g.key.model for g, _ in points)
-    panels = [("step_time_median_s", 1.0, "median step time (s)"), ("peak_memory_bytes", 1 / GB, "peak memory (GB)")]
+    panels = [
+        ("step_time_median_s", 1.0, "median step time (s)"),
+        ("peak_memory_bytes", 1 / GB, "peak memory (GB)"),
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
     for ax, (key, scale, xlabel) in zip(axes, panels, strict=True):
         usable = [(g, q) for g, q in points if g.footprint_mean.get(key) is not None]
@@ -130,15 +150,25 @@ def figure_2_cost_quality(results: Mapping[str, Any], out_path: Path) -> Path | 
             ax.annotate(_label(g, models), (cost, q), textcoords="offset points", xytext=(5, 4), fontsize=8)
         front = pareto_front(costs, qualities) if usable else []
         if front:
-            ax.plot([costs[i] for i in front], [qualities[i] for i in front], "k--", lw=1, label="Pareto front")
-            ax.scatter([costs[i] for i in front], [qualities[i] for i in front], s=140, facecolors="none",
-                       edgecolors="k", zorder=4)
+            ax.plot(
+                [costs[i] for i in front], [qualities[i] for i in front], "k--", lw=1, label="Pareto front"
+            )
+            ax.scatter(
+                [costs[i] for i in front],
+                [qualities[i] for i in front],
+                s=140,
+                facecolors="none",
+                edgecolors="k",
+                zorder=4,
+            )
             ax.legend(fontsize=8, loc="lower right")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(headline_score(usable[0][0].mean)[1] if usable else "score")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Cost–quality frontier · {setting.primary_task} · k={setting.k_shot} (upper-left is better)",
-                 fontsize=10)
+    fig.suptitle(
+        f"Cost–quality frontier · {setting.primary_task} · k={setting.k_shot} (upper-left is better)",
+        fontsize=10,
+    )
     return _save(fig, out_path)
 
 
@@ -158,8 +188,9 @@ def _epoch_series(group: CellGroup, key: str) -> tuple[np.ndarray, np.ndarray] |
     return array.mean(axis=0), std
 
 
-def _epoch_panels(results: Mapping[str, Any], out_path: Path, panels: Sequence[tuple[str, float, str]],
-                  title: str) -> Path | None:
+def _epoch_panels(
+    results: Mapping[str, Any], out_path: Path, panels: Sequence[tuple[str, float, str]], title: str
+) -> Path | None:
     groups, setting = _primary_groups(results)
     models = ordered(g.key.model for g in groups)
     if not any(_epoch_series(g, key) for g in groups for key, _, _ in panels):
@@ -195,12 +226,17 @@ def figure_4_training_dynamics(results: Mapping[str, Any], out_path: Path) -> Pa
     return _epoch_panels(results, out_path, panels, "Training dynamics")
 
 
-def figure_lambda_per_layer(results: Mapping[str, Any], out_path: Path, method: str = "hybrid") -> Path | None:
+def figure_lambda_per_layer(
+    results: Mapping[str, Any], out_path: Path, method: str = "hybrid"
+) -> Path | None:
     """λ (LoRA-GA share of the hybrid update) per layer over optimizer steps, one line per layer, one
     panel per model; the mean over seeds whose logs have equal length, else the first seed."""
     groups, setting = _primary_groups(results)
-    groups = [g for g in groups if g.key.method == method
-              and any((c.get("dynamics") or {}).get("lambda") for c in g.cells)]
+    groups = [
+        g
+        for g in groups
+        if g.key.method == method and any((c.get("dynamics") or {}).get("lambda") for c in g.cells)
+    ]
     if not groups:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
@@ -227,14 +263,34 @@ def figure_lambda_per_layer(results: Mapping[str, Any], out_path: Path, method: 
 
 # (file name under figures/, caption, function, why it can be missing)
 FIGURES = (
-    ("fig1_fewshot_scaling.png", "Figure 1: few-shot scaling (macro score against k)", figure_1_fewshot_scaling,
-     "needs the primary task at two or more k values"),
-    ("fig2_cost_quality.png", "Figure 2: cost–quality frontier, Pareto front dashed", figure_2_cost_quality,
-     "needs cells with a footprint and a headline score"),
-    ("fig3_epoch_cost.png", "Figure 3: per-epoch time and peak memory", figure_3_epoch_cost,
-     "needs dynamics.epochs with epoch_time_s / peak_memory_bytes"),
-    ("fig4_training_dynamics.png", "Figure 4: gradient norm and validation loss", figure_4_training_dynamics,
-     "needs dynamics.epochs with grad_norm / val_loss"),
-    ("lambda_per_layer.png", "Hybrid λ per layer over training", figure_lambda_per_layer,
-     "needs a hybrid cell with dynamics.lambda"),
+    (
+        "fig1_fewshot_scaling.png",
+        "Figure 1: few-shot scaling (macro score against k)",
+        figure_1_fewshot_scaling,
+        "needs the primary task at two or more k values",
+    ),
+    (
+        "fig2_cost_quality.png",
+        "Figure 2: cost–quality frontier, Pareto front dashed",
+        figure_2_cost_quality,
+        "needs cells with a footprint and a headline score",
+    ),
+    (
+        "fig3_epoch_cost.png",
+        "Figure 3: per-epoch time and peak memory",
+        figure_3_epoch_cost,
+        "needs dynamics.epochs with epoch_time_s / peak_memory_bytes",
+    ),
+    (
+        "fig4_training_dynamics.png",
+        "Figure 4: gradient norm and validation loss",
+        figure_4_training_dynamics,
+        "needs dynamics.epochs with grad_norm / val_loss",
+    ),
+    (
+        "lambda_per_layer.png",
+        "Hybrid λ per layer over training",
+        figure_lambda_per_layer,
+        "needs a hybrid cell with dynamics.lambda",
+    ),
 )

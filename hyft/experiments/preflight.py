@@ -31,8 +31,10 @@ def _model_problem(index: int, name_or_path: str) -> str | None:
         pass
     where = f"models.{index}.name_or_path: {resolved!r}"
     if hub_offline():
-        return (f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE forbids downloading it "
-                "(use a local folder or builtin:minilm)")
+        return (
+            f"{where} is not in the local Hugging Face cache and HF_HUB_OFFLINE forbids downloading it "
+            "(use a local folder or builtin:minilm)"
+        )
     # Not cached and online: one metadata request, bounded by a timeout, says whether it exists.
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
@@ -42,10 +44,14 @@ def _model_problem(index: int, name_or_path: str) -> str | None:
     except GatedRepoError:
         return None  # exists; loading it needs a token, which from_pretrained will say
     except RepositoryNotFoundError:
-        return f"{where} is neither a local folder nor in the Hugging Face cache, and the Hub has no such model"
+        return (
+            f"{where} is neither a local folder nor in the Hugging Face cache, and the Hub has no such model"
+        )
     except Exception as exc:  # network down, timeout, proxy: say so instead of hanging in a retry loop
-        return (f"{where} is not in the local Hugging Face cache and the Hub did not answer within "
-                f"{HUB_TIMEOUT_S:.0f} s ({type(exc).__name__}); download it first or use a local folder")
+        return (
+            f"{where} is not in the local Hugging Face cache and the Hub did not answer within "
+            f"{HUB_TIMEOUT_S:.0f} s ({type(exc).__name__}); download it first or use a local folder"
+        )
     return None
 
 
@@ -73,7 +79,9 @@ def check_run_config(config: RunConfig, source: str = "<config>") -> None:
     if config.curation is not None and not resolve_pool(config.curation.pool).is_file():
         problems.append(f"curation.pool: file {config.curation.pool!r} not found")
     if config.eval.temperature_scaling and config.data.val_examples < 10:
-        problems.append("eval.temperature_scaling needs data.val_examples ≥ 10 held-out dev rows per language")
+        problems.append(
+            "eval.temperature_scaling needs data.val_examples ≥ 10 held-out dev rows per language"
+        )
     for task in tasks:
         if task.kind != "classification" and any(m.kind == "encoder" for m in config.models):
             problems.append(f"models: task {task.name!r} generates text and needs decoder models")

@@ -83,7 +83,9 @@ def eval_rows(config: RunConfig) -> list[dict[str, Any]]:
             for example in task.load(task.eval_split, lang, config.data_source()):
                 texts = [example[f] for f in fields if isinstance(example.get(f), str)]
                 if texts:
-                    rows.append({"id": str(example.get("id", f"{name}/{task.eval_split}/{lang}")), "texts": texts})
+                    rows.append(
+                        {"id": str(example.get("id", f"{name}/{task.eval_split}/{lang}")), "texts": texts}
+                    )
     return rows
 
 
@@ -121,15 +123,17 @@ def data_files_used(config: RunConfig) -> list[Path]:
         elif task.family not in families:
             families.add(task.family)
             root = config.data_source().root
-            files += sorted(p for p in root.rglob("*")
-                            if p.is_file() and f"/{task.family}/" in f"/{p.relative_to(root)}")
+            files += sorted(
+                p for p in root.rglob("*") if p.is_file() and f"/{task.family}/" in f"/{p.relative_to(root)}"
+            )
     if config.curation is not None:
         files.append(resolve_pool(config.curation.pool))
     return list(dict.fromkeys(files))
 
 
-def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool = True,
-        write_report: bool = True) -> Path:
+def run(
+    config: RunConfig, *, max_cells: int | None = None, show_progress: bool = True, write_report: bool = True
+) -> Path:
     """Run every stage; ``max_cells`` stops after that many newly computed cells (for tests/time boxes)."""
     from accelerate import PartialState
 
@@ -139,7 +143,9 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = config.model_dump(mode="json")
     if state.is_main_process:
-        atomic_write_text(run_dir / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        atomic_write_text(
+            run_dir / "config.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
+        )
         atomic_write_text(run_dir / "launch.txt", " ".join(shlex.quote(a) for a in sys.argv) + "\n")
     curated, curation_report = curate_stage(config, run_dir)
     cells = plan_cells(config)
@@ -158,11 +164,25 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
             key = SearchKey(cell.model, cell.task, cell.method)
             if key not in choices:
                 bar.set_postfix_str(f"search {key.key_id}")
-                choices[key] = run_search(config, key, run_dir, curated, is_main=state.is_main_process,
-                                          show_progress=show_progress, barrier=state.wait_for_everyone)["chosen"]
+                choices[key] = run_search(
+                    config,
+                    key,
+                    run_dir,
+                    curated,
+                    is_main=state.is_main_process,
+                    show_progress=show_progress,
+                    barrier=state.wait_for_everyone,
+                )["chosen"]
             choice = choices[key]
-        run_cell(config, cell, run_dir, curated, is_main=state.is_main_process, show_progress=show_progress,
-                 search_choice=choice)
+        run_cell(
+            config,
+            cell,
+            run_dir,
+            curated,
+            is_main=state.is_main_process,
+            show_progress=show_progress,
+            search_choice=choice,
+        )
         state.wait_for_everyone()
         computed += 1
     bar.close()
@@ -175,10 +195,16 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "run": {
-            "name": config.run.name, "config_hash": config_hash(resolved),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "complete": complete,
-            "seeds": config.run.seeds, "models": [m.name for m in config.models], "methods": list(config.methods),
-            "tasks": config.tasks(), "task_groups": config.task_groups(), "k_shots": config.data.k_shots,
+            "name": config.run.name,
+            "config_hash": config_hash(resolved),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "complete": complete,
+            "seeds": config.run.seeds,
+            "models": [m.name for m in config.models],
+            "methods": list(config.methods),
+            "tasks": config.tasks(),
+            "task_groups": config.task_groups(),
+            "k_shots": config.data.k_shots,
             "primary_task": config.tasks()[0],
             "languages": {task: config.languages_for(get_task(task)) for task in config.tasks()},
             "curation_stages": sorted({c.curation for c in cells}),
@@ -189,8 +215,9 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
         "search": load_search_results(config, run_dir),
         "cells": records,
     }
-    manifest = build_manifest(resolved, data_files_used(config),
-                              {m.name: m.name_or_path for m in config.models}, config.run.seeds)
+    manifest = build_manifest(
+        resolved, data_files_used(config), {m.name: m.name_or_path for m in config.models}, config.run.seeds
+    )
     clear_marker(run_dir)
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
     atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=1))
@@ -200,5 +227,7 @@ def run(config: RunConfig, *, max_cells: int | None = None, show_progress: bool 
 
         render(run_dir)
         written.append("report.md")
-    write_marker(run_dir, written, kind="hyft run", config_hash=results["run"]["config_hash"], complete=complete)
+    write_marker(
+        run_dir, written, kind="hyft run", config_hash=results["run"]["config_hash"], complete=complete
+    )
     return run_dir

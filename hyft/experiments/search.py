@@ -136,8 +136,10 @@ def relevant_fields(config: RunConfig, label: str) -> list[str]:
             continue
         others = {other: other_values[0] for other, other_values in grid.items() if other != name}
         probe = 2 * max(values) + 1.0  # an extra value: a one-value field that moves the method still applies
-        rates = {tuple(group_lr(config.train.model_copy(update={**others, name: value}), g) for g in groups)
-                 for value in [*values, probe]}
+        rates = {
+            tuple(group_lr(config.train.model_copy(update={**others, name: value}), g) for g in groups)
+            for value in [*values, probe]
+        }
         if len(rates) > 1:
             fields.append(name)
     return fields
@@ -167,8 +169,12 @@ def trial_metric(config: RunConfig, task: Task) -> str:
 
 def plan_searches(config: RunConfig) -> list[SearchKey]:
     """Every (model, task, method) the search covers, in run order."""
-    return [SearchKey(model.name, task, label) for model in config.models for task in config.tasks()
-            for label in config.search_methods()]
+    return [
+        SearchKey(model.name, task, label)
+        for model in config.models
+        for task in config.tasks()
+        for label in config.search_methods()
+    ]
 
 
 def search_dir(run_dir: Path, key: SearchKey) -> Path:
@@ -180,14 +186,17 @@ def _search_cell(config: RunConfig, key: SearchKey, seed: int) -> Cell:
     return Cell(key.model, key.method, key.task, config.search_k_shot(), stage, seed)
 
 
-def search_draw(config: RunConfig, task: Task, key: SearchKey, seed: int, curated: dict[str, list[dict]] | None
-                ) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
+def search_draw(
+    config: RunConfig, task: Task, key: SearchKey, seed: int, curated: dict[str, list[dict]] | None
+) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
     """(shots, validation rows) of one search seed: the draw a cell at the search's k and that seed uses."""
     pools = shot_pools(config, task, _search_cell(config, key, seed), curated)
     return draw_training_set(pools, config.search_k_shot(), seed, config.data.val_examples, task)
 
 
-def search_row_ids(config: RunConfig, task: Task, curated: dict[str, list[dict]] | None) -> dict[str, set[str]]:
+def search_row_ids(
+    config: RunConfig, task: Task, curated: dict[str, list[dict]] | None
+) -> dict[str, set[str]]:
     """Ids of every row the search trains or scores on for ``task`` (per language), over its seeds."""
     ids: dict[str, set[str]] = {}
     key = SearchKey(config.models[0].name, task.name, next(iter(config.methods)))
@@ -210,21 +219,44 @@ def score_trial(trial: TrialInputs) -> float:
             if not rows:
                 continue
             template = template_for(trial.task, lang) if trial.entry.kind == "decoder" else None
-            scored = classification_scores(trial.model, trial.tokenizer, trial.task, rows, trial.entry.kind,
-                                           template, batch_size=trial.config.eval.batch_size, progress=False,
-                                           chat_template=trial.config.eval.chat_template)
+            scored = classification_scores(
+                trial.model,
+                trial.tokenizer,
+                trial.task,
+                rows,
+                trial.entry.kind,
+                template,
+                batch_size=trial.config.eval.batch_size,
+                progress=False,
+                chat_template=trial.config.eval.chat_template,
+            )
             gold = [trial.task.label_index(row) for row in rows]
-            per_language.append(statistics.fmean(p == g for p, g in zip(scored.predictions, gold, strict=True)))
+            per_language.append(
+                statistics.fmean(p == g for p, g in zip(scored.predictions, gold, strict=True))
+            )
         return statistics.fmean(per_language)
     from hyft.training.trainer import evaluate_loss
 
     device = next(trial.model.parameters()).device
-    return evaluate_loss(trial.model, trial.val_examples or [], trial.config.eval.batch_size,
-                         trial.tokenizer.pad_token_id, device)
+    return evaluate_loss(
+        trial.model,
+        trial.val_examples or [],
+        trial.config.eval.batch_size,
+        trial.tokenizer.pad_token_id,
+        device,
+    )
 
 
-def run_trial(config: RunConfig, key: SearchKey, point: dict[str, Any], seed: int, trial_dir: Path,
-              curated: dict[str, list[dict]] | None, is_main: bool = True, show_progress: bool = True) -> None:
+def run_trial(
+    config: RunConfig,
+    key: SearchKey,
+    point: dict[str, Any],
+    seed: int,
+    trial_dir: Path,
+    curated: dict[str, list[dict]] | None,
+    is_main: bool = True,
+    show_progress: bool = True,
+) -> None:
     """Train one grid point at one seed and write its score to ``trial_dir/result.json`` (main process)."""
     from hyft.tasks.registry import get_task
 
@@ -233,17 +265,44 @@ def run_trial(config: RunConfig, key: SearchKey, point: dict[str, Any], seed: in
     shots, validation = search_draw(config, task, key, seed, curated)
     model, tokenizer = load_model(config, entry, task, seed)
     train_config = cell_train_config(config, seed, point)
-    fitted = fit_adapter(config, task, entry, model, tokenizer, key.method, shots, validation, train_config,
-                         trial_dir / "train", show_progress)
+    fitted = fit_adapter(
+        config,
+        task,
+        entry,
+        model,
+        tokenizer,
+        key.method,
+        shots,
+        validation,
+        train_config,
+        trial_dir / "train",
+        show_progress,
+    )
     if not is_main:
         return
     fitted.model.eval()
     metric = trial_metric(config, task)
-    score = score_trial(TrialInputs(config, task, entry, fitted.model, tokenizer, validation, fitted.val_examples,
-                                    train_config, metric))
+    score = score_trial(
+        TrialInputs(
+            config,
+            task,
+            entry,
+            fitted.model,
+            tokenizer,
+            validation,
+            fitted.val_examples,
+            train_config,
+            metric,
+        )
+    )
     record = {
-        **key.__dict__, "point": point, "seed": seed, "k_shot": config.search_k_shot(), "metric": metric,
-        "score": float(score), "train": train_config.model_dump(mode="json"),
+        **key.__dict__,
+        "point": point,
+        "seed": seed,
+        "k_shot": config.search_k_shot(),
+        "metric": metric,
+        "score": float(score),
+        "train": train_config.model_dump(mode="json"),
         "shot_ids": {lang: [e["id"] for e in rows] for lang, rows in shots.items()},
         "scored_ids": {lang: [e["id"] for e in rows] for lang, rows in validation.items()},
         "steps": fitted.result.steps,
@@ -256,7 +315,9 @@ def choose(trials: list[dict[str, Any]], higher_is_better: bool) -> dict[str, An
     """The best trial by ``score``; ties go to the first in the list (grid order)."""
     best = None
     for trial in trials:
-        if best is None or (trial["score"] > best["score"] if higher_is_better else trial["score"] < best["score"]):
+        if best is None or (
+            trial["score"] > best["score"] if higher_is_better else trial["score"] < best["score"]
+        ):
             best = trial
     return best
 
@@ -277,21 +338,39 @@ def summarize(config: RunConfig, key: SearchKey, run_dir: Path) -> dict[str, Any
             if not path.is_file():
                 return None
             scores[str(seed)] = json.loads(path.read_text())["score"]
-        trials.append({"point": point, "name": point_name(point), "score": statistics.fmean(scores.values()),
-                       "scores": scores})
+        trials.append(
+            {
+                "point": point,
+                "name": point_name(point),
+                "score": statistics.fmean(scores.values()),
+                "scores": scores,
+            }
+        )
     best = choose(trials, higher_is_better)
     return {
-        **key.__dict__, "adapter_method": config.adapter_config(key.method).method, "metric": metric,
-        "higher_is_better": higher_is_better, "k_shot": config.search_k_shot(), "seeds": config.search_seeds(),
-        "fields": fields, "skipped_fields": [f for f in config.search.grid if f not in fields],
-        "trials": trials, "chosen": dict(best["point"]) if best else {},
+        **key.__dict__,
+        "adapter_method": config.adapter_config(key.method).method,
+        "metric": metric,
+        "higher_is_better": higher_is_better,
+        "k_shot": config.search_k_shot(),
+        "seeds": config.search_seeds(),
+        "fields": fields,
+        "skipped_fields": [f for f in config.search.grid if f not in fields],
+        "trials": trials,
+        "chosen": dict(best["point"]) if best else {},
         "chosen_score": best["score"] if best else None,
     }
 
 
-def run_search(config: RunConfig, key: SearchKey, run_dir: Path, curated: dict[str, list[dict]] | None,
-               is_main: bool = True, show_progress: bool = True,
-               barrier: Callable[[], None] = lambda: None) -> dict[str, Any]:
+def run_search(
+    config: RunConfig,
+    key: SearchKey,
+    run_dir: Path,
+    curated: dict[str, list[dict]] | None,
+    is_main: bool = True,
+    show_progress: bool = True,
+    barrier: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
     """Run the missing trials of one search, then write and return its summary (``chosen``: the values
     the cells of this (model, task, method) train with; empty when no grid field concerns the method)."""
     folder = search_dir(run_dir, key)
@@ -322,5 +401,11 @@ def load_search_results(config: RunConfig, run_dir: Path) -> dict[str, Any] | No
         summary = summarize(config, key, run_dir)
         if summary is not None:
             searches.append(summary)
-    return {"grid": config.search.grid, "metric": config.search.metric, "k_shot": config.search_k_shot(),
-            "seeds": config.search_seeds(), "methods": config.search_methods(), "searches": searches}
+    return {
+        "grid": config.search.grid,
+        "metric": config.search.metric,
+        "k_shot": config.search_k_shot(),
+        "seeds": config.search_seeds(),
+        "methods": config.search_methods(),
+        "searches": searches,
+    }

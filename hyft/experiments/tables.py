@@ -69,9 +69,17 @@ def _spread_table(renderer: Callable[..., str], groups: Mapping[str, CellGroup],
     return with_spread(renderer(means, **options), renderer(stds, **options))
 
 
-def _slice(groups: Groups, setting: MainSetting, kind: str | None = None, task: str | None = None) -> list[CellGroup]:
-    return [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.key.curation == setting.curation
-            and (kind is None or g.mean.get("kind") == kind) and (task is None or g.key.task == task)]
+def _slice(
+    groups: Groups, setting: MainSetting, kind: str | None = None, task: str | None = None
+) -> list[CellGroup]:
+    return [
+        g
+        for g in groups.values()
+        if g.key.k_shot == setting.k_shot
+        and g.key.curation == setting.curation
+        and (kind is None or g.mean.get("kind") == kind)
+        and (task is None or g.key.task == task)
+    ]
 
 
 def _by_task_and_model(selected: Sequence[CellGroup], run: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
@@ -101,12 +109,16 @@ def table_general(groups: Groups, run: Mapping[str, Any], setting: MainSetting) 
     MT-Bench 1–10). GLUE is, per seed, the mean over the GLUE tasks (mnli, qqp, sst2, qnli) the model's
     cells carry, as in the paper; a method without all of them has no GLUE number. Shown when the run
     has a GLUE or general benchmark task, or two or more tasks (a lone multilingual task is Table II)."""
-    selected = [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.key.curation == setting.curation]
+    selected = [
+        g for g in groups.values() if g.key.k_shot == setting.k_shot and g.key.curation == setting.curation
+    ]
     tasks = ordered((g.key.task for g in selected), run.get("tasks", ()))
     general = [t for t in tasks if t in GLUE_TASKS or t in dict(GENERAL_BENCHMARKS)]
     if not general and len(tasks) < 2:
-        return ("_Table I skipped: the run has no GLUE, GSM8K, MT-Bench or HumanEval cells and a single task "
-                "(see Table II)._\n")
+        return (
+            "_Table I skipped: the run has no GLUE, GSM8K, MT-Bench or HumanEval cells and a single task "
+            "(see Table II)._\n"
+        )
     parts = []
     for model in ordered((g.key.model for g in selected), run.get("models", ())):
         members = [g for g in selected if g.key.model == model]
@@ -117,17 +129,25 @@ def table_general(groups: Groups, run: Mapping[str, Any], setting: MainSetting) 
             last_glue = max(i for i, (_, (t,)) in enumerate(columns) if t in GLUE_TASKS)
             columns.insert(last_glue + 1, ("GLUE", glue))
         methods = ordered((g.key.method for g in members), run.get("methods", ()))
-        table = {method: [_benchmark_cell(members, method, col_tasks) for _, col_tasks in columns]
-                 for method in methods}
+        table = {
+            method: [_benchmark_cell(members, method, col_tasks) for _, col_tasks in columns]
+            for method in methods
+        }
         keep = [i for i in range(len(columns)) if any(cells[i] != MISSING for cells in table.values())]
-        rows = [[method, *[cells[i] for i in keep]] for method, cells in table.items()
-                if any(cells[i] != MISSING for i in keep)]
+        rows = [
+            [method, *[cells[i] for i in keep]]
+            for method, cells in table.items()
+            if any(cells[i] != MISSING for i in keep)
+        ]
         if not rows:
             continue
         glue_line = f" GLUE = per seed the mean over {', '.join(glue)}, then over seeds." if glue else ""
-        parts += [f"### Table I · tasks · {model}\n\n{_setting_line(setting)} Headline score per task: accuracy "
-                  "(%; macro over languages), BLEU for translation, MT-Bench on 1–10." + glue_line + "\n\n",
-                  render(["Method", *[columns[i][0] for i in keep]], rows), "\n"]
+        parts += [
+            f"### Table I · tasks · {model}\n\n{_setting_line(setting)} Headline score per task: accuracy "
+            "(%; macro over languages), BLEU for translation, MT-Bench on 1–10." + glue_line + "\n\n",
+            render(["Method", *[columns[i][0] for i in keep]], rows),
+            "\n",
+        ]
     if not parts:
         return "_Table I skipped: no task at the main setting has a score (e.g. MT-Bench left unjudged)._\n"
     return "".join(parts)
@@ -141,7 +161,9 @@ def _benchmark_cell(members: Sequence[CellGroup], method: str, tasks: Sequence[s
         return MISSING
     per_seed = []
     for seed in sorted(set.intersection(*(set(g.seeds) for g in by_task.values()))):
-        scores = [headline_score(c["eval"])[0] for g in by_task.values() for c in g.cells if c["seed"] == seed]
+        scores = [
+            headline_score(c["eval"])[0] for g in by_task.values() for c in g.cells if c["seed"] == seed
+        ]
         if scores and None not in scores:
             per_seed.append(sum(scores) / len(scores))
     mean, std = mean_std(per_seed)
@@ -160,24 +182,42 @@ def interval_text(interval: Interval | None, digits: int = 1) -> str:
     return f"{interval.mean:.{digits}f} [{interval.low:.{digits}f}, {interval.high:.{digits}f}]"
 
 
-def interval_table(by_method: Mapping[str, CellGroup], intervals: Mapping[GroupKey, LanguageIntervals]) -> str:
+def interval_table(
+    by_method: Mapping[str, CellGroup], intervals: Mapping[GroupKey, LanguageIntervals]
+) -> str:
     """Per-language accuracy, Macro and Δ as ``mean [low, high]`` (percent), one row per method."""
     languages = ordered(lang for g in by_method.values() for lang in (g.mean.get("accuracy") or {}))
-    languages += [lang for g in by_method.values() if g.key in intervals
-                  for lang in intervals[g.key].accuracy if lang not in languages]
+    languages += [
+        lang
+        for g in by_method.values()
+        if g.key in intervals
+        for lang in intervals[g.key].accuracy
+        if lang not in languages
+    ]
     rows = []
     for method, group in by_method.items():
         found = intervals.get(group.key)
         if found is None:
             rows.append([method, *[MISSING] * (len(languages) + 2)])
             continue
-        rows.append([method, *[interval_text(found.accuracy.get(lang)) for lang in languages],
-                     interval_text(found.macro), interval_text(found.delta)])
+        rows.append(
+            [
+                method,
+                *[interval_text(found.accuracy.get(lang)) for lang in languages],
+                interval_text(found.macro),
+                interval_text(found.delta),
+            ]
+        )
     return render(["Method", *[lang.upper() for lang in languages], "Macro", "Δ"], rows)
 
 
-def table_multilingual(groups: Groups, run: Mapping[str, Any], setting: MainSetting,
-                       intervals: Mapping[GroupKey, LanguageIntervals] | None = None, confidence: float = 0.95) -> str:
+def table_multilingual(
+    groups: Groups,
+    run: Mapping[str, Any],
+    setting: MainSetting,
+    intervals: Mapping[GroupKey, LanguageIntervals] | None = None,
+    confidence: float = 0.95,
+) -> str:
     """Table II: per-language accuracy, Macro, Δ, Avg-ECE (percent) for each multilingual
     classification task (GLUE tasks go to Table I) and model; with ``intervals``
     (:func:`hyft.experiments.aggregate.language_intervals`) a second table gives accuracy, Macro and Δ
@@ -187,13 +227,19 @@ def table_multilingual(groups: Groups, run: Mapping[str, Any], setting: MainSett
         return "_Table II skipped: the run has no multilingual classification (XNLI-style) cells._\n"
     parts = []
     for (task, model), by_method in _by_task_and_model(selected, run).items():
-        parts += [f"### Table II · {task} · {model}\n\n{_setting_line(setting)}\n\n",
-                  _spread_table(task_tables.classification_table, by_method), "\n"]
+        parts += [
+            f"### Table II · {task} · {model}\n\n{_setting_line(setting)}\n\n",
+            _spread_table(task_tables.classification_table, by_method),
+            "\n",
+        ]
         if intervals and any(g.key in intervals for g in by_method.values()):
-            parts += [f"{confidence:.0%} CIs, {task} · {model}: mean over seeds [low, high] of a bootstrap that "
-                      "resamples seeds, then test examples (per-example correctness from the samples files); Δ's "
-                      "interval leans high, as best − worst of noisy accuracies does.\n\n",
-                      interval_table(by_method, intervals), "\n"]
+            parts += [
+                f"{confidence:.0%} CIs, {task} · {model}: mean over seeds [low, high] of a bootstrap that "
+                "resamples seeds, then test examples (per-example correctness from the samples files); Δ's "
+                "interval leans high, as best − worst of noisy accuracies does.\n\n",
+                interval_table(by_method, intervals),
+                "\n",
+            ]
     return "".join(parts)
 
 
@@ -213,7 +259,9 @@ def _translation_gaps(group: CellGroup, metric: str) -> tuple[tuple[Any, Any], t
             reverses.append(scores.get(f"reverse_gap_{metric}"))
             continue
         by_direction = {k: v for k, v in (scores.get(metric) or {}).items() if v is not None}
-        deltas.append(en_x_spread(by_direction) if sum(k.startswith("en-") for k in by_direction) >= 2 else None)
+        deltas.append(
+            en_x_spread(by_direction) if sum(k.startswith("en-") for k in by_direction) >= 2 else None
+        )
         reverses.append(scores.get(f"delta_{metric}"))
     return mean_std(deltas), mean_std(reverses)
 
@@ -223,8 +271,11 @@ def _translation_table(by_method: Mapping[str, CellGroup], metric: str) -> str:
     views, reverse = {}, {}
     for method, group in by_method.items():
         (delta_mean, delta_std), reverse[method] = _translation_gaps(group, metric)
-        views[method] = replace(group, mean={**group.mean, f"delta_{metric}": delta_mean},
-                                std={**group.std, f"delta_{metric}": delta_std})
+        views[method] = replace(
+            group,
+            mean={**group.mean, f"delta_{metric}": delta_mean},
+            std={**group.std, f"delta_{metric}": delta_std},
+        )
     rows = parse_markdown_table(_spread_table(task_tables.translation_table, views, metric=metric))
     header = [*rows[0], "Rev. Δ"] if rows else ["Method", "Rev. Δ"]
     return render(header, [[*row.values(), mean_pm_std(*reverse[row["Method"]])] for row in rows])
@@ -238,10 +289,12 @@ def table_translation(groups: Groups, run: Mapping[str, Any], setting: MainSetti
         return "_Table III skipped: the run has no translation (FLORES) cells._\n"
     parts = []
     for (task, model), by_method in _by_task_and_model(selected, run).items():
-        parts.append(f"### Table III · {task} · {model}\n\n{_setting_line(setting)} Δ = max − min over the EN→X "
-                     "directions; Rev. Δ = mean |A→B − B→A| over the pairs run both ways (– where undefined). "
-                     "No bootstrap interval: both translation metrics are corpus-level, with no per-example score "
-                     "to resample.\n\n")
+        parts.append(
+            f"### Table III · {task} · {model}\n\n{_setting_line(setting)} Δ = max − min over the EN→X "
+            "directions; Rev. Δ = mean |A→B − B→A| over the pairs run both ways (– where undefined). "
+            "No bootstrap interval: both translation metrics are corpus-level, with no per-example score "
+            "to resample.\n\n"
+        )
         for metric, label in (("bleu", "BLEU"), ("chrf", "chrF")):
             parts += [f"{label}\n\n", _translation_table(by_method, metric), "\n"]
     return "".join(parts)
@@ -254,15 +307,22 @@ def table_robustness(groups: Groups, run: Mapping[str, Any], setting: MainSettin
         return "_Table IV skipped: no cell was evaluated on orthographic variants._\n"
     parts = []
     for (task, model), by_method in _by_task_and_model(selected, run).items():
-        parts += [f"### Table IV · {task} · {model}\n\n{_setting_line(setting)} Drop = clean − variant "
-                  "accuracy (lower is better); 'changed' = share of examples an operation altered.\n\n",
-                  _spread_table(task_tables.robustness_table, by_method), "\n"]
+        parts += [
+            f"### Table IV · {task} · {model}\n\n{_setting_line(setting)} Drop = clean − variant "
+            "accuracy (lower is better); 'changed' = share of examples an operation altered.\n\n",
+            _spread_table(task_tables.robustness_table, by_method),
+            "\n",
+        ]
     return "".join(parts)
 
 
 def table_curation(groups: Groups, run: Mapping[str, Any], setting: MainSetting) -> str:
     """Table V: the same task, model, method and k at different curation stages (rows ``stage · method``)."""
-    selected = [g for g in groups.values() if g.key.k_shot == setting.k_shot and g.mean.get("kind") == "classification"]
+    selected = [
+        g
+        for g in groups.values()
+        if g.key.k_shot == setting.k_shot and g.mean.get("kind") == "classification"
+    ]
     parts = []
     for task in ordered((g.key.task for g in selected), run.get("tasks", ())):
         for model in ordered((g.key.model for g in selected), run.get("models", ())):
@@ -270,13 +330,19 @@ def table_curation(groups: Groups, run: Mapping[str, Any], setting: MainSetting)
             by_method: dict[str, list[CellGroup]] = {}
             for group in members:
                 by_method.setdefault(group.key.method, []).append(group)
-            rows = {f"{g.key.curation} · {method}": g
-                    for method in ordered(by_method, run.get("methods", ())) if len(by_method[method]) >= 2
-                    for g in sorted(by_method[method], key=lambda g: stage_sort_key(g.key.curation))}
+            rows = {
+                f"{g.key.curation} · {method}": g
+                for method in ordered(by_method, run.get("methods", ()))
+                if len(by_method[method]) >= 2
+                for g in sorted(by_method[method], key=lambda g: stage_sort_key(g.key.curation))
+            }
             if rows:
-                parts += [f"### Table V · {task} · {model}\n\nk = {setting.k_shot}; rows are curation stage · "
-                          "method; mean ± std over seeds.\n\n",
-                          _spread_table(task_tables.classification_table, rows), "\n"]
+                parts += [
+                    f"### Table V · {task} · {model}\n\nk = {setting.k_shot}; rows are curation stage · "
+                    "method; mean ± std over seeds.\n\n",
+                    _spread_table(task_tables.classification_table, rows),
+                    "\n",
+                ]
     if not parts:
         return "_Table V skipped: no method was run at two or more curation stages._\n"
     return "".join(parts)
@@ -288,15 +354,30 @@ def table_footprint(groups: Groups, run: Mapping[str, Any], setting: MainSetting
     selected = [g for g in _slice(groups, setting, task=setting.primary_task) if g.footprint_mean]
     if not selected:
         return "_Table VI skipped: no cell recorded a training footprint._\n"
-    columns = [("Peak mem. (GB)", "peak_memory_bytes", 1 / GB, 2), ("Step time (s)", "step_time_median_s", 1, 3),
-               ("Tunable (M)", "trainable_parameters", 1e-6, 3), ("Total (M)", "total_parameters", 1e-6, 1),
-               ("Train (s)", "train_seconds", 1, 1)]
+    columns = [
+        ("Peak mem. (GB)", "peak_memory_bytes", 1 / GB, 2),
+        ("Step time (s)", "step_time_median_s", 1, 3),
+        ("Tunable (M)", "trainable_parameters", 1e-6, 3),
+        ("Total (M)", "total_parameters", 1e-6, 1),
+        ("Train (s)", "train_seconds", 1, 1),
+    ]
     parts = []
     for (task, model), by_method in _by_task_and_model(selected, run).items():
-        rows = [[method, *[mean_pm_std(g.footprint_mean.get(key), g.footprint_std.get(key), scale, digits)
-                           for _, key, scale, digits in columns]] for method, g in by_method.items()]
-        parts += [f"### Table VI · {task} · {model}\n\n{_setting_line(setting)}\n\n",
-                  render(["Method", *[c[0] for c in columns]], rows), "\n"]
+        rows = [
+            [
+                method,
+                *[
+                    mean_pm_std(g.footprint_mean.get(key), g.footprint_std.get(key), scale, digits)
+                    for _, key, scale, digits in columns
+                ],
+            ]
+            for method, g in by_method.items()
+        ]
+        parts += [
+            f"### Table VI · {task} · {model}\n\n{_setting_line(setting)}\n\n",
+            render(["Method", *[c[0] for c in columns]], rows),
+            "\n",
+        ]
     return "".join(parts)
 
 
@@ -308,12 +389,18 @@ def curation_counts(curation: Mapping[str, Any] | None) -> dict[str, dict[str, A
     counts: dict[str, dict[str, Any]] = {}
     if "languages" in curation:
         for lang, summary in curation["languages"].items():
-            counts[lang] = {"input": summary.get("n_input"), "dropped": summary.get("dropped", {}),
-                            **{stage: summary.get(f"n_{stage.lower()}") for stage in STAGES}}
+            counts[lang] = {
+                "input": summary.get("n_input"),
+                "dropped": summary.get("dropped", {}),
+                **{stage: summary.get(f"n_{stage.lower()}") for stage in STAGES},
+            }
     elif "per_language" in curation:
         for lang, summary in curation["per_language"].items():
-            counts[lang] = {"input": summary.get("input"), "dropped": summary.get("dropped", {}),
-                            **{stage: summary.get("kept", {}).get(stage) for stage in STAGES}}
+            counts[lang] = {
+                "input": summary.get("input"),
+                "dropped": summary.get("dropped", {}),
+                **{stage: summary.get("kept", {}).get(stage) for stage in STAGES},
+            }
     for stage, by_lang in (curation.get("stages") or {}).items():
         for lang, n in by_lang.items():
             if stage in STAGES and isinstance(n, int | float):
@@ -331,6 +418,12 @@ def table_curation_counts(curation: Mapping[str, Any] | None) -> str:
         kept = [c.get(stage) for stage in STAGES]
         retention = f"{100 * kept[2] / kept[0]:.1f}" if kept[0] and kept[2] is not None else MISSING
         reasons = sorted((c.get("dropped") or {}).items(), key=lambda item: (-item[1], item[0]))[:3]
-        rows.append([lang, *[MISSING if v is None else str(v) for v in (c.get("input"), *kept)], retention,
-                     ", ".join(f"{reason} {n}" for reason, n in reasons) or MISSING])
+        rows.append(
+            [
+                lang,
+                *[MISSING if v is None else str(v) for v in (c.get("input"), *kept)],
+                retention,
+                ", ".join(f"{reason} {n}" for reason, n in reasons) or MISSING,
+            ]
+        )
     return render(["Language", "Input", "C0", "C1", "C2", "C0→C2 kept (%)", "Top drop reasons"], rows)

@@ -61,8 +61,18 @@ def _with_provenance(entry: dict[str, Any], view: str) -> dict[str, Any]:
     return {**entry["record"], **(curated or {}), "_provenance": provenance}
 
 
-OUTPUT_PATTERNS = ("ledger.jsonl", "c0.jsonl", "c1.jsonl", "c2.jsonl", "report.json", "report.md", "report.png",
-                   "*/stats.json", "*/removed/*.jsonl", ".*.tmp*")
+OUTPUT_PATTERNS = (
+    "ledger.jsonl",
+    "c0.jsonl",
+    "c1.jsonl",
+    "c2.jsonl",
+    "report.json",
+    "report.md",
+    "report.png",
+    "*/stats.json",
+    "*/removed/*.jsonl",
+    ".*.tmp*",
+)
 
 
 def clear_outputs(out_dir: Path) -> list[Path]:
@@ -73,7 +83,9 @@ def clear_outputs(out_dir: Path) -> list[Path]:
     """
     listed = (read_marker(out_dir) or {}).get("files", {})
     clear_marker(out_dir)
-    paths = {out_dir / name for name in listed} | {p for pattern in OUTPUT_PATTERNS for p in out_dir.glob(pattern)}
+    paths = {out_dir / name for name in listed} | {
+        p for pattern in OUTPUT_PATTERNS for p in out_dir.glob(pattern)
+    }
     removed = []
     for path in sorted(paths):
         if path.is_file() and path.name != MARKER:
@@ -93,7 +105,9 @@ def load_curation(out_dir: str | Path) -> CurationResult:
     views = {view: read_jsonl(out_dir / f"{view}.jsonl") for view in VIEWS}
     report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     files = [out_dir / name for name in marker["files"]]
-    return CurationResult(views["c0"], views["c1"], views["c2"], out_dir / "ledger.jsonl", report, out_dir, files)
+    return CurationResult(
+        views["c0"], views["c1"], views["c2"], out_dir / "ledger.jsonl", report, out_dir, files
+    )
 
 
 def _flag_repeated_ids(entries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
@@ -109,8 +123,12 @@ def _flag_repeated_ids(entries: list[dict[str, Any]], rows: list[dict[str, Any]]
 
 
 def assemble(
-    entries: list[dict[str, Any]], language_results: list[dict[str, Any]], n_input: int,
-    out_dir: Path, run: dict[str, Any], text_fields: list[str],
+    entries: list[dict[str, Any]],
+    language_results: list[dict[str, Any]],
+    n_input: int,
+    out_dir: Path,
+    run: dict[str, Any],
+    text_fields: list[str],
 ) -> CurationResult:
     """Merge, write every output file, then verify the ledger read back from disk."""
     decisions: dict[str, dict[str, Any]] = {}

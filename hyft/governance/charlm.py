@@ -43,7 +43,9 @@ class _Encoded:
         block = lengths + order
         start = np.concatenate(([0], np.cumsum(block)[:-1])) + (order - 1)
         self.sequence = np.zeros(int(block.sum()), dtype=np.uint64)
-        self.sequence[concat_ranges(start, lengths)] = np.searchsorted(alphabet, cps).astype(np.uint64) + np.uint64(2)
+        self.sequence[concat_ranges(start, lengths)] = np.searchsorted(alphabet, cps).astype(
+            np.uint64
+        ) + np.uint64(2)
         self.sequence[start + lengths] = np.uint64(_EOS)
         self.targets = concat_ranges(start, lengths + 1)
         self.owner = np.repeat(np.arange(len(texts)), lengths + 1)
@@ -79,8 +81,10 @@ class _Counts:
         return self._lookup(self.keys, self.counts, key)
 
     def context(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (self._lookup(self.contexts, self.context_total, context),
-                self._lookup(self.contexts, self.context_types, context))
+        return (
+            self._lookup(self.contexts, self.context_total, context),
+            self._lookup(self.contexts, self.context_types, context),
+        )
 
 
 def _log_probs(encoded: _Encoded, train: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -108,7 +112,9 @@ def cross_fitted_nll(
     encoded = _Encoded(texts, order)
     fold = np.array([fold_of(t, folds) for t in texts], dtype=np.int64)
     target_fold = fold[encoded.owner] if len(texts) else np.zeros(0, dtype=np.int64)
-    fit = np.ones(len(encoded.targets), dtype=bool) if train is None else np.asarray(train, bool)[encoded.owner]
+    fit = (
+        np.ones(len(encoded.targets), dtype=bool) if train is None else np.asarray(train, bool)[encoded.owner]
+    )
     nll = np.zeros(len(texts), dtype=np.float64)
     for f in range(folds):
         held = target_fold == f

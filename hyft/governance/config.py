@@ -22,7 +22,9 @@ from hyft.tables import FileFormat
 def _lid176(code: str) -> str:
     normalised = normalize_language(code)
     if normalised is None:
-        raise ValueError(f"unknown language code {code!r}: expected one of the lid.176 codes (e.g. en, zh, sw)")
+        raise ValueError(
+            f"unknown language code {code!r}: expected one of the lid.176 codes (e.g. en, zh, sw)"
+        )
     return normalised
 
 
@@ -32,13 +34,16 @@ class LidSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.5,
+        ge=0.0,
+        le=1.0,
         description="Keep a text when either detector gives the declared language (aliases summed, top 5) "
         "at least this probability (cc_net's lang_threshold; governance.md §3: 0.3 lets in more Nepali as "
         "Hindi, 0.65 drops more short Bulgarian/Swahili hypotheses).",
     )
     threshold_per_language: dict[LanguageCode, float] = Field(
-        default_factory=dict, description="Per-language overrides of `threshold`, e.g. {sw: 0.3}; an override "
+        default_factory=dict,
+        description="Per-language overrides of `threshold`, e.g. {sw: 0.3}; an override "
         "also wins over `threshold_rule: adaptive` for its language.",
     )
     threshold_rule: Literal["fixed", "adaptive"] = Field(
@@ -48,10 +53,15 @@ class LidSettings(BaseModel):
         "confidence (support of the declared language, the lower of its fields'); both detectors then run "
         "on every text. `threshold: adaptive` is accepted as a shorthand.",
     )
-    adaptive_min: float = Field(0.3, ge=0.0, le=1.0, description="adaptive: lower clip of tau (FineWeb-2: 0.3).")
-    adaptive_max: float = Field(0.9, ge=0.0, le=1.0, description="adaptive: upper clip of tau (FineWeb-2: 0.9).")
+    adaptive_min: float = Field(
+        0.3, ge=0.0, le=1.0, description="adaptive: lower clip of tau (FineWeb-2: 0.3)."
+    )
+    adaptive_max: float = Field(
+        0.9, ge=0.0, le=1.0, description="adaptive: upper clip of tau (FineWeb-2: 0.9)."
+    )
     adaptive_min_records: int = Field(
-        50, ge=1,
+        50,
+        ge=1,
         description="adaptive: a language with fewer scored records keeps the fixed `threshold` (a median and "
         "sd of a handful of scores say little); the report says which rule set each tau.",
     )
@@ -76,7 +86,9 @@ class LidSettings(BaseModel):
     @model_validator(mode="after")
     def _clip_order(self) -> LidSettings:
         if self.adaptive_min > self.adaptive_max:
-            raise ValueError(f"adaptive_min ({self.adaptive_min}) must not exceed adaptive_max ({self.adaptive_max})")
+            raise ValueError(
+                f"adaptive_min ({self.adaptive_min}) must not exceed adaptive_max ({self.adaptive_max})"
+            )
         return self
 
     def fixed_threshold(self, lang: str) -> float:
@@ -86,15 +98,20 @@ class LidSettings(BaseModel):
     def is_adaptive(self, lang: str) -> bool:
         """Whether ``lang``'s tau comes from its own confidence distribution (no per-language override)."""
         return self.threshold_rule == "adaptive" and base_language(lang) not in self.threshold_per_language
+
     script_share: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.5,
+        ge=0.0,
+        le=1.0,
         description="The declared language's script must hold at least this share of letter units.",
     )
     min_units: int = Field(
-        3, ge=0,
+        3,
+        ge=0,
         description="Texts with fewer letter units skip the detectors and are kept with a flag: no "
         "detector is reliable on one or two words (fastText#495).",
     )
+
     @field_validator("threshold_per_language")
     @classmethod
     def _normalise_keys(cls, overrides: dict[str, float]) -> dict[str, float]:
@@ -104,7 +121,9 @@ class LidSettings(BaseModel):
         return {_lid176(code): value for code, value in sorted(overrides.items())}
 
     wrong_language_probability: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.5,
+        ge=0.0,
+        le=1.0,
         description="A failing text is `lid_wrong_language` when a detector gives another language at "
         "least this probability, else `lid_low_confidence`.",
     )
@@ -127,12 +146,17 @@ class DedupSettings(BaseModel):
     )
     near: bool = Field(True, description="Drop near-duplicates (every text field near-equal, same label).")
     hamming: int = Field(
-        16, ge=0, le=64,
+        16,
+        ge=0,
+        le=64,
         description="SimHash candidate threshold in bits. The classic 3 (Manku 2007) catches <= 2% of "
         "one-word edits of short texts; 16 with the Jaccard check catches 87-99% (governance.md §4).",
     )
     jaccard: float = Field(
-        0.6, gt=0.0, le=1.0, description="A candidate pair is confirmed when every field's shingle Jaccard >= this."
+        0.6,
+        gt=0.0,
+        le=1.0,
+        description="A candidate pair is confirmed when every field's shingle Jaccard >= this.",
     )
     label_aware: bool = Field(
         True,
@@ -157,7 +181,9 @@ class QualitySettings(BaseModel):
     min_tokens: int = Field(3, ge=0, description="Drop records with fewer tokens (all text fields together).")
     max_chars: int = Field(4000, ge=1, description="Drop records longer than this many characters.")
     max_tokens_quantile: float | None = Field(
-        0.99, gt=0.0, le=1.0,
+        0.99,
+        gt=0.0,
+        le=1.0,
         description="Drop records above this quantile of the language's own token counts; null disables.",
     )
     ppl: bool = Field(True, description="Run the perplexity filter.")
@@ -168,11 +194,15 @@ class QualitySettings(BaseModel):
     )
     ppl_order: int = Field(4, ge=1, le=6, description="Character n-gram order for spaced scripts.")
     ppl_order_dense: int = Field(
-        2, ge=1, le=6,
+        2,
+        ge=1,
+        le=6,
         description="Order for Han/Kana-dominant languages (large alphabet: on 800 XNLI rows order 2 separates "
         "shuffled from clean Chinese better than 3; docs/governance-thresholds.md).",
     )
-    ppl_folds: int = Field(5, ge=2, description="Cross-fitting folds: no text is scored by a model that saw it.")
+    ppl_folds: int = Field(
+        5, ge=2, description="Cross-fitting folds: no text is scored by a model that saw it."
+    )
     ppl_threshold: Literal["robust", "quantile"] = Field(
         "robust",
         description="robust: drop when the log-perplexity is more than `ppl_k` robust standard deviations "
@@ -184,18 +214,25 @@ class QualitySettings(BaseModel):
     ppl_k_dense: float = Field(
         4.0, gt=0.0, description="robust: the same for Han/Kana languages (refit within 2 sd, not 3)."
     )
-    ppl_refits: int = Field(3, ge=0, description="robust: refits of the char LM on the records within 3 robust sd.")
+    ppl_refits: int = Field(
+        3, ge=0, description="robust: refits of the char LM on the records within 3 robust sd."
+    )
     ppl_quantile: float = Field(0.95, gt=0.0, le=1.0, description="quantile: drop above this quantile.")
     repetition: float | None = Field(
-        0.3, gt=0.0, le=1.0,
+        0.3,
+        gt=0.0,
+        le=1.0,
         description="Drop a record one of whose fields has >= `repetition_min_units` tokens (characters for "
         "Han/Kana/Thai) of which at most this share are distinct (`repetitive`); null disables. A char LM "
         "fit on the pool scores repeated tokens as very likely, so perplexity cannot catch them.",
     )
     repetition_min_units: int = Field(6, ge=2, description="Shortest field the repetition rule judges.")
-    ppl_low_flag_quantile: float = Field(0.01, ge=0.0, lt=1.0, description="Flag (not drop) below this quantile.")
+    ppl_low_flag_quantile: float = Field(
+        0.01, ge=0.0, lt=1.0, description="Flag (not drop) below this quantile."
+    )
     min_pool: int = Field(
-        50, ge=1,
+        50,
+        ge=1,
         description="Languages with fewer records get no quantile-based drops (reported as skipped).",
     )
 
@@ -227,11 +264,13 @@ class DecontaminationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     files: list[Path] = Field(
-        default_factory=list, description="JSONL evaluation files with the pool's text fields (id: id_field, "
+        default_factory=list,
+        description="JSONL evaluation files with the pool's text fields (id: id_field, "
         "else `id`, else file:line).",
     )
     rows: list[EvalRow] = Field(
-        default_factory=list, description="Evaluation rows given directly (hyft run passes its tasks' eval rows).",
+        default_factory=list,
+        description="Evaluation rows given directly (hyft run passes its tasks' eval rows).",
     )
     tasks: list[str] = Field(
         default_factory=list,
@@ -240,11 +279,14 @@ class DecontaminationSettings(BaseModel):
         "before curating (curate() refuses unresolved names).",
     )
     resolved_tasks: list[str] = Field(
-        default_factory=list, description="The `tasks` whose rows are already in `rows` (set by the resolver).",
+        default_factory=list,
+        description="The `tasks` whose rows are already in `rows` (set by the resolver).",
     )
     ngram: int = Field(13, ge=1, description="Shared word n-gram that marks a copy (GPT-3, lm-eval: 13).")
     ngram_dense: int = Field(
-        50, ge=1, description="Shared character n-gram for Han/Kana/Thai fields (no spaces between words).",
+        50,
+        ge=1,
+        description="Shared character n-gram for Han/Kana/Thai fields (no spaces between words).",
     )
 
     @model_validator(mode="before")
@@ -254,7 +296,10 @@ class DecontaminationSettings(BaseModel):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
             names = [str(item) for item in value]
-            return {"files": [n for n in names if not is_task_split(n)], "tasks": [n for n in names if is_task_split(n)]}
+            return {
+                "files": [n for n in names if not is_task_split(n)],
+                "tasks": [n for n in names if is_task_split(n)],
+            }
         return value
 
     @field_validator("tasks")
@@ -283,27 +328,35 @@ class SlurmSettings(BaseModel):
 
     partition: str = Field(..., min_length=1, description="Slurm partition to submit to (sinfo lists them).")
     time: str = Field(
-        ..., description="Time limit per task in Slurm's format: MM, HH:MM:SS or D-HH:MM:SS (e.g. 04:00:00).",
+        ...,
+        description="Time limit per task in Slurm's format: MM, HH:MM:SS or D-HH:MM:SS (e.g. 04:00:00).",
     )
     cpus_per_task: int = Field(1, ge=1, description="CPUs per task (more CPUs also means more memory).")
     mem_per_cpu_gb: int = Field(
-        4, ge=1, description="Memory per CPU in GB; a task's memory is cpus_per_task x this.",
+        4,
+        ge=1,
+        description="Memory per CPU in GB; a task's memory is cpus_per_task x this.",
     )
     qos: str = Field("normal", min_length=1, description="Slurm quality of service.")
     job_name: str = Field(
-        "hyft-curate", pattern=r"^[A-Za-z0-9_.-]+$",
+        "hyft-curate",
+        pattern=r"^[A-Za-z0-9_.-]+$",
         description="Job name prefix (letters, digits, _ . -); each stage appends its own name.",
     )
     env_command: str | None = Field(
-        None, description="Shell line that activates the Python environment on the nodes, e.g. "
+        None,
+        description="Shell line that activates the Python environment on the nodes, e.g. "
         "'source .venv/bin/activate'; default: the nodes' PATH must already find this Python's packages.",
     )
     max_array_size: int = Field(1001, ge=1, description="Your cluster's MaxArraySize (scontrol show config).")
     sbatch_args: dict[str, str] = Field(
-        default_factory=dict, description="Extra #SBATCH options without the leading --, e.g. {account: abc}.",
+        default_factory=dict,
+        description="Extra #SBATCH options without the leading --, e.g. {account: abc}.",
     )
     poll_seconds: float = Field(
-        30.0, gt=0.0, description="How often curate() checks the stages' completion markers while waiting.",
+        30.0,
+        gt=0.0,
+        description="How often curate() checks the stages' completion markers while waiting.",
     )
 
     @field_validator("time")
@@ -321,7 +374,9 @@ class SlurmSettings(BaseModel):
     def _no_dashes(cls, args: dict[str, str]) -> dict[str, str]:
         bad = [key for key in args if key.startswith("-") or not key]
         if bad:
-            raise ValueError(f"sbatch_args keys are option names without dashes (account, not --account): {bad}")
+            raise ValueError(
+                f"sbatch_args keys are option names without dashes (account, not --account): {bad}"
+            )
         return args
 
 
@@ -331,7 +386,8 @@ class RaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str | None = Field(
-        None, description="Cluster to join (ray.init(address=...), e.g. auto or ray://head:10001); null starts "
+        None,
+        description="Cluster to join (ray.init(address=...), e.g. auto or ray://head:10001); null starts "
         "a local Ray instance with `workers` CPUs. An already initialised Ray session is used as it is.",
     )
     cpus_per_task: int = Field(1, ge=1, description="CPUs Ray reserves per task.")
@@ -350,18 +406,25 @@ class NearDedupScale(BaseModel):
         "and bucket sizes below. auto: disk above `disk_above` records in a language.",
     )
     disk_above: int = Field(
-        1_000_000, ge=1, description="auto: languages with more records (after exact dedup) go to disk.",
+        1_000_000,
+        ge=1,
+        description="auto: languages with more records (after exact dedup) go to disk.",
     )
     chunk_records: int = Field(50_000, ge=1, description="disk: records shingled and written per chunk file.")
     bucket_rows: int = Field(
-        2_000_000, ge=1, description="disk: LSH band rows per candidate bucket (~24 bytes each in RAM).",
+        2_000_000,
+        ge=1,
+        description="disk: LSH band rows per candidate bucket (~24 bytes each in RAM).",
     )
     partition_records: int = Field(
-        500_000, ge=1, description="disk: records per candidate-pair partition (confirmation unit).",
+        500_000,
+        ge=1,
+        description="disk: records per candidate-pair partition (confirmation unit).",
     )
     confirm_batch: int = Field(200_000, ge=1, description="disk: candidate pairs confirmed at once.")
     work_dir: Path | None = Field(
-        None, description="disk, inline executor: where the files go (default: a temporary folder, removed "
+        None,
+        description="disk, inline executor: where the files go (default: a temporary folder, removed "
         "after). datatrove executors use the output folder's datatrove/near.",
     )
 
@@ -381,14 +444,18 @@ class CurationConfig(BaseModel):
     default_language: LanguageCode | None = Field(
         None, description="Declared language for records without `lang_field` (a monolingual pool)."
     )
-    label_field: str | None = Field(None, description="Optional label; near pairs with different labels are kept.")
+    label_field: str | None = Field(
+        None, description="Optional label; near pairs with different labels are kept."
+    )
     id_field: str | None = Field(None, description="Optional record id; the input line number otherwise.")
     languages: list[LanguageCode] | None = Field(
         None, description="Allow-list; records in other languages are dropped as language_not_selected."
     )
     lid: LidSettings = Field(default_factory=LidSettings, description="Language identification (C1).")
     dedup: DedupSettings = Field(default_factory=DedupSettings, description="Exact and near dedup (C1).")
-    quality: QualitySettings = Field(default_factory=QualitySettings, description="Length and perplexity (C2).")
+    quality: QualitySettings = Field(
+        default_factory=QualitySettings, description="Length and perplexity (C2)."
+    )
     decontaminate: DecontaminationSettings = Field(
         default_factory=DecontaminationSettings,
         description="Evaluation files or rows: records copying one are dropped as eval_contamination (C1, "
@@ -402,9 +469,12 @@ class CurationConfig(BaseModel):
     )
     workers: int = Field(1, ge=1, description="Parallel tasks for the datatrove executor.")
     slurm: SlurmSettings | None = Field(
-        None, description="Required by executor datatrove_slurm: partition, time limit, resources per task.",
+        None,
+        description="Required by executor datatrove_slurm: partition, time limit, resources per task.",
     )
-    ray: RaySettings = Field(default_factory=lambda: RaySettings(), description="Used by executor datatrove_ray.")
+    ray: RaySettings = Field(
+        default_factory=lambda: RaySettings(), description="Used by executor datatrove_ray."
+    )
     near_dedup: NearDedupScale = Field(
         default_factory=lambda: NearDedupScale(),
         description="Where near-dedup keeps its working data: memory, or disk for pools that do not fit. "
@@ -460,12 +530,16 @@ class CurateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: Path | None = Field(
-        None, description="The pool: a JSONL file (one record per line), or a CSV / Parquet file (written row for "
+        None,
+        description="The pool: a JSONL file (one record per line), or a CSV / Parquet file (written row for "
         "row to <output_dir>/input.jsonl, which is curated). Give input or dataset.",
     )
-    input_format: FileFormat = Field("auto", description="jsonl | csv | parquet; auto: from the suffix of input.")
+    input_format: FileFormat = Field(
+        "auto", description="jsonl | csv | parquet; auto: from the suffix of input."
+    )
     dataset: str | None = Field(
-        None, description="Instead of input: a dataset for datasets.load_dataset, a Hub name (offline: from the "
+        None,
+        description="Instead of input: a dataset for datasets.load_dataset, a Hub name (offline: from the "
         "local Hugging Face cache) or a local folder of data files named by split; its split is written to "
         "<output_dir>/input.jsonl and curated.",
     )
@@ -473,7 +547,8 @@ class CurateJob(BaseModel):
     dataset_split: str = Field("train", description="dataset: the split curated.")
     output_dir: Path = Field(..., description="Where ledger, C0/C1/C2 views and the report are written.")
     data_dir: Path | None = Field(
-        None, description="Where `curation.decontaminate` task splits (xnli:test) are read from; default "
+        None,
+        description="Where `curation.decontaminate` task splits (xnli:test) are read from; default "
         "$HYFT_DATA_DIR, else ../shared/data.",
     )
     curation: CurationConfig = Field(..., description="The curation settings.")
@@ -481,6 +556,8 @@ class CurateJob(BaseModel):
     @model_validator(mode="after")
     def _input_or_dataset(self) -> CurateJob:
         if (self.input is None) == (self.dataset is None):
-            raise ValueError("give input (a JSONL, CSV or Parquet file; --input) or dataset (a Hub name or local "
-                             "dataset folder; --dataset), exactly one of them")
+            raise ValueError(
+                "give input (a JSONL, CSV or Parquet file; --input) or dataset (a Hub name or local "
+                "dataset folder; --dataset), exactly one of them"
+            )
         return self

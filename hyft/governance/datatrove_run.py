@@ -50,7 +50,9 @@ def require_ray() -> None:
         raise ConfigError("curation.executor", [f"{RAY_HINT} ({exc})"]) from None
 
 
-def make_executor(config: CurationConfig, pipeline: list[Any], name: str, work: Path, depends: Any = None) -> Any:
+def make_executor(
+    config: CurationConfig, pipeline: list[Any], name: str, work: Path, depends: Any = None
+) -> Any:
     """datatrove's executor for ``config.executor``, with ``config.workers`` tasks, logging in work/logs_<name>.
 
     Resume is off (``skip_completed=False``): the work folder is rebuilt on every run.
@@ -63,29 +65,55 @@ def make_executor(config: CurationConfig, pipeline: list[Any], name: str, work: 
         slurm = config.slurm
         assert slurm is not None  # the config validator requires it for this executor
         return SlurmPipelineExecutor(
-            pipeline, tasks=workers, workers=workers, time=slurm.time, partition=slurm.partition,
-            cpus_per_task=slurm.cpus_per_task, mem_per_cpu_gb=slurm.mem_per_cpu_gb, qos=slurm.qos,
-            job_name=f"{slurm.job_name}-{name}", env_command=slurm.env_command, sbatch_args=dict(slurm.sbatch_args),
-            max_array_size=slurm.max_array_size, logging_dir=logging_dir, skip_completed=False, depends=depends,
+            pipeline,
+            tasks=workers,
+            workers=workers,
+            time=slurm.time,
+            partition=slurm.partition,
+            cpus_per_task=slurm.cpus_per_task,
+            mem_per_cpu_gb=slurm.mem_per_cpu_gb,
+            qos=slurm.qos,
+            job_name=f"{slurm.job_name}-{name}",
+            env_command=slurm.env_command,
+            sbatch_args=dict(slurm.sbatch_args),
+            max_array_size=slurm.max_array_size,
+            logging_dir=logging_dir,
+            skip_completed=False,
+            depends=depends,
             mail_type="NONE",
         )
     if config.executor == "datatrove_ray":
         from datatrove.executor.ray import RayPipelineExecutor
 
         return RayPipelineExecutor(
-            pipeline, tasks=workers, workers=workers, logging_dir=logging_dir, skip_completed=False,
-            depends=depends, cpus_per_task=config.ray.cpus_per_task, mem_per_cpu_gb=config.ray.mem_per_cpu_gb,
+            pipeline,
+            tasks=workers,
+            workers=workers,
+            logging_dir=logging_dir,
+            skip_completed=False,
+            depends=depends,
+            cpus_per_task=config.ray.cpus_per_task,
+            mem_per_cpu_gb=config.ray.mem_per_cpu_gb,
         )
     from datatrove.executor import LocalPipelineExecutor
 
     return LocalPipelineExecutor(
-        pipeline, tasks=workers, workers=workers, logging_dir=logging_dir, skip_completed=False,
-        depends=depends, start_method=_start_method(),
+        pipeline,
+        tasks=workers,
+        workers=workers,
+        logging_dir=logging_dir,
+        skip_completed=False,
+        depends=depends,
+        start_method=_start_method(),
     )
 
 
 def build_executors(
-    pool_path: str, source_name: str, config: CurationConfig, work: Path, ppl_scorer: PplScorer | None,
+    pool_path: str,
+    source_name: str,
+    config: CurationConfig,
+    work: Path,
+    ppl_scorer: PplScorer | None,
     n_input: int | None = None,
 ) -> list[Any]:
     """The chain of executors, each depending on the one before; run the last one.
@@ -102,15 +130,23 @@ def build_executors(
 
     config_json = config.model_dump_json()
     stages: list[tuple[str, Any]] = [
-        ("validate_and_identify", ValidateIdentifyShard(pool_path, source_name, config_json, str(work), wrapped=source_name == "<iterable>")),
+        (
+            "validate_and_identify",
+            ValidateIdentifyShard(
+                pool_path, source_name, config_json, str(work), wrapped=source_name == "<iterable>"
+            ),
+        ),
     ]
     scale = config.near_dedup
     could_go_to_disk = scale.mode == "disk" or (
-        scale.mode == "auto" and (n_input is None or n_input > scale.disk_above))
+        scale.mode == "auto" and (n_input is None or n_input > scale.disk_above)
+    )
     if config.dedup.near and could_go_to_disk:
         stages.append(("near_input", PrepareNear(config_json, str(work))))
-        stages += [(f"near_{stage}", NearDiskStage(stage, config_json, str(work)))
-                   for stage in ("signatures", "bands", "candidates", "confirm")]
+        stages += [
+            (f"near_{stage}", NearDiskStage(stage, config_json, str(work)))
+            for stage in ("signatures", "bands", "candidates", "confirm")
+        ]
     stages.append(("decide", DecideLanguages(config_json, str(work), ppl_scorer)))
     executors: list[Any] = []
     for name, step in stages:
@@ -134,8 +170,9 @@ def wait_for_slurm(executors: list[Any], poll_seconds: float) -> None:
     last = executors[-1]
     while _completed(last) < last.world_size:
         job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
-        queued = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)],
-                                capture_output=True, text=True, check=False).stdout.split()
+        queued = subprocess.run(
+            ["squeue", "-h", "-o", "%i", "-j", ",".join(job_ids)], capture_output=True, text=True, check=False
+        ).stdout.split()
         if not queued and _completed(last) < last.world_size:
             failed = [e.job_name for e in executors if _completed(e) < e.world_size]
             raise RuntimeError(
@@ -154,7 +191,9 @@ def _init_ray(config: CurationConfig) -> bool:
     if config.ray.address:
         ray.init(address=config.ray.address, log_to_driver=False)
     else:  # a local instance sized to the task count, no dashboard (it would only cost memory here)
-        ray.init(num_cpus=config.workers * config.ray.cpus_per_task, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            num_cpus=config.workers * config.ray.cpus_per_task, include_dashboard=False, log_to_driver=False
+        )
     return True
 
 

@@ -46,7 +46,9 @@ class ValidateIdentifyShard(PipelineStep):
     name = "validate + LID"
     type = "hyft governance"
 
-    def __init__(self, pool_path: str, source_name: str, config_json: str, work_dir: str, wrapped: bool = False):
+    def __init__(
+        self, pool_path: str, source_name: str, config_json: str, work_dir: str, wrapped: bool = False
+    ):
         super().__init__()
         self.pool_path, self.source_name = pool_path, source_name
         self.config_json, self.work_dir = config_json, work_dir
@@ -68,8 +70,9 @@ class ValidateIdentifyShard(PipelineStep):
         yield from data or ()
 
 
-def _rank_languages(config_json: str, work_dir: str, rank: int, world_size: int
-                    ) -> tuple[CurationConfig, Path, dict[str, list[dict[str, Any]]]]:
+def _rank_languages(
+    config_json: str, work_dir: str, rank: int, world_size: int
+) -> tuple[CurationConfig, Path, dict[str, list[dict[str, Any]]]]:
     """(config, work folder, {language: LID survivors}) for the languages this rank handles: every annotated
     shard read, grouped by language, sorted languages dealt round robin to the ranks."""
     work = Path(work_dir)
@@ -163,10 +166,17 @@ class NearDiskStage(PipelineStep):
                     lo, hi = task_range(n, rank, world_size)
                     with (folder / "input.jsonl").open(encoding="utf-8") as handle:
                         rows = (json.loads(line) for line in islice(handle, lo, hi))
-                        write_signatures(folder, rank, lo, ((tuple(r[:-1]), r[-1]) for r in rows),
-                                         config.near_dedup.chunk_records)
+                        write_signatures(
+                            folder,
+                            rank,
+                            lo,
+                            ((tuple(r[:-1]), r[-1]) for r in rows),
+                            config.near_dedup.chunk_records,
+                        )
                 else:
-                    run_stage(folder, self.stage, rank, world_size, config.dedup, config.seed, config.near_dedup)
+                    run_stage(
+                        folder, self.stage, rank, world_size, config.dedup, config.seed, config.near_dedup
+                    )
         yield from data or ()
 
 

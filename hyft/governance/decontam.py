@@ -78,7 +78,9 @@ class EvalIndex:
         return None
 
 
-def read_eval_file(path: str | Path, text_fields: list[str], id_field: str | None) -> list[tuple[str, list[str]]]:
+def read_eval_file(
+    path: str | Path, text_fields: list[str], id_field: str | None
+) -> list[tuple[str, list[str]]]:
     """(id, texts) per JSONL row: the row's ``id_field`` (else ``id``) or ``file:line``.
 
     Rows without every text field as a string are skipped (they cannot be compared)."""

@@ -60,7 +60,9 @@ def exact_dedup(fields: list[list[str]], labels: list[str | None], settings: Ded
     if settings.exact:
         steps.append((Reason.EXACT_DUPLICATE, [record_key(f) for f in fields]))
     if settings.normalized:
-        steps.append((Reason.NORMALIZED_DUPLICATE, [record_key([canonical_text(t) for t in f]) for f in fields]))
+        steps.append(
+            (Reason.NORMALIZED_DUPLICATE, [record_key([canonical_text(t) for t in f]) for f in fields])
+        )
     for reason, keys in steps:
         for index, first in _exact_groups(keys, alive).items():
             outcome.reasons[index], outcome.representative[index], alive[index] = reason, first, False
@@ -102,8 +104,12 @@ def near_mode(n: int, scale: NearDedupScale | None) -> str:
 
 
 def dedup_language(
-    fields: list[list[str]], labels: list[str | None], settings: DedupSettings, seed: int,
-    scale: NearDedupScale | None = None, near: NearResult | None = None,
+    fields: list[list[str]],
+    labels: list[str | None],
+    settings: DedupSettings,
+    seed: int,
+    scale: NearDedupScale | None = None,
+    near: NearResult | None = None,
 ) -> DedupOutcome:
     """Dedup the records of one language; ``fields[r]`` holds record r's cleaned text fields.
 
@@ -118,12 +124,26 @@ def dedup_language(
             if near_mode(len(codes), scale) == "disk":
                 from hyft.governance.near_dedup_disk import near_in_process
 
-                near = near_in_process(zip(zip(*texts, strict=True), codes.tolist(), strict=True), len(codes),
-                                       settings, seed, scale or NearDedupScale(mode="disk"))
+                near = near_in_process(
+                    zip(zip(*texts, strict=True), codes.tolist(), strict=True),
+                    len(codes),
+                    settings,
+                    seed,
+                    scale or NearDedupScale(mode="disk"),
+                )
             else:
-                near = memory_near(texts, codes, settings.engine, settings.hamming, settings.jaccard,
-                                   settings.label_aware, settings.exhaustive_limit, settings.lsh_bands,
-                                   settings.lsh_rows, seed)
+                near = memory_near(
+                    texts,
+                    codes,
+                    settings.engine,
+                    settings.hamming,
+                    settings.jaccard,
+                    settings.label_aware,
+                    settings.exhaustive_limit,
+                    settings.lsh_bands,
+                    settings.lsh_rows,
+                    seed,
+                )
         apply_near(outcome, near)
     resolve_representatives(outcome)
     return outcome
@@ -145,7 +165,13 @@ def apply_near(outcome: DedupOutcome, near: NearResult) -> None:
     nodes, roots = sparse_clusters(pairs.dup_i, pairs.dup_j)
     # Evidence for each merged record: its confirmed pair with the smallest partner (either side).
     best: dict[int, tuple[int, int, float]] = {}
-    edges = zip(pairs.dup_i.tolist(), pairs.dup_j.tolist(), pairs.hamming.tolist(), pairs.jaccard.tolist(), strict=True)
+    edges = zip(
+        pairs.dup_i.tolist(),
+        pairs.dup_j.tolist(),
+        pairs.hamming.tolist(),
+        pairs.jaccard.tolist(),
+        strict=True,
+    )
     for a, b, ham, jac in edges:
         for record, partner in ((a, b), (b, a)):
             if record not in best or partner < best[record][0]:
@@ -156,14 +182,20 @@ def apply_near(outcome: DedupOutcome, near: NearResult) -> None:
             outcome.reasons[record] = Reason.NEAR_DUPLICATE
             outcome.representative[record] = int(survivors[root])
             partner, ham, jac = best[local]  # every non-root record has at least one confirmed pair
-            outcome.evidence[record] = {"near_match": int(survivors[partner]), "hamming": ham,
-                                        "jaccard": round(jac, 4)}
+            outcome.evidence[record] = {
+                "near_match": int(survivors[partner]),
+                "hamming": ham,
+                "jaccard": round(jac, 4),
+            }
     for a, b in zip(pairs.minimal_i.tolist(), pairs.minimal_j.tolist(), strict=True):
         outcome.flags[int(survivors[a])].add(Flag.NEAR_PAIR_LABEL_DIFFERS)
         outcome.flags[int(survivors[b])].add(Flag.NEAR_PAIR_LABEL_DIFFERS)
     cluster_sizes = np.unique(roots, return_counts=True)[1] if len(roots) else np.zeros(0, dtype=np.int64)
     outcome.stats.update(
-        engine=near.engine, candidates=pairs.candidates, confirmed_pairs=len(pairs.dup_i),
-        label_differing_pairs=len(pairs.minimal_i), clusters=len(cluster_sizes),
+        engine=near.engine,
+        candidates=pairs.candidates,
+        confirmed_pairs=len(pairs.dup_i),
+        label_differing_pairs=len(pairs.minimal_i),
+        clusters=len(cluster_sizes),
         largest_cluster=int(cluster_sizes.max()) if len(cluster_sizes) else 1,
     )

@@ -38,9 +38,18 @@ def ledger_row(entry: dict[str, Any], decision: dict[str, Any] | None) -> dict[s
         evidence.update(decision["evidence"])
         dup_of = decision["dup_of"]
     return {
-        "id": entry["id"], "source": entry["source"], "line": entry["line"], "lang": entry["lang"],
-        "kept": reason is None, "reason": reason, "stage": stage_of(reason).value, "view": view_of(reason),
-        "dup_of": dup_of, "flags": sorted(flags), "detail": entry["detail"], "evidence": evidence,
+        "id": entry["id"],
+        "source": entry["source"],
+        "line": entry["line"],
+        "lang": entry["lang"],
+        "kept": reason is None,
+        "reason": reason,
+        "stage": stage_of(reason).value,
+        "view": view_of(reason),
+        "dup_of": dup_of,
+        "flags": sorted(flags),
+        "detail": entry["detail"],
+        "evidence": evidence,
     }
 
 
@@ -95,13 +104,17 @@ def check_ledger(rows: list[dict[str, Any]], n_input: int, views: dict[str, list
             if representative not in reason_of:
                 problems.append(f"line {r['line']}: dup_of {r['dup_of']!r} is not a record kept by dedup")
             elif r["evidence"].get("representative_dropped") != reason_of[representative]:
-                problems.append(f"line {r['line']}: dup_of {r['dup_of']!r} was dropped as "
-                                f"{reason_of[representative]!r} but the row does not say so (representative_dropped)")
+                problems.append(
+                    f"line {r['line']}: dup_of {r['dup_of']!r} was dropped as "
+                    f"{reason_of[representative]!r} but the row does not say so (representative_dropped)"
+                )
     for view, members in views.items():
         # Identities, not counts: a view that swapped a dropped record for a copy of a kept one has the
         # right per-language counts but the wrong (source, line) pairs. Views nest (c2 within c1 within
         # c0), and "c0" < "c1" < "c2" as strings.
-        in_view = [r for r in rows if r["view"] is not None and r["view"] >= view and r["stage"] != Stage.VALIDATE]
+        in_view = [
+            r for r in rows if r["view"] is not None and r["view"] >= view and r["stage"] != Stage.VALIDATE
+        ]
         expected = Counter((r["source"], r["line"]) for r in in_view)
         found = Counter((m["_provenance"]["source"], m["_provenance"]["line"]) for m in members)
         if expected != found:

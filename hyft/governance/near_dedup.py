@@ -70,8 +70,14 @@ def size_order(fingerprints: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray,
 
 
 def exhaustive_block(
-    order: np.ndarray, fps: np.ndarray, ss: np.ndarray, lo: int, hi: int,
-    max_hamming: int, min_jaccard: float, tile: int = 8192,
+    order: np.ndarray,
+    fps: np.ndarray,
+    ss: np.ndarray,
+    lo: int,
+    hi: int,
+    max_hamming: int,
+    min_jaccard: float,
+    tile: int = 8192,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs whose smaller-sized member is at sorted rows [lo, hi): Hamming <= k, sizes allow Jaccard >= J.
 
@@ -95,13 +101,19 @@ def exhaustive_block(
 
 
 def exhaustive_candidates(
-    fingerprints: np.ndarray, sizes: np.ndarray, max_hamming: int, min_jaccard: float,
-    block: int = 1024, tile: int = 8192,
+    fingerprints: np.ndarray,
+    sizes: np.ndarray,
+    max_hamming: int,
+    min_jaccard: float,
+    block: int = 1024,
+    tile: int = 8192,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All pairs (i < j) within Hamming <= k whose set sizes allow Jaccard >= J."""
     order, fps, ss = size_order(fingerprints, sizes)
-    parts = [exhaustive_block(order, fps, ss, lo, min(lo + block, len(ss)), max_hamming, min_jaccard, tile)
-             for lo in range(0, len(ss), block)]
+    parts = [
+        exhaustive_block(order, fps, ss, lo, min(lo + block, len(ss)), max_hamming, min_jaccard, tile)
+        for lo in range(0, len(ss), block)
+    ]
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -174,8 +186,10 @@ class NearPairs:
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return cls(empty, empty, empty, np.zeros(0, dtype=np.float64), empty, empty, 0)
-        join = [np.concatenate([getattr(p, name) for p in parts]) for name in
-                ("dup_i", "dup_j", "hamming", "jaccard", "minimal_i", "minimal_j")]
+        join = [
+            np.concatenate([getattr(p, name) for p in parts])
+            for name in ("dup_i", "dup_j", "hamming", "jaccard", "minimal_i", "minimal_j")
+        ]
         return cls(*join, sum(p.candidates for p in parts))
 
 
@@ -206,8 +220,16 @@ def search_field(size_totals: list[int]) -> int:
 
 
 def memory_near(
-    feature_fields: list[list[str]], label_codes: np.ndarray, engine: str, hamming: int, jaccard: float,
-    label_aware: bool, exhaustive_limit: int, bands: int, rows: int, seed: int,
+    feature_fields: list[list[str]],
+    label_codes: np.ndarray,
+    engine: str,
+    hamming: int,
+    jaccard: float,
+    label_aware: bool,
+    exhaustive_limit: int,
+    bands: int,
+    rows: int,
+    seed: int,
 ) -> NearResult:
     """The in-memory near step: ``feature_fields[f][r]`` is field f of survivor r as feature text."""
     shingled = [FieldShingles.build(texts) for texts in feature_fields]
@@ -221,8 +243,13 @@ def memory_near(
 
 
 def confirm_pairs(
-    i: np.ndarray, j: np.ndarray, fields: list[FieldShingles], labels: np.ndarray,
-    max_hamming: int, min_jaccard: float, label_aware: bool,
+    i: np.ndarray,
+    j: np.ndarray,
+    fields: list[FieldShingles],
+    labels: np.ndarray,
+    max_hamming: int,
+    min_jaccard: float,
+    label_aware: bool,
 ) -> NearPairs:
     """Apply the decision rule to candidate pairs (every field near-equal, then labels)."""
     candidates = len(i)
@@ -239,8 +266,13 @@ def confirm_pairs(
         i, j, hamming, jaccard = i[keep], j[keep], hamming[keep], jaccard[keep]
     same_label = labels[i] == labels[j] if label_aware else np.ones(len(i), dtype=bool)
     return NearPairs(
-        i[same_label], j[same_label], hamming[same_label], jaccard[same_label],
-        i[~same_label], j[~same_label], candidates,
+        i[same_label],
+        j[same_label],
+        hamming[same_label],
+        jaccard[same_label],
+        i[~same_label],
+        j[~same_label],
+        candidates,
     )
 
 

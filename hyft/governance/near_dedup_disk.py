@@ -62,7 +62,9 @@ def _task_dir(work: Path, task: int) -> Path:
     return work / "sig" / f"{task:05d}"
 
 
-def write_signatures(work: Path, task: int, start: int, records: Iterable[NearRecord], chunk_records: int) -> None:
+def write_signatures(
+    work: Path, task: int, start: int, records: Iterable[NearRecord], chunk_records: int
+) -> None:
     """Stage 1: shingle, fingerprint and store the survivors [start, ...) of one task, a chunk at a time.
 
     ``meta.json`` is written last: a task without it has not finished.
@@ -88,7 +90,12 @@ def write_signatures(work: Path, task: int, start: int, records: Iterable[NearRe
             sums.append(int(field.sizes.sum()))
         totals = sums if totals is None else [a + b for a, b in zip(totals, sums, strict=True)]
         chunks.append([chunk_start, len(batch)])
-    meta = {"start": start, "count": sum(count for _, count in chunks), "chunks": chunks, "size_totals": totals}
+    meta = {
+        "start": start,
+        "count": sum(count for _, count in chunks),
+        "chunks": chunks,
+        "size_totals": totals,
+    }
     (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
@@ -121,7 +128,9 @@ def plan(work: Path, settings: DedupSettings, scale: NearDedupScale) -> Plan:
     expected = 0
     for chunk_start, count, _ in chunks:
         if chunk_start != expected:
-            raise RuntimeError(f"near-dedup work folder {work}: signatures missing or repeated at record {expected}")
+            raise RuntimeError(
+                f"near-dedup work folder {work}: signatures missing or repeated at record {expected}"
+            )
         expected += count
     n = expected
     totals_list = [m["size_totals"] for m in metas if m["size_totals"] is not None]
@@ -133,7 +142,11 @@ def plan(work: Path, settings: DedupSettings, scale: NearDedupScale) -> Plan:
     else:
         buckets = max(1, math.ceil(n * settings.lsh_bands / scale.bucket_rows))
     return Plan(
-        n=n, width=width, engine=engine, search=search_field(totals) if totals else 0, buckets=buckets,
+        n=n,
+        width=width,
+        engine=engine,
+        search=search_field(totals) if totals else 0,
+        buckets=buckets,
         partitions=max(1, math.ceil(n / scale.partition_records)),
         chunk_starts=tuple(c[0] for c in chunks),
         chunk_dirs=tuple(c[2] for c in chunks),
@@ -162,7 +175,9 @@ def write_bands(work: Path, task: int, the_plan: Plan, settings: DedupSettings, 
         rows = np.empty((keys.size, 3), dtype=np.uint64)
         rows[:, 0] = keys.ravel()
         rows[:, 1] = np.tile(np.arange(settings.lsh_bands, dtype=np.uint64), count)
-        rows[:, 2] = np.repeat(np.arange(chunk_start, chunk_start + count, dtype=np.uint64), settings.lsh_bands)
+        rows[:, 2] = np.repeat(
+            np.arange(chunk_start, chunk_start + count, dtype=np.uint64), settings.lsh_bands
+        )
         bucket = rows[:, 0] % np.uint64(the_plan.buckets)
         order = np.argsort(bucket, kind="stable")
         rows, bucket = rows[order], bucket[order]
@@ -190,13 +205,19 @@ def bucket_pairs(work: Path, bucket: int, the_plan: Plan, settings: DedupSetting
     if the_plan.engine == "simhash":
         order, fps, ss = size_order(*_search_arrays(the_plan))
         lo, hi = bucket * EXHAUSTIVE_ROWS, min((bucket + 1) * EXHAUSTIVE_ROWS, the_plan.n)
-        parts = [exhaustive_block(order, fps, ss, b0, min(b0 + 1024, hi), settings.hamming, settings.jaccard)
-                 for b0 in range(lo, hi, 1024)]
+        parts = [
+            exhaustive_block(order, fps, ss, b0, min(b0 + 1024, hi), settings.hamming, settings.jaccard)
+            for b0 in range(lo, hi, 1024)
+        ]
         i = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
         j = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     else:
         files = sorted((work / "bands" / f"{bucket:05d}").glob("*.u64"))
-        rows = np.concatenate([_read(p, np.uint64).reshape(-1, 3) for p in files]) if files else np.zeros((0, 3), np.uint64)
+        rows = (
+            np.concatenate([_read(p, np.uint64).reshape(-1, 3) for p in files])
+            if files
+            else np.zeros((0, 3), np.uint64)
+        )
         order = np.lexsort((rows[:, 2], rows[:, 0], rows[:, 1]))  # by band, then key, then index
         rows = rows[order]
         start = np.ones(len(rows), dtype=bool)
@@ -273,10 +294,16 @@ class RecordReader:
         self._files.clear()
 
 
-def confirm_partition(work: Path, partition: int, the_plan: Plan, settings: DedupSettings, batch: int) -> None:
+def confirm_partition(
+    work: Path, partition: int, the_plan: Plan, settings: DedupSettings, batch: int
+) -> None:
     """Stage 5: the unique candidates of one partition through ``confirm_pairs``, ``batch`` pairs at a time."""
     files = sorted((work / "pairs" / f"{partition:05d}").glob("*.i64"))
-    pairs = np.concatenate([_read(p, np.int64).reshape(-1, 2) for p in files]) if files else np.zeros((0, 2), np.int64)
+    pairs = (
+        np.concatenate([_read(p, np.int64).reshape(-1, 2) for p in files])
+        if files
+        else np.zeros((0, 2), np.int64)
+    )
     codes = np.unique(pairs[:, 0] * max(the_plan.n, 1) + pairs[:, 1])  # a pair can share several bands
     del pairs
     reader = RecordReader(the_plan)
@@ -287,18 +314,41 @@ def confirm_partition(work: Path, partition: int, the_plan: Plan, settings: Dedu
             i, j = part // max(the_plan.n, 1), part % max(the_plan.n, 1)
             needed = np.unique(np.concatenate([i, j]))
             fields, labels = reader.load(needed)
-            local = confirm_pairs(np.searchsorted(needed, i), np.searchsorted(needed, j), fields, labels,
-                                  settings.hamming, settings.jaccard, settings.label_aware)
-            results.append(NearPairs(needed[local.dup_i], needed[local.dup_j], local.hamming, local.jaccard,
-                                     needed[local.minimal_i], needed[local.minimal_j], local.candidates))
+            local = confirm_pairs(
+                np.searchsorted(needed, i),
+                np.searchsorted(needed, j),
+                fields,
+                labels,
+                settings.hamming,
+                settings.jaccard,
+                settings.label_aware,
+            )
+            results.append(
+                NearPairs(
+                    needed[local.dup_i],
+                    needed[local.dup_j],
+                    local.hamming,
+                    local.jaccard,
+                    needed[local.minimal_i],
+                    needed[local.minimal_j],
+                    local.candidates,
+                )
+            )
     finally:
         reader.close()
     merged = NearPairs.concat(results)
     out = work / "confirmed"
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / f"{partition:05d}.npz", dup_i=merged.dup_i, dup_j=merged.dup_j, hamming=merged.hamming,
-             jaccard=merged.jaccard, minimal_i=merged.minimal_i, minimal_j=merged.minimal_j,
-             candidates=np.array(merged.candidates))
+    np.savez(
+        out / f"{partition:05d}.npz",
+        dup_i=merged.dup_i,
+        dup_j=merged.dup_j,
+        hamming=merged.hamming,
+        jaccard=merged.jaccard,
+        minimal_i=merged.minimal_i,
+        minimal_j=merged.minimal_j,
+        candidates=np.array(merged.candidates),
+    )
 
 
 def collect(work: Path, the_plan: Plan) -> NearResult:
@@ -309,8 +359,17 @@ def collect(work: Path, the_plan: Plan) -> NearResult:
         if not path.is_file():
             raise RuntimeError(f"near-dedup work folder {work}: partition {p} was not confirmed")
         with np.load(path) as data:
-            parts.append(NearPairs(data["dup_i"], data["dup_j"], data["hamming"], data["jaccard"],
-                                   data["minimal_i"], data["minimal_j"], int(data["candidates"])))
+            parts.append(
+                NearPairs(
+                    data["dup_i"],
+                    data["dup_j"],
+                    data["hamming"],
+                    data["jaccard"],
+                    data["minimal_i"],
+                    data["minimal_j"],
+                    int(data["candidates"]),
+                )
+            )
     return NearResult(the_plan.engine, NearPairs.concat(parts))
 
 
@@ -319,8 +378,15 @@ def task_range(n: int, task: int, tasks: int) -> tuple[int, int]:
     return n * task // tasks, n * (task + 1) // tasks
 
 
-def run_stage(work: Path, stage: str, rank: int, world_size: int, settings: DedupSettings, seed: int,
-              scale: NearDedupScale) -> None:
+def run_stage(
+    work: Path,
+    stage: str,
+    rank: int,
+    world_size: int,
+    settings: DedupSettings,
+    seed: int,
+    scale: NearDedupScale,
+) -> None:
     """Stages 3-5 for one rank: bands of its task, or its share (round robin) of buckets or partitions."""
     the_plan = plan(work, settings, scale)
     if stage == "bands":
@@ -337,7 +403,11 @@ def run_stage(work: Path, stage: str, rank: int, world_size: int, settings: Dedu
 
 
 def near_in_process(
-    records: Iterable[NearRecord], n: int, settings: DedupSettings, seed: int, scale: NearDedupScale,
+    records: Iterable[NearRecord],
+    n: int,
+    settings: DedupSettings,
+    seed: int,
+    scale: NearDedupScale,
     tasks: int = 1,
 ) -> NearResult:
     """All six stages in this process over ``tasks`` shards (the inline executor's disk mode).

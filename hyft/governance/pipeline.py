@@ -62,7 +62,8 @@ def run_block(config: CurationConfig, source_name: str) -> dict[str, Any]:
             "files": [str(path) for path in config.decontaminate.files],
             "tasks": config.decontaminate.tasks,
             "eval_rows_given": len(config.decontaminate.rows),
-            "ngram": config.decontaminate.ngram, "ngram_dense": config.decontaminate.ngram_dense,
+            "ngram": config.decontaminate.ngram,
+            "ngram_dense": config.decontaminate.ngram_dense,
         },
     }
 
@@ -95,7 +96,9 @@ def run_inline(
     """All stages in this process. Returns (entries, per-language results, number of input items)."""
     counter = _Counter()
     total = count_input(source) if isinstance(source, (str, Path)) else None
-    entries = validate_and_identify(counter.wrap(iter_pool(source)), config, shared_detectors(), total=total, progress=config.progress)
+    entries = validate_and_identify(
+        counter.wrap(iter_pool(source)), config, shared_detectors(), total=total, progress=config.progress
+    )
     groups = lid_survivors_by_language(entries)
     results = []
     from tqdm import tqdm
@@ -106,8 +109,11 @@ def run_inline(
 
 
 def curate(
-    records: str | Path | Iterable[Any], config: CurationConfig, out_dir: str | Path,
-    *, ppl_scorer: PplScorer | None = None,
+    records: str | Path | Iterable[Any],
+    config: CurationConfig,
+    out_dir: str | Path,
+    *,
+    ppl_scorer: PplScorer | None = None,
 ) -> CurationResult:
     """Curate a pool into C0 (validated), C1 (+ LID and dedup) and C2 (+ length and perplexity).
 
@@ -131,41 +137,64 @@ def curate(
     """
     out_dir = Path(out_dir)
     if config.quality.ppl and config.quality.ppl_scorer == "base_lm" and ppl_scorer is None:
-        raise ConfigError("curation", ["quality.ppl_scorer is 'base_lm': pass curate(..., ppl_scorer=callable)"])
+        raise ConfigError(
+            "curation", ["quality.ppl_scorer is 'base_lm': pass curate(..., ppl_scorer=callable)"]
+        )
     if isinstance(records, (str, Path)) and not Path(records).is_file():
         raise FileNotFoundError(f"{records}: input pool not found (expected a JSONL file)")
     if isinstance(records, (str, Path)):
         check_pool_format(records)
-    unresolved = [name for name in config.decontaminate.tasks if name not in config.decontaminate.resolved_tasks]
+    unresolved = [
+        name for name in config.decontaminate.tasks if name not in config.decontaminate.resolved_tasks
+    ]
     if unresolved:
-        raise ConfigError("curation.decontaminate", [
-            f"{', '.join(unresolved)}: task splits must be loaded into decontaminate.rows by the caller "
-            "(hyft curate and hyft run do it; in Python: hyft.experiments.decontamination.resolve_eval_tasks)"])
+        raise ConfigError(
+            "curation.decontaminate",
+            [
+                f"{', '.join(unresolved)}: task splits must be loaded into decontaminate.rows by the caller "
+                "(hyft curate and hyft run do it; in Python: hyft.experiments.decontamination.resolve_eval_tasks)"
+            ],
+        )
     missing = [str(path) for path in config.decontaminate.files if not Path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)}: evaluation file for decontaminate not found")
     prepare_output_dir(out_dir)
     source_name = _source_name(records)
-    facts = {"kind": "hyft curation", "input": source_name, "config_hash": config.decision_hash(),
-             "input_sha256": streamed_sha256(records) if isinstance(records, (str, Path)) else None,
-             "eval_files_sha256": [streamed_sha256(path) for path in config.decontaminate.files]}
+    facts = {
+        "kind": "hyft curation",
+        "input": source_name,
+        "config_hash": config.decision_hash(),
+        "input_sha256": streamed_sha256(records) if isinstance(records, (str, Path)) else None,
+        "eval_files_sha256": [streamed_sha256(path) for path in config.decontaminate.files],
+    }
     previous = read_marker(out_dir)
-    if previous is not None and facts["input_sha256"] is not None and ppl_scorer is None and all(
-        previous.get(key) == value for key, value in facts.items()
+    if (
+        previous is not None
+        and facts["input_sha256"] is not None
+        and ppl_scorer is None
+        and all(previous.get(key) == value for key, value in facts.items())
     ):
         try:
             result = load_curation(out_dir)
         except IncompleteOutputError:
             pass
         else:
-            result.previous = (f"reused the complete curation in {out_dir}: same input "
-                               f"(sha256 {facts['input_sha256'][:12]}) and settings")
+            result.previous = (
+                f"reused the complete curation in {out_dir}: same input "
+                f"(sha256 {facts['input_sha256'][:12]}) and settings"
+            )
             return result
-    why = ("an interrupted run (no _COMPLETE marker)" if previous is None else
-           "an in-memory input, never reused" if facts["input_sha256"] is None else
-           "a perplexity scorer was passed" if ppl_scorer is not None else
-           "its files changed after it finished" if all(previous.get(key) == value for key, value in facts.items()) else
-           "a different input or settings")
+    why = (
+        "an interrupted run (no _COMPLETE marker)"
+        if previous is None
+        else "an in-memory input, never reused"
+        if facts["input_sha256"] is None
+        else "a perplexity scorer was passed"
+        if ppl_scorer is not None
+        else "its files changed after it finished"
+        if all(previous.get(key) == value for key, value in facts.items())
+        else "a different input or settings"
+    )
     cleared = clear_outputs(out_dir)
     if config.executor != "inline":
         from hyft.governance.datatrove_run import run_datatrove

@@ -56,7 +56,10 @@ class QualityOutcome:
 
 
 def char_ngram_perplexities(
-    records: list[list[str]], lang: str, settings: QualitySettings, train: list[bool] | None = None,
+    records: list[list[str]],
+    lang: str,
+    settings: QualitySettings,
+    train: list[bool] | None = None,
     order: int | None = None,
 ) -> list[float]:
     """Cross-fitted char-LM perplexity per record (unique field strings are scored once).
@@ -123,19 +126,29 @@ def robust_scores(
         log_ppl = np.log(ppl)
         location, scale = shorth(log_ppl)
         z = (log_ppl - location) / scale
-        parts: dict[str, Any] = {"location_ppl": four_significant(float(np.exp(location))),
-                                 "scale_log_ppl": four_significant(scale)}
+        parts: dict[str, Any] = {
+            "location_ppl": four_significant(float(np.exp(location))),
+            "scale_log_ppl": four_significant(scale),
+        }
         if dense:
             unigram = np.log(char_ngram_perplexities(records, lang, settings, train, order=1))
             gain = log_ppl - unigram
             gain_location, gain_scale = shorth(gain)
             z = np.maximum(z, (gain - gain_location) / gain_scale)
-            parts.update(gain_location=four_significant(gain_location), gain_scale=four_significant(gain_scale))
+            parts.update(
+                gain_location=four_significant(gain_location), gain_scale=four_significant(gain_scale)
+            )
         z = np.array([four_significant(float(v)) for v in z])
         train = [bool(v <= refit_z) for v in z]
-    description = {"method": "robust", "k": k, "refit_z": refit_z, "refits": settings.ppl_refits,
-                   "fit_on": int(sum(train or [])), **parts,
-                   "max_ppl": four_significant(float(np.exp(location + k * scale)))}
+    description = {
+        "method": "robust",
+        "k": k,
+        "refit_z": refit_z,
+        "refits": settings.ppl_refits,
+        "fit_on": int(sum(train or [])),
+        **parts,
+        "max_ppl": four_significant(float(np.exp(location + k * scale))),
+    }
     if dense:
         description["rule"] = "max(z of log ppl, z of context gain) > k"
     else:
@@ -149,7 +162,9 @@ def is_repetitive(fields: list[str], settings: QualitySettings) -> bool:
         return False
     for text in fields:
         units = [t.casefold() for t in tokens(text)]
-        if len(units) >= settings.repetition_min_units and len(set(units)) <= settings.repetition * len(units):
+        if len(units) >= settings.repetition_min_units and len(set(units)) <= settings.repetition * len(
+            units
+        ):
             return True
     return False
 
@@ -188,7 +203,9 @@ def quality_language(
 
     if settings.ppl_scorer == "base_lm":
         if ppl_scorer is None:
-            raise ValueError("quality.ppl_scorer is 'base_lm' but no ppl_scorer callable was given to curate()")
+            raise ValueError(
+                "quality.ppl_scorer is 'base_lm' but no ppl_scorer callable was given to curate()"
+            )
         raw = list(ppl_scorer(["\n".join(records[r]) for r in scored]))
         if len(raw) != len(scored):
             raise ValueError(f"ppl_scorer returned {len(raw)} values for {len(scored)} texts")
@@ -207,8 +224,12 @@ def quality_language(
         return QualityOutcome(reasons, evidence, flags, stats)
     high = quantile(ppl, settings.ppl_quantile)
     low = quantile(ppl, settings.ppl_low_flag_quantile)
-    stats.update(ppl_skipped=False, ppl_max=high, ppl_low_flag=low,
-                 ppl_threshold={"method": "quantile", "q": settings.ppl_quantile, "max_ppl": high})
+    stats.update(
+        ppl_skipped=False,
+        ppl_max=high,
+        ppl_low_flag=low,
+        ppl_threshold={"method": "quantile", "q": settings.ppl_quantile, "max_ppl": high},
+    )
     for r, value in zip(scored, ppl, strict=True):
         if value > high:
             reasons[r] = Reason.PPL_TOO_HIGH
@@ -218,7 +239,10 @@ def quality_language(
 
 
 def _robust_decisions(
-    records: list[list[str]], scored: list[int], lang: str, settings: QualitySettings,
+    records: list[list[str]],
+    scored: list[int],
+    lang: str,
+    settings: QualitySettings,
     state: tuple[list[Reason | None], list[dict[str, Any]], list[set[str]], dict[str, Any]],
 ) -> QualityOutcome:
     """``ppl_threshold="robust"``: drop when z > k (``robust_scores``); flag the 1st percentile as before."""
@@ -226,7 +250,9 @@ def _robust_decisions(
     ppl, z, description = robust_scores([records[r] for r in scored], lang, settings)
     stats["ppl_quantiles"] = {f"p{int(q * 100)}": quantile(ppl, q) for q in (0.01, 0.05, 0.5, 0.95, 0.99)}
     low = quantile(ppl, settings.ppl_low_flag_quantile)
-    stats.update(ppl_skipped=False, ppl_max=description["max_ppl"], ppl_low_flag=low, ppl_threshold=description)
+    stats.update(
+        ppl_skipped=False, ppl_max=description["max_ppl"], ppl_low_flag=low, ppl_threshold=description
+    )
     for r, value, score in zip(scored, ppl, z, strict=True):
         evidence[r]["ppl"] = value
         evidence[r]["ppl_z"] = score

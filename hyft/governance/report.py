@@ -26,10 +26,18 @@ def _example(row: dict[str, Any], record: dict[str, Any] | None, text_fields: li
         text = " || ".join(str(record.get(f, "")) for f in text_fields)
     else:
         text = row["evidence"].get("raw", "")
-    return {"id": row["id"], "line": row["line"], "text": text[:200], "detail": row["detail"], "dup_of": row["dup_of"]}
+    return {
+        "id": row["id"],
+        "line": row["line"],
+        "text": text[:200],
+        "detail": row["detail"],
+        "dup_of": row["dup_of"],
+    }
 
 
-def language_summary(rows: list[dict[str, Any]], records: dict[int, dict], text_fields: list[str]) -> dict[str, Any]:
+def language_summary(
+    rows: list[dict[str, Any]], records: dict[int, dict], text_fields: list[str]
+) -> dict[str, Any]:
     """Counts for one language's ledger rows: per stage in/kept/dropped-by-reason, views, flags."""
     reasons = Counter(r["reason"] for r in rows if r["reason"] is not None)
     stages: dict[str, Any] = {}
@@ -52,7 +60,10 @@ def language_summary(rows: list[dict[str, Any]], records: dict[int, dict], text_
         return round(a / b, 4) if b else None
 
     return {
-        "n_input": len(rows), "n_c0": n_c0, "n_c1": n_c1, "n_c2": n_c2,
+        "n_input": len(rows),
+        "n_c0": n_c0,
+        "n_c1": n_c1,
+        "n_c2": n_c2,
         "retention": {"c0_c1": share(n_c1, n_c0), "c1_c2": share(n_c2, n_c1), "c0_c2": share(n_c2, n_c0)},
         "stages": stages,
         "dropped": dict(sorted(reasons.items())),
@@ -63,7 +74,10 @@ def language_summary(rows: list[dict[str, Any]], records: dict[int, dict], text_
 
 
 def build_report(
-    rows: list[dict[str, Any]], records: dict[int, dict], run: dict[str, Any], applied: dict[str, Any],
+    rows: list[dict[str, Any]],
+    records: dict[int, dict],
+    run: dict[str, Any],
+    applied: dict[str, Any],
     text_fields: list[str],
 ) -> dict[str, Any]:
     """The full report dict (what ``CurationResult.report`` holds and report.json stores)."""
@@ -75,22 +89,32 @@ def build_report(
         summary = language_summary(by_lang[lang], records, text_fields)
         summary["applied"] = applied.get(lang, {})
         languages[lang] = summary
-    retained = {k: v["retention"]["c0_c2"] for k, v in languages.items() if v["retention"]["c0_c2"] is not None}
+    retained = {
+        k: v["retention"]["c0_c2"] for k, v in languages.items() if v["retention"]["c0_c2"] is not None
+    }
     return {
         "schema_version": SCHEMA_VERSION,
         "run": run,
         "languages": languages,
         "total": language_summary(rows, records, text_fields) | {"examples": {}},
         "macro_retention_c0_c2": round(sum(retained.values()) / len(retained), 4) if retained else None,
-        "retention_gap_c0_c2": round(max(retained.values()) - min(retained.values()), 4) if retained else None,
+        "retention_gap_c0_c2": round(max(retained.values()) - min(retained.values()), 4)
+        if retained
+        else None,
     }
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    reasons_seen = [r.value for r in Reason if any(r.value in v["dropped"] for v in report["languages"].values())]
+    reasons_seen = [
+        r.value for r in Reason if any(r.value in v["dropped"] for v in report["languages"].values())
+    ]
     # C0 is the raw input (every line), so validation drops stand between n_C0 and n_C1 (governance.md §6).
     header = ["lang", "n_C0", *[r for r in reasons_seen if stage_of(r) in (Stage.VALIDATE,)]]
-    header += [r for r in reasons_seen if stage_of(r) in (Stage.DECONTAMINATE, Stage.LID, Stage.EXACT_DEDUP, Stage.NEAR_DEDUP)] + ["n_C1"]
+    header += [
+        r
+        for r in reasons_seen
+        if stage_of(r) in (Stage.DECONTAMINATE, Stage.LID, Stage.EXACT_DEDUP, Stage.NEAR_DEDUP)
+    ] + ["n_C1"]
     header += [r for r in reasons_seen if stage_of(r) in (Stage.LENGTH, Stage.PERPLEXITY)] + ["n_C2", "C0→C2"]
     lines = ["# Curation report", ""]
     run = report["run"]
@@ -110,11 +134,19 @@ def _markdown(report: dict[str, Any]) -> str:
             else:
                 cells.append(str(summary["dropped"].get(column, 0)))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Macro retention C0→C2: {report['macro_retention_c0_c2']}; "
-              f"max–min gap: {report['retention_gap_c0_c2']}", "", "## Thresholds applied and flags", ""]
+    lines += [
+        "",
+        f"Macro retention C0→C2: {report['macro_retention_c0_c2']}; "
+        f"max–min gap: {report['retention_gap_c0_c2']}",
+        "",
+        "## Thresholds applied and flags",
+        "",
+    ]
     for lang, summary in report["languages"].items():
-        lines.append(f"- **{lang}**: applied `{json.dumps(summary['applied'], ensure_ascii=False)}`; "
-                     f"flags `{json.dumps(summary['flags'], ensure_ascii=False)}`")
+        lines.append(
+            f"- **{lang}**: applied `{json.dumps(summary['applied'], ensure_ascii=False)}`; "
+            f"flags `{json.dumps(summary['flags'], ensure_ascii=False)}`"
+        )
     lines += ["", "## Examples (two per language and reason)", ""]
     for lang, summary in report["languages"].items():
         for reason, examples in summary["examples"].items():
@@ -164,7 +196,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> list[Path]:
     atomic_write_text(written[1], _markdown(report))
     _chart(report, written[2])
     for lang, summary in report["languages"].items():
-        stats = {"schema_version": SCHEMA_VERSION, "lang": lang} | {k: v for k, v in summary.items() if k != "examples"}
+        stats = {"schema_version": SCHEMA_VERSION, "lang": lang} | {
+            k: v for k, v in summary.items() if k != "examples"
+        }
         written.append(out_dir / lang / "stats.json")
         atomic_write_text(written[-1], json.dumps(stats, ensure_ascii=False, indent=2) + "\n")
     return written

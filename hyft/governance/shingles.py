@@ -20,7 +20,9 @@ from functools import lru_cache
 import numpy as np
 import regex
 
-_DENSE_RUN = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\u30fc\uff70]+")
+_DENSE_RUN = regex.compile(
+    r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\u30fc\uff70]+"
+)
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 _DENSE_TAG = np.uint64(1 << 63)
 _ID_BITS = 40
@@ -156,7 +158,9 @@ def _lane_bit_counts(mixed: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     np.cumsum(words, axis=1, out=prefix[:, 1:])
     local = bounds - first
     sums = np.take(prefix, local[1:], axis=1) - np.take(prefix, local[:-1], axis=1)  # (16, r)
-    lanes = sums.astype("<u8", copy=False).view("<u2").reshape(16, len(local) - 1, 4)  # [k, r, j]: bit 16j + k
+    lanes = (
+        sums.astype("<u8", copy=False).view("<u2").reshape(16, len(local) - 1, 4)
+    )  # [k, r, j]: bit 16j + k
     return lanes.transpose(1, 2, 0).reshape(len(local) - 1, 64).astype(np.int64)
 
 

@@ -48,8 +48,11 @@ def cyclic_gc_paused() -> Iterator[None]:
 
 
 def validate_and_identify(
-    items: Iterable[tuple[str, int, Any]], config: CurationConfig, detectors: Detectors,
-    total: int | None = None, progress: bool = False,
+    items: Iterable[tuple[str, int, Any]],
+    config: CurationConfig,
+    detectors: Detectors,
+    total: int | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Validate, decontaminate and language-identify each (source, line, raw) item; one entry per item.
 
@@ -83,7 +86,9 @@ def eval_index(config: CurationConfig) -> EvalIndex | None:
     settings = config.decontaminate
     if not settings.active:
         return None
-    rows = [row for path in settings.files for row in read_eval_file(path, config.text_fields, config.id_field)]
+    rows = [
+        row for path in settings.files for row in read_eval_file(path, config.text_fields, config.id_field)
+    ]
     rows += [(row.id, row.texts) for row in settings.rows]
     return EvalIndex(rows, settings.ngram, settings.ngram_dense)
 
@@ -129,7 +134,10 @@ def lid_survivors_by_language(entries: Iterable[dict[str, Any]]) -> dict[str, li
 
 
 def dedup_and_filter_language(
-    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None = None,
+    lang: str,
+    entries: list[dict[str, Any]],
+    config: CurationConfig,
+    ppl_scorer: PplScorer | None = None,
     near: NearResult | None = None,
 ) -> dict[str, Any]:
     """Dedup and quality decisions for one language's LID survivors (``entries`` sorted by key).
@@ -148,14 +156,20 @@ def _adaptive_lid(
 
     Returns (tau, decisions of the dropped, LID updates by survivor position, survivors).
     """
-    tau, outcomes = adaptive_decisions(lang, [e["evidence"].get("lid", {}) for e in entries], config.text_fields, config.lid)
+    tau, outcomes = adaptive_decisions(
+        lang, [e["evidence"].get("lid", {}) for e in entries], config.text_fields, config.lid
+    )
     decisions: dict[str, dict[str, Any]] = {}
     lid_updates: dict[int, LidDecision] = {}
     survivors = []
     for entry, outcome in zip(entries, outcomes, strict=True):
         if outcome is not None and outcome.reason is not None:
-            decisions[str(entry["line"])] = {"reason": outcome.reason.value, "dup_of": None,
-                                             "evidence": {"lid": outcome.evidence}, "flags": outcome.flags}
+            decisions[str(entry["line"])] = {
+                "reason": outcome.reason.value,
+                "dup_of": None,
+                "evidence": {"lid": outcome.evidence},
+                "flags": outcome.flags,
+            }
             continue
         if outcome is not None:
             lid_updates[len(survivors)] = outcome
@@ -163,7 +177,9 @@ def _adaptive_lid(
     return tau, decisions, lid_updates, survivors
 
 
-def near_input(lang: str, entries: list[dict[str, Any]], config: CurationConfig) -> tuple[list[list[str]], list[int]] | None:
+def near_input(
+    lang: str, entries: list[dict[str, Any]], config: CurationConfig
+) -> tuple[list[list[str]], list[int]] | None:
     """What the near step of ``lang`` examines (feature texts per field, label codes); None when it does not run.
 
     The datatrove disk stages write this out, compute the near pairs across tasks, and hand them
@@ -181,7 +197,10 @@ def near_input(lang: str, entries: list[dict[str, Any]], config: CurationConfig)
 
 
 def _dedup_and_filter_language(
-    lang: str, entries: list[dict[str, Any]], config: CurationConfig, ppl_scorer: PplScorer | None,
+    lang: str,
+    entries: list[dict[str, Any]],
+    config: CurationConfig,
+    ppl_scorer: PplScorer | None,
     near: NearResult | None,
 ) -> dict[str, Any]:
     tau, decisions, lid_updates, entries = _adaptive_lid(lang, entries, config)
@@ -192,8 +211,10 @@ def _dedup_and_filter_language(
     for index, entry in enumerate(entries):
         reason = dedup.reasons[index]
         decision: dict[str, Any] = {
-            "reason": reason.value if reason else None, "dup_of": None,
-            "evidence": dict(dedup.evidence[index]), "flags": sorted(dedup.flags[index]) if dedup.flags[index] else [],
+            "reason": reason.value if reason else None,
+            "dup_of": None,
+            "evidence": dict(dedup.evidence[index]),
+            "flags": sorted(dedup.flags[index]) if dedup.flags[index] else [],
         }
         if index in lid_updates:
             decision["evidence"]["lid"] = lid_updates[index].evidence

@@ -23,10 +23,12 @@ CONVERTED_POOL = "input.jsonl"
 
 def pool_columns(config: CurationConfig) -> dict[str, list[str]]:
     """Setting → the columns it names; the language column only without a ``default_language``."""
-    return {"text_fields": list(config.text_fields),
-            "lang_field": [config.lang_field] if config.default_language is None else [],
-            "label_field": [config.label_field] if config.label_field else [],
-            "id_field": [config.id_field] if config.id_field else []}
+    return {
+        "text_fields": list(config.text_fields),
+        "lang_field": [config.lang_field] if config.default_language is None else [],
+        "label_field": [config.label_field] if config.label_field else [],
+        "id_field": [config.id_field] if config.id_field else [],
+    }
 
 
 def _json_ready(value: Any) -> Any:
@@ -41,8 +43,16 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def table_pool(config: CurationConfig, out_dir: Path, *, path: Path | None = None, input_format: str = "auto",
-               dataset: str | None = None, dataset_config: str | None = None, split: str = "train") -> Path:
+def table_pool(
+    config: CurationConfig,
+    out_dir: Path,
+    *,
+    path: Path | None = None,
+    input_format: str = "auto",
+    dataset: str | None = None,
+    dataset_config: str | None = None,
+    split: str = "train",
+) -> Path:
     """The JSONL file to curate: ``path`` itself when it is JSONL; else the CSV / Parquet file or the split of
     ``dataset`` (a Hub name from the local cache, or a local folder), checked against the field mapping and
     written to ``out_dir/input.jsonl``.
@@ -68,5 +78,7 @@ def table_pool(config: CurationConfig, out_dir: Path, *, path: Path | None = Non
         table = read_dataset(dataset, dataset_config, split)
     check_columns(label, list(table.column_names), pool_columns(config), "curation")
     target = prepare_output_dir(out_dir) / CONVERTED_POOL
-    atomic_write_lines(target, (json.dumps(_json_ready(dict(row)), ensure_ascii=False, default=str) for row in table))
+    atomic_write_lines(
+        target, (json.dumps(_json_ready(dict(row)), ensure_ascii=False, default=str) for row in table)
+    )
     return target

@@ -25,13 +25,42 @@ _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 # full-width block. NFKC alone leaves 。、「」《》 untouched, hence the table.
 _PUNCTUATION = str.maketrans(
     {
-        "。": ".", "、": ",", "「": '"', "」": '"', "『": '"', "』": '"', "《": '"', "》": '"',
-        "〈": '"', "〉": '"', "【": "[", "】": "]", "〔": "[", "〕": "]",
-        "“": '"', "”": '"', "„": '"', "‟": '"', "«": '"', "»": '"',
-        "‘": "'", "’": "'", "‚": "'", "‛": "'", "‹": "'", "›": "'",
-        "–": "-", "—": "-", "―": "-", "…": "...",
-        "।": ".", "॥": ".",
-        "،": ",", "؛": ";", "؟": "?", "۔": ".",
+        "。": ".",
+        "、": ",",
+        "「": '"',
+        "」": '"',
+        "『": '"',
+        "』": '"',
+        "《": '"',
+        "》": '"',
+        "〈": '"',
+        "〉": '"',
+        "【": "[",
+        "】": "]",
+        "〔": "[",
+        "〕": "]",
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "‟": '"',
+        "«": '"',
+        "»": '"',
+        "‘": "'",
+        "’": "'",
+        "‚": "'",
+        "‛": "'",
+        "‹": "'",
+        "›": "'",
+        "–": "-",
+        "—": "-",
+        "―": "-",
+        "…": "...",
+        "।": ".",
+        "॥": ".",
+        "،": ",",
+        "؛": ";",
+        "؟": "?",
+        "۔": ".",
     }
 )
 _PUNCT_OR_SYMBOL = regex.compile(r"[\p{P}\p{S}]+")
@@ -43,9 +72,7 @@ _ASCII_UPPER = bytes(range(ord("A"), ord("Z") + 1))
 _ASCII_LOWER = bytes(range(ord("a"), ord("z") + 1))
 _DENSE_TOKEN = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}]"
 # One token per Han/Kana/Thai character (with its marks); otherwise a run of letters, marks, digits.
-_TOKEN = regex.compile(
-    rf"{_DENSE_TOKEN}\p{{M}}*|[[\p{{L}}\p{{M}}\p{{N}}]--{_DENSE_TOKEN}]+", flags=regex.V1
-)
+_TOKEN = regex.compile(rf"{_DENSE_TOKEN}\p{{M}}*|[[\p{{L}}\p{{M}}\p{{N}}]--{_DENSE_TOKEN}]+", flags=regex.V1)
 
 
 def collapse_spaces(text: str) -> str:

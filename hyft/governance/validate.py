@@ -143,8 +143,15 @@ def sort_key(record_id: Any, line: int, from_field: bool) -> list[Any]:
 
 def _entry(source: str, line: int, **extra: Any) -> dict[str, Any]:
     entry = {
-        "key": sort_key(None, line, False), "id": line, "source": source, "line": line,
-        "lang": UNKNOWN_LANG, "reason": None, "detail": None, "flags": [], "evidence": {},
+        "key": sort_key(None, line, False),
+        "id": line,
+        "source": source,
+        "line": line,
+        "lang": UNKNOWN_LANG,
+        "reason": None,
+        "detail": None,
+        "flags": [],
+        "evidence": {},
     }
     entry.update(extra)
     return entry
@@ -184,13 +191,17 @@ def _parse(source: str, line: int, raw: Any) -> tuple[dict[str, Any] | None, dic
     except ValueError as exc:  # anything else the decoder refuses: still this line's problem, not the run's
         return None, _drop(entry, Reason.INVALID_JSON, f"not valid JSON ({exc})")
     if not isinstance(record, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(record), "a number")
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(record), "a number"
+        )
         return None, _drop(entry, Reason.INVALID_JSON, f"expected a JSON object, got {kind}")
     del entry["evidence"]["raw"]
     return _check_record(record, entry)
 
 
-def _check_record(record: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def _check_record(
+    record: dict[str, Any], entry: dict[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """A parsed object must stay writable as strict UTF-8 JSON: bounded depth, no NaN, no lone surrogate."""
     if json_depth(record) > MAX_JSON_DEPTH:
         return None, _drop(entry, Reason.INVALID_JSON_DEPTH, f"nested deeper than {MAX_JSON_DEPTH} levels")
@@ -221,7 +232,9 @@ def validate_item(source: str, line: int, raw: Any, config: CurationConfig) -> d
         return _drop(entry, Reason.INVALID_MISSING_FIELD, f"missing language field '{config.lang_field}'")
     lang = normalize_language(declared)
     if lang is None:
-        return _drop(entry, Reason.INVALID_LANGUAGE, f"unknown language code {declared!r} (not in the lid.176 set)")
+        return _drop(
+            entry, Reason.INVALID_LANGUAGE, f"unknown language code {declared!r} (not in the lid.176 set)"
+        )
     entry["lang"] = lang
     if config.languages is not None and lang not in config.languages:
         return _drop(entry, Reason.LANGUAGE_NOT_SELECTED, f"language '{lang}' is not in `languages`")
@@ -233,7 +246,9 @@ def validate_item(source: str, line: int, raw: Any, config: CurationConfig) -> d
             return _drop(entry, Reason.INVALID_MISSING_FIELD, f"missing text field '{name}'")
         value = record[name]
         if not isinstance(value, str):
-            return _drop(entry, Reason.INVALID_FIELD_TYPE, f"field '{name}' is {type(value).__name__}, expected text")
+            return _drop(
+                entry, Reason.INVALID_FIELD_TYPE, f"field '{name}' is {type(value).__name__}, expected text"
+            )
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -249,7 +264,8 @@ def validate_item(source: str, line: int, raw: Any, config: CurationConfig) -> d
         fields.append(cleaned)
     label = record.get(config.label_field) if config.label_field else None
     entry.update(
-        record=record, fields=fields,
+        record=record,
+        fields=fields,
         label=None if label is None else json.dumps(label, ensure_ascii=False, sort_keys=True),
     )
     if curated:

@@ -50,8 +50,10 @@ def _hyft_model(model: nn.Module | None) -> nn.Module:
     for module in model.modules():
         if isinstance(module, HyftModel):
             return module
-    raise ValueError(f"HyftCallback needs a hyft.HyftModel (from hyft.wrap or hyft.load); the Trainer's model "
-                     f"is a {type(model).__name__} with none inside")
+    raise ValueError(
+        f"HyftCallback needs a hyft.HyftModel (from hyft.wrap or hyft.load); the Trainer's model "
+        f"is a {type(model).__name__} with none inside"
+    )
 
 
 @torch.no_grad()
@@ -90,29 +92,41 @@ class HyftCallback(TrainerCallback):
         self.max_grad_norm: float | None = None  # the clip this callback applies (taken from args)
         self._target: nn.Module | None = None
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: nn.Module | None = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._target = _hyft_model(self.model if self.model is not None else model)
         if getattr(args, "deepspeed", None):
-            raise ValueError("HyftCallback does not support DeepSpeed: its engine clips and steps inside "
-                             "optimizer.step, where no callback can run the λ update before the clip")
+            raise ValueError(
+                "HyftCallback does not support DeepSpeed: its engine clips and steps inside "
+                "optimizer.step, where no callback can run the λ update before the clip"
+            )
         clip = args.max_grad_norm
         if self.take_over_clipping and clip is not None and clip > 0 and math.isfinite(clip):
             if args.fp16:
-                raise ValueError("HyftCallback cannot clip fp16 (GradScaler) gradients at on_pre_optimizer_step: "
-                                 "they are still loss-scaled there; train in bf16, or set max_grad_norm=0")
+                raise ValueError(
+                    "HyftCallback cannot clip fp16 (GradScaler) gradients at on_pre_optimizer_step: "
+                    "they are still loss-scaled there; train in bf16, or set max_grad_norm=0"
+                )
             self.max_grad_norm = float(clip)
             args.max_grad_norm = 0.0
 
-    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                              **kwargs: Any) -> None:
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         model = self._target if self._target is not None else _hyft_model(self.model or kwargs.get("model"))
         model.after_backward()
         if self.max_grad_norm is not None:
             clip_global_grad_norm_([p for p in model.parameters() if p.requires_grad], self.max_grad_norm)
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                     **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         if self.max_grad_norm is not None:
             args.max_grad_norm = self.max_grad_norm
             self.max_grad_norm = None

@@ -28,7 +28,12 @@ def load_demo_topic(split: str, lang: str, data: DataSource) -> list[Example]:
         if record["label"] not in TOPIC_LABELS:
             raise format_error(where, line, f"label {record['label']!r} is not a topic", expected)
         examples.append(
-            {"id": f"demo-topic/{split}/{lang}/{line}", "lang": lang, "text": record["text"], "label": record["label"]}
+            {
+                "id": f"demo-topic/{split}/{lang}/{line}",
+                "lang": lang,
+                "text": record["text"],
+                "label": record["label"],
+            }
         )
     return examples
 

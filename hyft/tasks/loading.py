@@ -69,8 +69,10 @@ def check_hub_dataset(dataset_id: str, local_path: Path, config: str | None = No
     """One bounded metadata request before ``datasets`` starts (it retries for minutes when offline)."""
     if hub_offline():
         which = f"{dataset_id!r}" + (f" (config {config!r})" if config else "")
-        raise DataError(f"{local_path}: file not found, and HF_HUB_OFFLINE forbids reading {which} "
-                        "from the Hub; point data_dir at the data folder")
+        raise DataError(
+            f"{local_path}: file not found, and HF_HUB_OFFLINE forbids reading {which} "
+            "from the Hub; point data_dir at the data folder"
+        )
     from huggingface_hub import HfApi
 
     try:

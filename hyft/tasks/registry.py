@@ -75,8 +75,10 @@ def get_task(name: str) -> Task:
     if name in _GROUPS:
         raise UnknownTaskError(f"{name!r} is a group of tasks; expand it with expand_task_names([{name!r}])")
     if name == "custom":
-        raise UnknownTaskError("task 'custom' is defined by a run config's data.custom section (test file, "
-                               "text_fields, label_field, label_names); none has been read in this process")
+        raise UnknownTaskError(
+            "task 'custom' is defined by a run config's data.custom section (test file, "
+            "text_fields, label_field, label_names); none has been read in this process"
+        )
     raise UnknownTaskError(unknown_task_message(name))
 
 

@@ -224,13 +224,17 @@ def render_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
     """
     text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
     bos = getattr(tokenizer, "bos_token", None)
-    return text[len(bos):] if bos and text.startswith(bos) else text
+    return text[len(bos) :] if bos and text.startswith(bos) else text
 
 
 def chat_prompt(tokenizer: Any, prompt: str, mode: ChatTemplateMode) -> str:
     """``prompt`` as the model reads it: one user message in the chat template (see :func:`uses_chat_template`),
     else unchanged."""
-    return render_chat(tokenizer, [{"role": "user", "content": prompt}]) if uses_chat_template(tokenizer, mode) else prompt
+    return (
+        render_chat(tokenizer, [{"role": "user", "content": prompt}])
+        if uses_chat_template(tokenizer, mode)
+        else prompt
+    )
 
 
 def chat_target(tokenizer: Any, target: str, mode: ChatTemplateMode) -> str:
@@ -238,8 +242,13 @@ def chat_target(tokenizer: Any, target: str, mode: ChatTemplateMode) -> str:
     return target.lstrip() if uses_chat_template(tokenizer, mode) else target
 
 
-def chat_conversation(tokenizer: Any, template: GenerationTemplate, example: Example, answers: Sequence[str],
-                      mode: ChatTemplateMode) -> str:
+def chat_conversation(
+    tokenizer: Any,
+    template: GenerationTemplate,
+    example: Example,
+    answers: Sequence[str],
+    mode: ChatTemplateMode,
+) -> str:
     """Multi-turn prompt (MT-Bench): :func:`render_conversation`, or in chat mode the turns as user messages
     and the model's answers as assistant messages (the instruction before the first turn)."""
     if not uses_chat_template(tokenizer, mode):

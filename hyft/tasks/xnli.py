@@ -47,20 +47,37 @@ def _hub_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "label": NLI_LABELS[label] if isinstance(label, int) and 0 <= label < 3 else label}
 
 
-def load_nli_file(data: DataSource, relative: str, id_prefix: str, lang: str,
-                  hub: tuple[str, str | None, str] | None = None,
-                  from_hub_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[Example]:
+def load_nli_file(
+    data: DataSource,
+    relative: str,
+    id_prefix: str,
+    lang: str,
+    hub: tuple[str, str | None, str] | None = None,
+    from_hub_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[Example]:
     """An NLI JSONL file (premise, hypothesis, label) as checked examples with ids ``<id_prefix>/<n>``;
     XNLI and the shipped demo set share it."""
     expected = nli_format(relative)
-    where, records = load_records(data, relative, {"premise": str, "hypothesis": str, "label": str}, expected,
-                                  hub=hub, from_hub_row=from_hub_row)
+    where, records = load_records(
+        data,
+        relative,
+        {"premise": str, "hypothesis": str, "label": str},
+        expected,
+        hub=hub,
+        from_hub_row=from_hub_row,
+    )
     return nli_examples(records, where, expected, id_prefix, lang)
 
 
 def load_xnli(split: str, lang: str, data: DataSource) -> list[Example]:
-    return load_nli_file(data, f"xnli/{split}.{lang}.jsonl", f"xnli/{split}/{lang}", lang,
-                         hub=("facebook/xnli", lang, _HUB_SPLITS[split]), from_hub_row=_hub_row)
+    return load_nli_file(
+        data,
+        f"xnli/{split}.{lang}.jsonl",
+        f"xnli/{split}/{lang}",
+        lang,
+        hub=("facebook/xnli", lang, _HUB_SPLITS[split]),
+        from_hub_row=_hub_row,
+    )
 
 
 XNLI = register_task(

@@ -29,7 +29,9 @@ def training_state(model: nn.Module) -> dict[str, torch.Tensor]:
     state = {}
     adapter_prefixes = [n + "." for n in adapted_layers(model)]
     for name, tensor in model.state_dict().items():
-        in_adapter = any(name.startswith(p) and ".base_layer." not in name[len(p) - 1 :] for p in adapter_prefixes)
+        in_adapter = any(
+            name.startswith(p) and ".base_layer." not in name[len(p) - 1 :] for p in adapter_prefixes
+        )
         if name in trainable or in_adapter:
             state[name] = tensor.detach().cpu().contiguous()
     return state
@@ -110,7 +112,9 @@ def load_checkpoint(
     if missing:
         raise ValueError(f"{step_dir}: checkpoint tensors {missing[:3]} do not exist in this model")
     model.load_state_dict(state, strict=False)
-    optimizer.load_state_dict(_join_optimizer(load_file(str(step_dir / "optimizer.safetensors")), meta["optimizer"]))
+    optimizer.load_state_dict(
+        _join_optimizer(load_file(str(step_dir / "optimizer.safetensors")), meta["optimizer"])
+    )
     scheduler.load_state_dict(meta["scheduler"])
     set_rng_state(load_file(str(step_dir / "rng.safetensors")), meta["rng"])
     return meta["position"], meta["history"]

@@ -71,10 +71,15 @@ def parameter_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, An
     for p in model.parameters():
         if p.requires_grad:
             groups.setdefault(assigned.get(id(p), rest), []).append(p)
-    return [{"params": params, "lr": config.branch_lr(name), "name": name} for name, params in sorted(groups.items())]
+    return [
+        {"params": params, "lr": config.branch_lr(name), "name": name}
+        for name, params in sorted(groups.items())
+    ]
 
 
-def make_accelerator(mixed_precision: str, log_with: Sequence[str] = (), project_dir: Path | None = None) -> Accelerator:
+def make_accelerator(
+    mixed_precision: str, log_with: Sequence[str] = (), project_dir: Path | None = None
+) -> Accelerator:
     """accelerate's Accelerator for this run (``log_with``: its trackers, writing under ``project_dir``).
     accelerate keeps one process-wide state and refuses a second precision; in one process (a grid of cells,
     a test session) the state is reset so each run gets its own. Under a distributed launch every rank runs
@@ -103,8 +108,11 @@ def tracker_values(row: dict[str, Any]) -> dict[str, float]:
 def start_trackers(accelerator: Accelerator, config: TrainConfig) -> None:
     """``init_trackers`` with the scalar train settings as the run's hyper-parameters (TensorBoard's hparams
     take numbers, strings and booleans only)."""
-    settings = {key: value for key, value in config.model_dump().items()
-                if isinstance(value, bool | int | float | str)}
+    settings = {
+        key: value
+        for key, value in config.model_dump().items()
+        if isinstance(value, bool | int | float | str)
+    }
     accelerator.init_trackers(config.tracker_project, config=settings)
 
 
@@ -126,7 +134,9 @@ def enable_gradient_checkpointing(model: nn.Module, reentrant: bool) -> None:
     """transformers' activation recomputation on the wrapped model. The reentrant variant needs an input
     that requires grad, or a frozen embedding cuts the graph: ``enable_input_require_grads`` adds it."""
     if not hasattr(model, "gradient_checkpointing_enable"):
-        raise ValueError(f"{type(model).__name__} has no gradient_checkpointing_enable (not a transformers model)")
+        raise ValueError(
+            f"{type(model).__name__} has no gradient_checkpointing_enable (not a transformers model)"
+        )
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
     if reentrant and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()
@@ -159,7 +169,9 @@ class BranchNorms:
     """
 
     def __init__(self, model: nn.Module):
-        self.layers = [(name.removeprefix("base_model."), layer) for name, layer in adapted_layers(model).items()]
+        self.layers = [
+            (name.removeprefix("base_model."), layer) for name, layer in adapted_layers(model).items()
+        ]
 
     def compute(self) -> dict[str, dict[str, float]]:
         keys: list[tuple[str, str]] = []
@@ -178,7 +190,9 @@ class BranchNorms:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, examples: Sequence[dict], batch_size: int, pad_token_id: int, device) -> float:
+def evaluate_loss(
+    model: nn.Module, examples: Sequence[dict], batch_size: int, pad_token_id: int, device
+) -> float:
     """Mean loss over ``examples`` (weighted by batch size), model in eval mode."""
     was_training = model.training
     model.eval()
@@ -215,14 +229,20 @@ def train(
     """
     out = Path(output_dir) if output_dir is not None else None
     if config.report_to and out is None:
-        raise ValueError("train.report_to needs an output_dir: the trackers write under <output_dir>/trackers")
-    accelerator = make_accelerator(config.mixed_precision, config.report_to, out / "trackers" if out else None)
+        raise ValueError(
+            "train.report_to needs an output_dir: the trackers write under <output_dir>/trackers"
+        )
+    accelerator = make_accelerator(
+        config.mixed_precision, config.report_to, out / "trackers" if out else None
+    )
     if config.report_to:
         start_trackers(accelerator, config)
     rank, world = accelerator.process_index, accelerator.num_processes
     seed_everything(config.seed)
     unwrapped = model
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay
+    )
     batches_per_epoch = len(micro_batches(list(range(len(train_examples))), config.batch_size, rank, world))
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -230,8 +250,17 @@ def train(
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model, reentrant=config.gradient_checkpointing_reentrant)
     model, optimizer = accelerator.prepare(model, optimizer)
-    step = OptimizerStep(model, unwrapped, accelerator, optimizer, scheduler, BranchNorms(unwrapped),
-                         train_examples, pad_token_id, config.max_grad_norm)
+    step = OptimizerStep(
+        model,
+        unwrapped,
+        accelerator,
+        optimizer,
+        scheduler,
+        BranchNorms(unwrapped),
+        train_examples,
+        pad_token_id,
+        config.max_grad_norm,
+    )
 
     position = {"step": 0, "epoch": 0, "batch": 0}
     history: dict[str, list[dict[str, Any]]] = {"steps": [], "epochs": []}
@@ -243,15 +272,24 @@ def train(
 
     def checkpoint() -> None:
         if checkpoint_dir is not None and accelerator.is_main_process:
-            save_checkpoint(checkpoint_dir, unwrapped, optimizer, scheduler, position, history, config.keep_checkpoints)
+            save_checkpoint(
+                checkpoint_dir, unwrapped, optimizer, scheduler, position, history, config.keep_checkpoints
+            )
         accelerator.wait_for_everyone()
 
     model.train()
-    bar = tqdm(total=total_steps, initial=position["step"], desc="train", unit="step",
-               disable=not (show_progress and accelerator.is_main_process))
+    bar = tqdm(
+        total=total_steps,
+        initial=position["step"],
+        desc="train",
+        unit="step",
+        disable=not (show_progress and accelerator.is_main_process),
+    )
     if config.early_stopping_patience is not None and not eval_examples and accelerator.is_main_process:
-        tqdm.write("hyft: train.early_stopping_patience is set but there are no validation rows "
-                   "(data.val_examples = 0): training runs to the end")
+        tqdm.write(
+            "hyft: train.early_stopping_patience is set but there are no validation rows "
+            "(data.val_examples = 0): training runs to the end"
+        )
     run_start = time.perf_counter()
     interrupted = early_stopped = False
     with FootprintMeter(accelerator.device) as meter:  # its window covers every step of this process
@@ -264,15 +302,21 @@ def train(
                     row = step(group)
                 position["step"] += 1
                 position["batch"] += len(group)
-                row = {"step": position["step"], "epoch": position["epoch"], **row,
-                       "step_time_s": meter.step_times_s[-1]}
+                row = {
+                    "step": position["step"],
+                    "epoch": position["epoch"],
+                    **row,
+                    "step_time_s": meter.step_times_s[-1],
+                }
                 history["steps"].append(row)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
                 if out and accelerator.is_main_process and position["step"] % config.log_every == 0:
                     _log_progress(out, row, total_steps, time.perf_counter() - run_start, bar)
                 if config.report_to and position["step"] % config.log_every == 0:
-                    accelerator.log(tracker_values(row), step=position["step"])  # a no-op off the main process
+                    accelerator.log(
+                        tracker_values(row), step=position["step"]
+                    )  # a no-op off the main process
                 if stop_after_steps is not None and position["step"] >= stop_after_steps:
                     interrupted = True
                     break
@@ -281,11 +325,18 @@ def train(
             if interrupted:
                 break
             if position["batch"] >= len(epoch_batches):
-                summary = summarise_epoch(position["epoch"], history["steps"], meter, uniform_loss, config,
-                                          announce=accelerator.is_main_process)
+                summary = summarise_epoch(
+                    position["epoch"],
+                    history["steps"],
+                    meter,
+                    uniform_loss,
+                    config,
+                    announce=accelerator.is_main_process,
+                )
                 if eval_examples:
-                    summary["val_loss"] = evaluate_loss(model, eval_examples, config.batch_size, pad_token_id,
-                                                        accelerator.device)
+                    summary["val_loss"] = evaluate_loss(
+                        model, eval_examples, config.batch_size, pad_token_id, accelerator.device
+                    )
                 history["epochs"].append(summary)
                 if config.report_to and summary.get("val_loss") is not None:
                     accelerator.log({"val/loss": summary["val_loss"]}, step=position["step"])
@@ -295,8 +346,10 @@ def train(
                 if early_stopped:
                     summary["early_stopped"] = True
                     if accelerator.is_main_process:
-                        tqdm.write(f"hyft: stopped early after epoch {summary['epoch']}: validation loss has not "
-                                   f"improved for {config.early_stopping_patience} epoch(s)")
+                        tqdm.write(
+                            f"hyft: stopped early after epoch {summary['epoch']}: validation loss has not "
+                            f"improved for {config.early_stopping_patience} epoch(s)"
+                        )
     bar.close()
     if config.report_to:
         accelerator.end_training()  # flushes and closes the event files / runs
@@ -336,7 +389,10 @@ class OptimizerStep:
         device = self.accelerator.device
         step_loss = torch.zeros((), device=device)
         for index, ids in enumerate(group):
-            batch = {k: v.to(device) for k, v in collate([self.examples[i] for i in ids], self.pad_token_id).items()}
+            batch = {
+                k: v.to(device)
+                for k, v in collate([self.examples[i] for i in ids], self.pad_token_id).items()
+            }
             # Gradients are all-reduced only on the last micro-batch of the step.
             last = index == len(group) - 1
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
@@ -350,8 +406,12 @@ class OptimizerStep:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        row = {"loss": float(self.accelerator.reduce(step_loss, "mean")), "lr": self.scheduler.get_last_lr()[0],
-               "grad_norm": float(grad_norm), "branch_grad_norms": branch_norms}
+        row = {
+            "loss": float(self.accelerator.reduce(step_loss, "mean")),
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "branch_grad_norms": branch_norms,
+        }
         if hasattr(self.unwrapped, "mixing_weights") and (lam := self.unwrapped.mixing_weights()):
             row["lambda"] = lam
         return row
@@ -366,8 +426,14 @@ class OptimizerStep:
             after_backward()
 
 
-def summarise_epoch(epoch: int, steps: Sequence[dict[str, Any]], meter: FootprintMeter, uniform_loss: float | None,
-                    config: TrainConfig, announce: bool) -> dict[str, Any]:
+def summarise_epoch(
+    epoch: int,
+    steps: Sequence[dict[str, Any]],
+    meter: FootprintMeter,
+    uniform_loss: float | None,
+    config: TrainConfig,
+    announce: bool,
+) -> dict[str, Any]:
     """An epoch's history row: mean train loss and grad norm, time, peak memory so far and, with
     ``uniform_loss`` (ln C), whether the epoch collapsed to uniform predictions (said on stderr too)."""
     rows = [r for r in steps if r["epoch"] == epoch]
@@ -381,9 +447,11 @@ def summarise_epoch(epoch: int, steps: Sequence[dict[str, Any]], meter: Footprin
     if uniform_loss is not None and summary["train_loss"] is not None:
         summary["collapsed"] = is_collapsed(summary["train_loss"], uniform_loss, config.collapse_tolerance)
         if summary["collapsed"] and announce:
-            tqdm.write(f"hyft: epoch {epoch}: mean train loss {summary['train_loss']:.4f} is at the uniform-prediction "
-                       f"loss {uniform_loss:.4f}: nothing learned yet (if it stays there to the last epoch, check "
-                       "the learning rates: train.lr, lr_lora_ga, lr_full)")
+            tqdm.write(
+                f"hyft: epoch {epoch}: mean train loss {summary['train_loss']:.4f} is at the uniform-prediction "
+                f"loss {uniform_loss:.4f}: nothing learned yet (if it stays there to the last epoch, check "
+                "the learning rates: train.lr, lr_lora_ga, lr_full)"
+            )
     return summary
 
 
@@ -391,7 +459,12 @@ def _log_progress(out: Path, row: dict[str, Any], total: int, elapsed: float, ba
     done = row["step"]
     rate = bar.format_dict.get("rate") or (done / elapsed if elapsed > 0 else None)
     remaining = (total - done) / rate if rate else None
-    line = {**row, "total": total, "percent": round(100 * done / total, 2), "elapsed_s": round(elapsed, 3),
-            "remaining_s": round(remaining, 3) if remaining is not None else None}
+    line = {
+        **row,
+        "total": total,
+        "percent": round(100 * done / total, 2),
+        "elapsed_s": round(elapsed, 3),
+        "remaining_s": round(remaining, 3) if remaining is not None else None,
+    }
     with (out / "progress.jsonl").open("a") as handle:
         handle.write(json.dumps(line) + "\n")

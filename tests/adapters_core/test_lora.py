@@ -39,8 +39,12 @@ def test_lora_forward_equals_peft_lora_with_the_same_factors():
     from tests.conftest import tiny_llama
 
     inputs = model_inputs("llama")
-    ours = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=4, alpha=12, target_modules=["q_proj", "down_proj"]))
-    theirs = get_peft_model(tiny_llama(), LoraConfig(r=4, lora_alpha=12, target_modules=["q_proj", "down_proj"]))
+    ours = hyft.wrap(
+        tiny_llama(), hyft.AdapterConfig(method="lora", r=4, alpha=12, target_modules=["q_proj", "down_proj"])
+    )
+    theirs = get_peft_model(
+        tiny_llama(), LoraConfig(r=4, lora_alpha=12, target_modules=["q_proj", "down_proj"])
+    )
     generator = torch.Generator().manual_seed(3)
     for name, layer in ours.adapted_layers().items():
         A = torch.randn(layer.lora_A.shape, generator=generator) * 0.3
@@ -74,7 +78,9 @@ def test_gram_trace_norm_equals_explicit_norm():
 def test_norm_cap_bounds_the_effective_update_and_is_inactive_when_small():
     torch.manual_seed(0)
     base = nn.Sequential(nn.Linear(32, 24))
-    model = hyft.wrap(base, hyft.AdapterConfig(method="lora", r=4, alpha=8, norm_cap=0.05, target_modules=["0"]))
+    model = hyft.wrap(
+        base, hyft.AdapterConfig(method="lora", r=4, alpha=8, norm_cap=0.05, target_modules=["0"])
+    )
     layer = model.adapted_layers()["0"]
     w0_norm = layer.base_layer.weight.norm()
     with torch.no_grad():
@@ -112,7 +118,9 @@ def test_wrapped_model_generates_like_a_transformers_model():
 
     ids = model_inputs("llama")["input_ids"][:1, :5]
     plain = tiny_llama().generate(ids, max_new_tokens=4, do_sample=False)
-    wrapped = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=2)).generate(ids, max_new_tokens=4, do_sample=False)
+    wrapped = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=2)).generate(
+        ids, max_new_tokens=4, do_sample=False
+    )
     assert torch.equal(plain, wrapped)
 
 
@@ -129,7 +137,9 @@ def test_lora_layer_output_and_gradients_match_the_explicit_formula(shape, in_pl
     result = layer.add_delta(base(flat), flat, 0.7, in_place).view(*shape[:-1], 9)
     expected = base(x) + 0.7 * (x @ layer.lora_A.T) @ layer.lora_B.T
     assert torch.allclose(result, expected, atol=1e-5)
-    assert torch.allclose(layer(x), base(x) + layer.scaling * (x @ layer.lora_A.T) @ layer.lora_B.T, atol=1e-5)
+    assert torch.allclose(
+        layer(x), base(x) + layer.scaling * (x @ layer.lora_A.T) @ layer.lora_B.T, atol=1e-5
+    )
     weights = torch.randn(expected.shape)
     grads = torch.autograd.grad((result * weights).sum(), [x, layer.lora_A, layer.lora_B])
     reference = torch.autograd.grad((expected * weights).sum(), [x, layer.lora_A, layer.lora_B])

@@ -87,7 +87,9 @@ def _gradient(seed: int = 0, shape: tuple[int, int] = (24, 20)) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     u, _ = torch.linalg.qr(torch.randn(shape[0], shape[0], generator=generator))
     v, _ = torch.linalg.qr(torch.randn(shape[1], shape[1], generator=generator))
-    spectrum = 2.0 ** -torch.arange(min(shape), dtype=torch.float32)  # well separated: randomized SVD is exact
+    spectrum = 2.0 ** -torch.arange(
+        min(shape), dtype=torch.float32
+    )  # well separated: randomized SVD is exact
     return (u[:, : len(spectrum)] * spectrum) @ v[:, : len(spectrum)].T
 
 
@@ -144,8 +146,10 @@ class DropoutRegression(nn.Module):
 @pytest.mark.parametrize("n_batches", [1, 3])
 def test_gradient_pass_is_seeded_per_batch_and_reports_its_time(n_batches):
     generator = torch.Generator().manual_seed(0)
-    batches = [{"x": torch.randn(8, 16, generator=generator), "labels": torch.randn(8, 16, generator=generator)}
-               for _ in range(n_batches)]
+    batches = [
+        {"x": torch.randn(8, 16, generator=generator), "labels": torch.randn(8, 16, generator=generator)}
+        for _ in range(n_batches)
+    ]
     config = hyft.AdapterConfig(method="lora_ga", r=2, alpha=4)
     results = []
     for global_seed in (11, 12):  # dropout masks come from seed + batch index, not the caller's RNG state

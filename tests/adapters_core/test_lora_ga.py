@@ -57,17 +57,25 @@ def _first_step_cosine(config: hyft.AdapterConfig) -> tuple[float, float]:
 
 
 def test_first_step_equals_the_rank_2r_gradient_step():
-    cosine, error = _first_step_cosine(hyft.AdapterConfig(method="lora_ga", r=4, alpha=8, lora_ga_scale="gd", target_modules=["proj"]))
+    cosine, error = _first_step_cosine(
+        hyft.AdapterConfig(method="lora_ga", r=4, alpha=8, lora_ga_scale="gd", target_modules=["proj"])
+    )
     assert cosine >= 0.999
     assert error <= 1e-2
-    cosine_stable, _ = _first_step_cosine(hyft.AdapterConfig(method="lora_ga", r=4, alpha=8, target_modules=["proj"]))
+    cosine_stable, _ = _first_step_cosine(
+        hyft.AdapterConfig(method="lora_ga", r=4, alpha=8, target_modules=["proj"])
+    )
     assert cosine_stable >= 0.999
 
 
 def test_paper_eq8_variant_aligns_measurably_worse():
-    reference, _ = _first_step_cosine(hyft.AdapterConfig(method="lora_ga", r=4, alpha=8, target_modules=["proj"]))
+    reference, _ = _first_step_cosine(
+        hyft.AdapterConfig(method="lora_ga", r=4, alpha=8, target_modules=["proj"])
+    )
     eq8, _ = _first_step_cosine(
-        hyft.AdapterConfig(method="lora_ga", r=4, alpha=8, lora_ga_variant="paper_eq8", target_modules=["proj"])
+        hyft.AdapterConfig(
+            method="lora_ga", r=4, alpha=8, lora_ga_variant="paper_eq8", target_modules=["proj"]
+        )
     )
     assert eq8 < 0.99 < reference
     assert reference - eq8 > 0.01
@@ -105,7 +113,9 @@ def test_svd_runs_in_fp32_for_a_bf16_model_and_w0_is_not_mutated():
     model = Regression().to(torch.bfloat16)
     before = model.proj.weight.detach().clone()
     batch = {k: v.to(torch.bfloat16) for k, v in _batch().items()}
-    wrapped = hyft.wrap(model, hyft.AdapterConfig(method="lora_ga", r=4, target_modules=["proj"]), init_batches=[batch])
+    wrapped = hyft.wrap(
+        model, hyft.AdapterConfig(method="lora_ga", r=4, target_modules=["proj"]), init_batches=[batch]
+    )
     layer = wrapped.adapted_layers()["proj"]
     assert layer.lora_A0.dtype == torch.float32 and layer.lora_A.dtype == torch.float32
     assert torch.equal(layer.base_layer.weight, before)

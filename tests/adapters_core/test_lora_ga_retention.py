@@ -18,8 +18,10 @@ from torch import nn
 import hyft
 from tests.conftest import model_inputs, tiny_bloom, tiny_llama
 
-TARGETS = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-           "bloom": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]}
+TARGETS = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "bloom": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
 FACTORIES = {"llama": tiny_llama, "bloom": tiny_bloom}
 
 
@@ -77,8 +79,10 @@ def test_lora_ga_init_keeps_nothing_of_a_batch_after_its_backward(family: str, n
     model = FACTORIES[family]()
     batches = [model_inputs(family, batch=2, length=12, seed=seed) for seed in range(n_batches)]
     tracker = BatchTracker(model, batches)
-    handles = [model.register_forward_pre_hook(tracker.before_forward),
-               model.register_forward_hook(tracker.after_forward)]
+    handles = [
+        model.register_forward_pre_hook(tracker.before_forward),
+        model.register_forward_hook(tracker.after_forward),
+    ]
     config = hyft.AdapterConfig(method="lora_ga", r=2, alpha=4, target_modules=TARGETS[family])
     with torch.autograd.graph.saved_tensors_hooks(tracker.pack, tracker.unpack):
         wrapped = hyft.wrap(model, config, init_batches=batches)
@@ -90,6 +94,8 @@ def test_lora_ga_init_keeps_nothing_of_a_batch_after_its_backward(family: str, n
     assert {batch for batch, _, _ in tracker.refs} == set(range(n_batches))
     assert all(nbytes > 0 for _, _, nbytes in tracker.refs)
     assert tracker.alive_at_next_forward == [(batch, 0) for batch in range(n_batches - 1)]
-    assert tracker.grads_at_next_forward == []  # each target's gradient left for the sums; no other weight got one
+    assert (
+        tracker.grads_at_next_forward == []
+    )  # each target's gradient left for the sums; no other weight got one
     assert tracker.alive_bytes() == 0  # nor does the finished init hold any batch's tensors
     assert wrapped.init_report.n_batches == n_batches

@@ -31,21 +31,40 @@ def _lm_examples(n: int = 8, length: int = 10, seed: int = 1) -> list[dict]:
 
 def _tiny_bert_classifier(num_labels: int = 3, seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32, num_labels=num_labels)
+    config = BertConfig(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=num_labels,
+    )
     return BertForSequenceClassification(config)
 
 
 def _class_examples(n: int = 16, seed: int = 2, num_labels: int = 3) -> list[dict]:
     generator = torch.Generator().manual_seed(seed)
     # The label is written in the second token, so a model that trains can learn it.
-    return [{"input_ids": [1, 10 + i % num_labels] + torch.randint(20, 128, (6,), generator=generator).tolist(),
-             "labels": i % num_labels} for i in range(n)]
+    return [
+        {
+            "input_ids": [1, 10 + i % num_labels]
+            + torch.randint(20, 128, (6,), generator=generator).tolist(),
+            "labels": i % num_labels,
+        }
+        for i in range(n)
+    ]
 
 
 def _one_step(model, examples, **overrides) -> None:
-    config = TrainConfig(max_steps=1, batch_size=len(examples), warmup_ratio=0.0, scheduler="constant",
-                         max_grad_norm=None, **overrides)
+    config = TrainConfig(
+        max_steps=1,
+        batch_size=len(examples),
+        warmup_ratio=0.0,
+        scheduler="constant",
+        max_grad_norm=None,
+        **overrides,
+    )
     train(model, examples, config, show_progress=False)
 
 
@@ -57,22 +76,35 @@ def _largest_move(after: torch.Tensor, before: torch.Tensor) -> float:
 def test_hybrid_lora_ga_branch_trains_at_its_share_of_lr_and_the_rotation_at_lr():
     examples = _lm_examples()
     init = [collate(examples)]
-    model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="hybrid", r=4, boft_block_size=8, target_modules=["q_proj"],
-                                                        lambda_warmup_steps=0), init_batches=init)
+    model = hyft.wrap(
+        tiny_llama(),
+        hyft.AdapterConfig(
+            method="hybrid", r=4, boft_block_size=8, target_modules=["q_proj"], lambda_warmup_steps=0
+        ),
+        init_batches=init,
+    )
     layer = model.adapted_layers()["model.layers.0.self_attn.q_proj"]
     A_before = layer.lora.lora_A.detach().clone()
     R_before = layer.boft.boft_R.detach().clone()
     _one_step(model, examples, lr=1e-3)
-    assert _largest_move(layer.lora.lora_A.detach(), A_before) == pytest.approx(1e-3 * LORA_GA_LR_RATIO, rel=0.05)
+    assert _largest_move(layer.lora.lora_A.detach(), A_before) == pytest.approx(
+        1e-3 * LORA_GA_LR_RATIO, rel=0.05
+    )
     assert _largest_move(layer.boft.boft_R.detach(), R_before) == pytest.approx(1e-3, rel=0.05)
 
 
 def test_lora_ga_default_is_a_small_share_and_an_explicit_value_wins():
     assert LORA_GA_LR_RATIO < 1  # LoRA-GA moves W further per Adam step than LoRA (methods.md §2.4)
     examples = _lm_examples()
-    for overrides, expected in (({"lr": 1e-3}, 1e-3 * LORA_GA_LR_RATIO), ({"lr": 1e-3, "lr_lora_ga": 3e-4}, 3e-4)):
-        model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora_ga", r=4, target_modules=["q_proj"]),
-                          init_batches=[collate(examples)])
+    for overrides, expected in (
+        ({"lr": 1e-3}, 1e-3 * LORA_GA_LR_RATIO),
+        ({"lr": 1e-3, "lr_lora_ga": 3e-4}, 3e-4),
+    ):
+        model = hyft.wrap(
+            tiny_llama(),
+            hyft.AdapterConfig(method="lora_ga", r=4, target_modules=["q_proj"]),
+            init_batches=[collate(examples)],
+        )
         layer = model.adapted_layers()["model.layers.0.self_attn.q_proj"]
         A_before = layer.lora_A.detach().clone()
         _one_step(model, examples, **overrides)
@@ -111,8 +143,12 @@ def test_collapse_is_flagged_when_the_loss_stays_at_ln_c_and_not_when_it_learns(
             model.classifier.weight.zero_()
             model.classifier.bias.zero_()
         wrapped = hyft.wrap(model, hyft.AdapterConfig(method="lora", r=4))
-        config = TrainConfig(epochs=count, batch_size=8, lr=lr, lr_head=lr, warmup_ratio=0.0, scheduler="constant")
-        return train(wrapped, examples, config, show_progress=False, uniform_loss=math.log(3)).history["epochs"]
+        config = TrainConfig(
+            epochs=count, batch_size=8, lr=lr, lr_head=lr, warmup_ratio=0.0, scheduler="constant"
+        )
+        return train(wrapped, examples, config, show_progress=False, uniform_loss=math.log(3)).history[
+            "epochs"
+        ]
 
     stuck = epochs(1e-9, 3)
     assert [e["collapsed"] for e in stuck] == [True, True, True]
@@ -132,8 +168,15 @@ def test_early_stopping_ends_training_when_the_validation_loss_stops_improving()
 
     def run(lr: float, patience: int | None):
         wrapped = hyft.wrap(_tiny_bert_classifier(), hyft.AdapterConfig(method="lora", r=4))
-        config = TrainConfig(epochs=8, batch_size=8, lr=lr, lr_head=lr, warmup_ratio=0.0, scheduler="constant",
-                             early_stopping_patience=patience)
+        config = TrainConfig(
+            epochs=8,
+            batch_size=8,
+            lr=lr,
+            lr_head=lr,
+            warmup_ratio=0.0,
+            scheduler="constant",
+            early_stopping_patience=patience,
+        )
         return train(wrapped, examples[:16], config, eval_examples=examples[16:], show_progress=False)
 
     # A learning rate far too high: the validation loss soon stops improving and training stops there.

@@ -12,7 +12,9 @@ from hyft.adapters.model import DEFAULT_ADAPTER
 from tests.conftest import minilm_classifier, model_inputs, tiny_llama
 
 LORA = dict(method="lora", r=4, alpha=8)
-HYBRID = dict(method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2, lambda_warmup_steps=0)
+HYBRID = dict(
+    method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2, lambda_warmup_steps=0
+)
 
 
 def _perturb(model: hyft.HyftModel, seed: int, scale: float = 0.05) -> None:
@@ -75,7 +77,9 @@ def test_each_active_adapter_equals_it_wrapped_alone_and_disabled_is_the_base(ll
     model.set_adapter("hybrid")
     assert model.active_adapter == "hybrid" and model.active_adapters == ["hybrid"]
     assert model.adapter_config.method == "hybrid"
-    assert set(model.mixing_weights()) == set(model.adapted_layers())  # the hybrid's layers are the ones in use
+    assert set(model.mixing_weights()) == set(
+        model.adapted_layers()
+    )  # the hybrid's layers are the ones in use
     hybrid = _logits(model, forward)
     assert torch.allclose(hybrid, hybrid_alone, atol=1e-6, rtol=0), (hybrid - hybrid_alone).abs().max()
 
@@ -106,8 +110,12 @@ def test_training_moves_only_the_active_adapter(llama_inputs):
 
     def snapshot(name):
         layers = model.adapted_layers(name)
-        params = {f"{t}.{n}": p.detach().clone() for t, layer in layers.items()
-                  for n, p in layer.named_parameters() if not n.startswith("base_layer.")}
+        params = {
+            f"{t}.{n}": p.detach().clone()
+            for t, layer in layers.items()
+            for n, p in layer.named_parameters()
+            if not n.startswith("base_layer.")
+        }
         updates = {t: int(layer.mixer.updates) for t, layer in layers.items() if hasattr(layer, "mixer")}
         return params, updates
 
@@ -121,8 +129,12 @@ def test_training_moves_only_the_active_adapter(llama_inputs):
         model.eval()
 
     def own(name):
-        return [p for layer in model.adapted_layers(name).values()
-                for n, p in layer.named_parameters() if not n.startswith("base_layer.")]
+        return [
+            p
+            for layer in model.adapted_layers(name).values()
+            for n, p in layer.named_parameters()
+            if not n.startswith("base_layer.")
+        ]
 
     assert all(p.requires_grad for p in own(DEFAULT_ADAPTER))
     assert not any(p.requires_grad for p in own("hybrid"))
@@ -185,13 +197,23 @@ def test_save_pretrained_writes_peft_layout_and_load_reads_it_back(tmp_path, lla
     hybrid = _logits(model, forward)
     model.save_pretrained(tmp_path / "both")
     assert sorted(p.relative_to(tmp_path / "both").as_posix() for p in (tmp_path / "both").rglob("*")) == [
-        "adapter_config.json", "adapter_model.safetensors",
-        "hybrid", "hybrid/adapter_config.json", "hybrid/adapter_model.safetensors"]
-    assert json.loads((tmp_path / "both" / "adapter_config.json").read_text())["hyft"]["adapter"]["method"] == "lora"
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "hybrid",
+        "hybrid/adapter_config.json",
+        "hybrid/adapter_model.safetensors",
+    ]
+    assert (
+        json.loads((tmp_path / "both" / "adapter_config.json").read_text())["hyft"]["adapter"]["method"]
+        == "lora"
+    )
 
     loaded = hyft.load(tiny_llama(), tmp_path / "both")
     loaded.load_adapter(tmp_path / "both" / "hybrid", adapter_name="hybrid")
-    assert loaded.active_adapter == DEFAULT_ADAPTER and list(loaded.adapter_configs) == [DEFAULT_ADAPTER, "hybrid"]
+    assert loaded.active_adapter == DEFAULT_ADAPTER and list(loaded.adapter_configs) == [
+        DEFAULT_ADAPTER,
+        "hybrid",
+    ]
     assert torch.allclose(_logits(loaded, forward), lora, atol=1e-6, rtol=0)
     loaded.set_adapter("hybrid")
     assert torch.allclose(_logits(loaded, forward), hybrid, atol=1e-6, rtol=0)
@@ -199,7 +221,9 @@ def test_save_pretrained_writes_peft_layout_and_load_reads_it_back(tmp_path, lla
 
     # A named first adapter: hyft.load(..., adapter_name=...) names it.
     named = hyft.load(tiny_llama(), tmp_path / "both" / "hybrid", adapter_name="hybrid")
-    assert named.active_adapter == "hybrid" and torch.allclose(_logits(named, forward), hybrid, atol=1e-6, rtol=0)
+    assert named.active_adapter == "hybrid" and torch.allclose(
+        _logits(named, forward), hybrid, atol=1e-6, rtol=0
+    )
 
     # A subset: only the sub-folder; the top level of an existing folder is kept.
     model.save_pretrained(tmp_path / "subset", selected_adapters=["hybrid"])
@@ -220,7 +244,9 @@ def test_peft_reads_a_lora_pair_hyft_wrote(tmp_path, llama_inputs):
     model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(**LORA))
     _perturb(model, 1)
     torch.manual_seed(1)
-    model.add_adapter("second", hyft.AdapterConfig(method="lora", r=2, alpha=4, target_modules=["q_proj", "v_proj"]))
+    model.add_adapter(
+        "second", hyft.AdapterConfig(method="lora", r=2, alpha=4, target_modules=["q_proj", "v_proj"])
+    )
     model.set_adapter("second")
     _perturb(model, 2)
     second = _logits(model.eval(), forward)
@@ -279,8 +305,12 @@ def test_inactive_adapters_move_with_to(llama_inputs):
     model.double()  # the hybrid is outside the module tree now; _apply converts it too
 
     def hybrid_dtypes():
-        return {t.dtype for layer in model.adapted_layers("hybrid").values()
-                for t in [*layer.parameters(), *layer.buffers()] if t.is_floating_point()}
+        return {
+            t.dtype
+            for layer in model.adapted_layers("hybrid").values()
+            for t in [*layer.parameters(), *layer.buffers()]
+            if t.is_floating_point()
+        }
 
     assert hybrid_dtypes() == {torch.float64}
     model.float()
@@ -301,9 +331,11 @@ def test_refusals_say_what_to_do(llama_inputs):
     with pytest.raises(ValueError, match="adapter name 'a/b'"):
         model.add_adapter("a/b", hyft.AdapterConfig(**LORA))
     model.merge_adapter()
-    for action in (lambda: model.add_adapter("third", hyft.AdapterConfig(**LORA)),
-                   lambda: model.set_adapter("hybrid"),
-                   lambda: model.delete_adapter(DEFAULT_ADAPTER)):
+    for action in (
+        lambda: model.add_adapter("third", hyft.AdapterConfig(**LORA)),
+        lambda: model.set_adapter("hybrid"),
+        lambda: model.delete_adapter(DEFAULT_ADAPTER),
+    ):
         with pytest.raises(ValueError, match="merged into the base weights.*unmerge_adapter"):
             action()
     with pytest.raises(ValueError, match="merged"), model.disable_adapter():

@@ -14,8 +14,9 @@ CONFIGS = {
     "lora_ga": dict(method="lora_ga", r=4, alpha=8),
     "boft": dict(method="boft", boft_block_size=8, boft_n_butterfly_factor=2),
     "unitary": dict(method="unitary"),
-    "hybrid": dict(method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2,
-                   lambda_warmup_steps=0),
+    "hybrid": dict(
+        method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2, lambda_warmup_steps=0
+    ),
 }
 
 
@@ -52,7 +53,9 @@ def test_merge_forward_equals_adapter_and_unmerge_restores_w0_exactly(method):
         assert not model.merged
         for name, layer in model.adapted_layers().items():
             restored = layer.base_layer.weight
-            assert restored.dtype == torch.float32 and torch.allclose(restored, w0[name], atol=1e-6, rtol=0), name
+            assert restored.dtype == torch.float32 and torch.allclose(
+                restored, w0[name], atol=1e-6, rtol=0
+            ), name
             assert torch.equal(restored, w0[name]), name  # kept, not recomputed: bit for bit
         assert torch.equal(model(**inputs).logits, adapter)  # the adapter path runs again
     # Still trainable after the round trip: the adapter gets gradients again.

@@ -21,7 +21,9 @@ def _lora(seed: int = 0):
     with torch.no_grad():
         for name, param in model.named_parameters():
             if param.requires_grad:
-                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(seed + len(name))))
+                param.copy_(
+                    torch.randn(param.shape, generator=torch.Generator().manual_seed(seed + len(name)))
+                )
     return model
 
 
@@ -92,7 +94,11 @@ def test_a_resave_replaces_the_adapter_files_and_keeps_the_users_own(tmp_path):
     (target / "NOTES.md").write_text("mine\n")
     second = _lora(seed=3)
     second.save_pretrained(target)
-    assert sorted(p.name for p in target.iterdir()) == ["NOTES.md", "adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "NOTES.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
     assert (target / "NOTES.md").read_text() == "mine\n"
     loaded = hyft.load(tiny_llama(), target)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in second.state_dict().items())

@@ -24,7 +24,10 @@ def _train_a_little(model, inputs, steps=3, lr=0.05):
 
 
 def _hashes(module):
-    return {n: hashlib.sha256(p.detach().cpu().numpy().tobytes()).hexdigest() for n, p in module.named_parameters()}
+    return {
+        n: hashlib.sha256(p.detach().cpu().numpy().tobytes()).hexdigest()
+        for n, p in module.named_parameters()
+    }
 
 
 @pytest.mark.parametrize("method", ["lora", "lora_ga"])
@@ -88,7 +91,9 @@ def test_base_weights_are_hash_identical_after_training():
         parts = name.rsplit(".", 1)
         adapted_name = f"{parts[0]}.base_layer.{parts[1]}"
         assert after.get(name, after.get(adapted_name)) == digest, name
-    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, adapter_before[n])]
+    changed = [
+        n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, adapter_before[n])
+    ]
     assert len(changed) == len(adapter_before)  # every adapter tensor (and the head) was trained
 
 
@@ -108,4 +113,6 @@ def test_full_fine_tuning_trains_everything_and_round_trips(tmp_path):
     assert (tmp_path / "model.safetensors").is_file()
     loaded = hyft.load(tiny_llama(seed=5), tmp_path)
     with torch.no_grad():
-        assert torch.equal(loaded(input_ids=inputs["input_ids"]).logits, model(input_ids=inputs["input_ids"]).logits)
+        assert torch.equal(
+            loaded(input_ids=inputs["input_ids"]).logits, model(input_ids=inputs["input_ids"]).logits
+        )

@@ -26,7 +26,15 @@ def test_resumed_run_equals_the_uninterrupted_one_bitwise(tmp_path):
 
     def run(out, stop=None):
         model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=4, dropout=0.1))
-        result = train(model, examples, config, out, eval_examples=examples[:8], stop_after_steps=stop, show_progress=False)
+        result = train(
+            model,
+            examples,
+            config,
+            out,
+            eval_examples=examples[:8],
+            stop_after_steps=stop,
+            show_progress=False,
+        )
         return model, result
 
     straight, straight_result = run(tmp_path / "a")
@@ -48,8 +56,15 @@ def test_resumed_run_equals_the_uninterrupted_one_bitwise(tmp_path):
 def test_per_branch_gradient_norms_match_autograd_and_groups_get_their_lr(tmp_path):
     examples = _lm_examples(8)
     model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=4, target_modules=["q_proj"]))
-    config = TrainConfig(max_steps=1, batch_size=8, lr=1e-3, lr_lora=7e-3, warmup_ratio=0.0, scheduler="constant",
-                         max_grad_norm=None)
+    config = TrainConfig(
+        max_steps=1,
+        batch_size=8,
+        lr=1e-3,
+        lr_lora=7e-3,
+        warmup_ratio=0.0,
+        scheduler="constant",
+        max_grad_norm=None,
+    )
     layer = model.adapted_layers()["model.layers.0.self_attn.q_proj"]
     B_before = layer.lora_B.detach().clone()
     result = train(model, examples, config, show_progress=False)
@@ -71,7 +86,11 @@ def test_minilm_lora_ga_learns_sst2(shared_data):
 
     def encode(row):
         encoded = tokenizer(row["sentence"], truncation=True, max_length=64)
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "labels": int(row["label"])}
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "labels": int(row["label"]),
+        }
 
     train_rows, eval_rows = rows[:320], rows[-200:]
     train_examples = [encode(r) for r in train_rows]
@@ -79,12 +98,23 @@ def test_minilm_lora_ga_learns_sst2(shared_data):
     from hyft.training.data import collate
 
     init = [collate(train_examples[i : i + 16]) for i in range(0, 64, 16)]
-    model = hyft.wrap(minilm_classifier(num_labels=2), hyft.AdapterConfig(method="lora_ga", r=8, alpha=16), init_batches=init)
-    train(model, train_examples, TrainConfig(epochs=3, batch_size=16, lr=5e-4, lr_head=2e-3, seed=0), show_progress=False)
+    model = hyft.wrap(
+        minilm_classifier(num_labels=2),
+        hyft.AdapterConfig(method="lora_ga", r=8, alpha=16),
+        init_batches=init,
+    )
+    train(
+        model,
+        train_examples,
+        TrainConfig(epochs=3, batch_size=16, lr=5e-4, lr_head=2e-3, seed=0),
+        show_progress=False,
+    )
     model.eval()
     with torch.no_grad():
         batch = collate(eval_examples)
-        predictions = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)
+        predictions = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits.argmax(-1)
     labels = batch["labels"]
     majority = max(float((labels == 0).float().mean()), float((labels == 1).float().mean()))
     accuracy = float((predictions == labels).float().mean())

@@ -34,7 +34,9 @@ def _data(seed=0):
 
 
 def _config(**overrides):
-    settings = dict(method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2, target_modules=["proj"])
+    settings = dict(
+        method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2, target_modules=["proj"]
+    )
     return hyft.AdapterConfig(**{**settings, **overrides})
 
 
@@ -197,8 +199,13 @@ def test_decoder_training_lowers_the_loss_and_logs_lambda(tmp_path, factory):
     inputs = model_inputs("llama", batch=4, length=16)
     examples = [{"input_ids": row.tolist(), "labels": row.tolist()} for row in inputs["input_ids"]] * 4
     model = hyft.wrap(factory(), _config(target_modules=None, lambda_warmup_steps=2), init_batches=[inputs])
-    result = train(model, examples, TrainConfig(epochs=8, batch_size=4, lr=1e-2, lr_lora_ga=1e-2, warmup_ratio=0.0), tmp_path,
-                   show_progress=False)
+    result = train(
+        model,
+        examples,
+        TrainConfig(epochs=8, batch_size=4, lr=1e-2, lr_lora_ga=1e-2, warmup_ratio=0.0),
+        tmp_path,
+        show_progress=False,
+    )
     losses = [r["loss"] for r in result.history["steps"]]
     assert losses[-1] < 0.9 * losses[0]
     rows = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
@@ -211,7 +218,9 @@ def test_decoder_training_lowers_the_loss_and_logs_lambda(tmp_path, factory):
 @pytest.mark.parametrize("mix", ["linear", "generator"])
 def test_fused_weight_side_forward_equals_the_activation_path(mix, monkeypatch):
     data = _data()
-    model = hyft.wrap(Regression(), _config(mixer="fixed", fixed_lambda=0.4, hybrid_mix=mix), init_batches=[data])
+    model = hyft.wrap(
+        Regression(), _config(mixer="fixed", fixed_lambda=0.4, hybrid_mix=mix), init_batches=[data]
+    )
     _perturb(model)
     layer = model.adapted_layers()["proj"]
     x = data["x"].view(4, 32, 32).requires_grad_(True)
@@ -252,8 +261,14 @@ def test_batched_rotation_blocks_equal_the_per_layer_ones(method, monkeypatch):
     # calling the base model directly makes every layer compute its own. Outputs and gradients must agree.
     from hyft.adapters.batched_rotation import prepare_rotation_blocks
 
-    config = hyft.AdapterConfig(method=method, r=4, alpha=8, boft_block_size=4, boft_n_butterfly_factor=2,
-                                target_modules=["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"])
+    config = hyft.AdapterConfig(
+        method=method,
+        r=4,
+        alpha=8,
+        boft_block_size=4,
+        boft_n_butterfly_factor=2,
+        target_modules=["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    )
     base = tiny_bloom()
     batch = model_inputs(base)
     model = hyft.wrap(base, config, init_batches=[batch] if method == "hybrid" else None)
@@ -263,7 +278,11 @@ def test_batched_rotation_blocks_equal_the_per_layer_ones(method, monkeypatch):
     rotations = [layer.boft if method == "hybrid" else layer for layer in layers]
     per_layer_calls = []
     original = BoftLinear.rotation_blocks
-    monkeypatch.setattr(BoftLinear, "rotation_blocks", lambda self, *a, **k: per_layer_calls.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(
+        BoftLinear,
+        "rotation_blocks",
+        lambda self, *a, **k: per_layer_calls.append(1) or original(self, *a, **k),
+    )
     results = []
     for batched in (True, False):
         model.zero_grad(set_to_none=True)

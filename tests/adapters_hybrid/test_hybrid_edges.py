@@ -14,8 +14,16 @@ from hyft.adapters.mixer import LambdaController
 
 def make_hybrid(seed: int = 0, with_unitary: bool | None = None, **settings) -> HybridLinear:
     torch.manual_seed(seed)
-    config = hyft.AdapterConfig(**{"method": "hybrid", "r": 2, "alpha": 4, "boft_block_size": 4,
-                                   "boft_n_butterfly_factor": 2, **settings})
+    config = hyft.AdapterConfig(
+        **{
+            "method": "hybrid",
+            "r": 2,
+            "alpha": 4,
+            "boft_block_size": 4,
+            "boft_n_butterfly_factor": 2,
+            **settings,
+        }
+    )
     base = nn.Linear(16, 12)
     if with_unitary is None:
         return HybridLinear(base, config, "layer")
@@ -76,15 +84,18 @@ def test_unitary_sub_layer_is_trained_saved_and_loaded_with_the_hybrid():
 
 
 def _controller(**settings) -> LambdaController:
-    config = hyft.AdapterConfig(**{"method": "hybrid", "r": 2, "boft_block_size": 4, "lambda_warmup_steps": 0,
-                                   **settings})
+    config = hyft.AdapterConfig(
+        **{"method": "hybrid", "r": 2, "boft_block_size": 4, "lambda_warmup_steps": 0, **settings}
+    )
     return LambdaController(config, lora_count=400, rotation_count=25)
 
 
 def test_ema_starts_at_the_first_norms_not_at_zero():
     controller = _controller(mixer="descaled", lambda_ema=0.9)
     controller.update(3.0, 1.0)  # λ = 0.5: descaled norms 6 and 2
-    assert float(controller.ema_lora) == pytest.approx(6.0) and float(controller.ema_rotation) == pytest.approx(2.0)
+    assert float(controller.ema_lora) == pytest.approx(6.0) and float(
+        controller.ema_rotation
+    ) == pytest.approx(2.0)
     assert float(controller.mixing_weight) == pytest.approx(0.75)
     controller.update(1.0, 3.0)  # descaled by λ = 0.75: 4/3 and 12
     ema_lora, ema_rotation = 0.9 * 6 + 0.1 * 4 / 3, 0.9 * 2 + 0.1 * 12

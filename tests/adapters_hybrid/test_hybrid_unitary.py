@@ -21,8 +21,11 @@ from tests.adapters_precision.tiny import bert_inputs, tiny_bert
 from tests.conftest import model_inputs, tiny_bloom, tiny_llama
 
 FACTORIES = {"bloom": tiny_bloom, "llama": tiny_llama, "bert": tiny_bert}
-UNITARY_MODULES = {"bloom": ["dense", "dense_4h_to_h"], "llama": ["o_proj", "down_proj"],
-                   "bert": ["query", "dense"]}
+UNITARY_MODULES = {
+    "bloom": ["dense", "dense_4h_to_h"],
+    "llama": ["o_proj", "down_proj"],
+    "bert": ["query", "dense"],
+}
 
 
 def _perturb(model: nn.Module, scale: float = 0.1, seed: int = 1) -> None:
@@ -37,8 +40,15 @@ def _perturb(model: nn.Module, scale: float = 0.1, seed: int = 1) -> None:
 @pytest.mark.parametrize("model_name", list(FACTORIES))
 def test_merge_and_unload_equals_the_adapter_forward_with_unitary_modules(model_name, mode):
     batch = bert_inputs() if model_name == "bert" else model_inputs("llama")
-    config = hyft.AdapterConfig(method="hybrid", r=4, alpha=8, boft_block_size=4, boft_n_butterfly_factor=2,
-                                unitary_modules=UNITARY_MODULES[model_name], unitary_mode=mode)
+    config = hyft.AdapterConfig(
+        method="hybrid",
+        r=4,
+        alpha=8,
+        boft_block_size=4,
+        boft_n_butterfly_factor=2,
+        unitary_modules=UNITARY_MODULES[model_name],
+        unitary_mode=mode,
+    )
     model = hyft.wrap(FACTORIES[model_name](), config, init_batches=[batch])
     layers = model.adapted_layers().values()
     if mode == "add":
@@ -101,9 +111,17 @@ def _hybrid_weight_oracle(layer: HybridLinear, lam: float) -> torch.Tensor:
 
 def test_the_hybrid_applies_its_unitary_sub_layer_as_the_dense_oracle_says():
     data = _data()
-    config = hyft.AdapterConfig(method="hybrid", r=4, alpha=8, boft_block_size=4, boft_n_butterfly_factor=2,
-                                target_modules=["proj"], unitary_modules=["proj"], mixer="fixed",
-                                fixed_lambda=0.4)
+    config = hyft.AdapterConfig(
+        method="hybrid",
+        r=4,
+        alpha=8,
+        boft_block_size=4,
+        boft_n_butterfly_factor=2,
+        target_modules=["proj"],
+        unitary_modules=["proj"],
+        mixer="fixed",
+        fixed_lambda=0.4,
+    )
     model = hyft.wrap(Regression(), config, init_batches=[data])
     layer = model.adapted_layers()["proj"]
     assert isinstance(layer, HybridLinear) and layer.unitary is not None
@@ -135,9 +153,19 @@ def test_rms_lambda_divides_each_branch_norm_by_the_root_of_its_own_parameter_co
     # r = 8 LoRA (8·(32 + 32) = 512 parameters) against an OFT branch with b = 4 (32·3/2 = 48): the counts
     # differ ~10×, so dividing by the other branch's count gives a clearly different λ.
     data = _data()
-    config = hyft.AdapterConfig(method="hybrid", r=8, alpha=16, boft_block_size=4, target_modules=["proj"],
-                                mixer="descaled", lambda_norm="rms", lambda_init=0.3, lambda_warmup_steps=0,
-                                lambda_min=0.0, lambda_max=1.0)
+    config = hyft.AdapterConfig(
+        method="hybrid",
+        r=8,
+        alpha=16,
+        boft_block_size=4,
+        target_modules=["proj"],
+        mixer="descaled",
+        lambda_norm="rms",
+        lambda_init=0.3,
+        lambda_warmup_steps=0,
+        lambda_min=0.0,
+        lambda_max=1.0,
+    )
     model = hyft.wrap(Regression(), config, init_batches=[data])
     layer = model.adapted_layers()["proj"]
     _perturb(model, scale=0.05)

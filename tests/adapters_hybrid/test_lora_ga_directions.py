@@ -53,8 +53,14 @@ def _gradient_svd(batch):
 
 
 def _init_factors(method: str, direction: str, batch, seed: int = 0):
-    config = hyft.AdapterConfig(method=method, r=R, alpha=2 * R, lora_ga_direction=direction,
-                                target_modules=["proj"], boft_block_size=8)
+    config = hyft.AdapterConfig(
+        method=method,
+        r=R,
+        alpha=2 * R,
+        lora_ga_direction=direction,
+        target_modules=["proj"],
+        boft_block_size=8,
+    )
     layer = hyft.wrap(ZeroRegression(), config, init_batches=[batch], seed=seed).adapted_layers()["proj"]
     branch = layer.lora if method == "hybrid" else layer
     return branch.lora_A0.double(), branch.lora_B0.double()
@@ -74,8 +80,9 @@ EXPECTED = {
 }
 
 
-def _split(A0: torch.Tensor, B0: torch.Tensor, U: torch.Tensor,
-           V: torch.Tensor) -> tuple[list[int], list[int]]:
+def _split(
+    A0: torch.Tensor, B0: torch.Tensor, U: torch.Tensor, V: torch.Tensor
+) -> tuple[list[int], list[int]]:
     """(S_A, S_B) read off the factors, after checking A0 = ζ·V_Aᵀ and B0 = ζ·U_B as projectors."""
     zeta = D_OUT**0.25 / 16**0.5  # the default "stable" scale, γ = 16
     eye = torch.eye(R, dtype=torch.float64)

@@ -49,7 +49,9 @@ def dft_matrix(n: int) -> torch.Tensor:
 
 def householder_matrix(v: torch.Tensor) -> torch.Tensor:
     v = v.to(torch.complex128)
-    return torch.eye(v.numel(), dtype=torch.complex128) - 2 * torch.outer(v, v.conj()) / v.abs().square().sum()
+    return (
+        torch.eye(v.numel(), dtype=torch.complex128) - 2 * torch.outer(v, v.conj()) / v.abs().square().sum()
+    )
 
 
 def unitary_oracle(theta: torch.Tensor, v: torch.Tensor, perm: torch.Tensor | None) -> torch.Tensor:
@@ -59,7 +61,11 @@ def unitary_oracle(theta: torch.Tensor, v: torch.Tensor, perm: torch.Tensor | No
     vc = torch.complex(v[..., 0].double(), v[..., 1].double())
     d = [torch.diag(torch.polar(torch.ones(n, dtype=torch.float64), theta[j])) for j in range(3)]
     f = dft_matrix(n)
-    pi = torch.eye(n, dtype=torch.complex128) if perm is None else permutation_matrix(perm).to(torch.complex128)
+    pi = (
+        torch.eye(n, dtype=torch.complex128)
+        if perm is None
+        else permutation_matrix(perm).to(torch.complex128)
+    )
     return d[2] @ householder_matrix(vc[1]) @ f.conj().T @ d[1] @ pi @ householder_matrix(vc[0]) @ f @ d[0]
 
 

@@ -47,8 +47,12 @@ def test_neumann_rotations_after_training_stay_within_the_bound_fp64():
     q = torch.linalg.matrix_norm(skew, ord=2)
     assert q.max() > 0.05  # training made the truncation error non-trivial
     blocks = layer.rotation_blocks().detach()
-    error = torch.linalg.matrix_norm(blocks.transpose(-1, -2) @ blocks - torch.eye(4, dtype=torch.float64), ord=2)
-    bounds = torch.tensor([[neumann_orthogonality_bound(float(v), 5) for v in row] for row in q], dtype=torch.float64)
+    error = torch.linalg.matrix_norm(
+        blocks.transpose(-1, -2) @ blocks - torch.eye(4, dtype=torch.float64), ord=2
+    )
+    bounds = torch.tensor(
+        [[neumann_orthogonality_bound(float(v), 5) for v in row] for row in q], dtype=torch.float64
+    )
     assert (error <= bounds * (1 + 1e-6) + 1e-13).all()
 
 
@@ -87,7 +91,9 @@ def test_input_rotation_preserves_neuron_angles_and_spectrum():
     out_side = make_layer(d_in=48, d_out=64, rotation_side="output")
     randomize(out_side, std=0.5)
     w0_out, merged_out = out_side.base_layer.weight.detach(), out_side.merged_weight().detach()
-    assert torch.allclose(torch.linalg.svdvals(merged_out), torch.linalg.svdvals(w0_out), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(
+        torch.linalg.svdvals(merged_out), torch.linalg.svdvals(w0_out), rtol=1e-5, atol=1e-6
+    )
     assert (cosines(merged_out) - cosines(w0_out)).abs().max() > 1e-2
 
 
@@ -100,9 +106,13 @@ def test_merge_then_unmerge_returns_w0(cayley, side):
     assert torch.allclose(restored, layer.base_layer.weight, atol=1e-5)
 
 
-@pytest.mark.parametrize(("factors", "size", "scale"), [(1, 8, False), (2, 4, False), (3, 8, True), (4, 2, False)])
+@pytest.mark.parametrize(
+    ("factors", "size", "scale"), [(1, 8, False), (2, 4, False), (3, 8, True), (4, 2, False)]
+)
 def test_trainable_count_is_m_d_b_minus_1_over_2(factors, size, scale):
-    layer = make_layer(d_in=64, d_out=48, boft_block_size=size, boft_n_butterfly_factor=factors, boft_scale=scale)
+    layer = make_layer(
+        d_in=64, d_out=48, boft_block_size=size, boft_n_butterfly_factor=factors, boft_scale=scale
+    )
     count = sum(p.numel() for p in layer.parameters() if p.requires_grad)
     assert count == factors * 64 * (size - 1) // 2 + (48 if scale else 0)
     assert count == sum(p.numel() for p in layer.branch_parameters()["rotation"])
@@ -163,7 +173,10 @@ def test_oft_is_boft_with_one_factor_and_saves_under_its_own_key():
     boft.load_adapter_state({"boft_R": oft.boft_R.detach()})
     x = torch.randn(4, 64)
     assert torch.equal(oft(x), boft(x))
-    assert set(oft.adapter_state()) == {"oft_R.weight"} and oft.adapter_state()["oft_R.weight"].shape == (8, 28)
+    assert set(oft.adapter_state()) == {"oft_R.weight"} and oft.adapter_state()["oft_R.weight"].shape == (
+        8,
+        28,
+    )
     assert set(make_layer(boft_scale=True).adapter_state()) == {"boft_R", "boft_s"}
     with pytest.raises(ValueError, match="shape"):
         oft.load_adapter_state({"oft_R.weight": torch.zeros(8, 27)})
@@ -179,7 +192,9 @@ def test_half_precision_base_keeps_an_fp32_rotation():
     assert torch.allclose(out.float(), reference, rtol=3e-2, atol=3e-2)
 
 
-@pytest.mark.parametrize("block_size, factors", [(4, 3), (64, 3)])  # folded groups (g=16); factor path (g=256)
+@pytest.mark.parametrize(
+    "block_size, factors", [(4, 3), (64, 3)]
+)  # folded groups (g=16); factor path (g=256)
 def test_blended_operator_is_the_linear_mix_of_identity_and_rotation(block_size, factors):
     layer = make_layer(d_in=512, d_out=32, boft_block_size=block_size, boft_n_butterfly_factor=factors)
     randomize(layer)

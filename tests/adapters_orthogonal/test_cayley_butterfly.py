@@ -51,7 +51,9 @@ def test_zero_generator_gives_the_identity_bit_for_bit():
 def test_neumann_orthogonality_error_is_within_its_bound_fp64(terms, q):
     skew = random_skew((4,), 16, q, seed=terms)
     rotation = cayley_neumann(skew, terms)
-    error = torch.linalg.matrix_norm(rotation.transpose(-1, -2) @ rotation - torch.eye(16, dtype=torch.float64), ord=2)
+    error = torch.linalg.matrix_norm(
+        rotation.transpose(-1, -2) @ rotation - torch.eye(16, dtype=torch.float64), ord=2
+    )
     bound = neumann_orthogonality_bound(q, terms)
     assert (error <= bound * (1 + 1e-6) + 1e-13).all()
     # The bound is tight (methods.md §3.2): a wrong truncation order would land far from it.
@@ -81,7 +83,9 @@ def test_skew_from_upper_roundtrip_and_layout():
     assert torch.equal(skew[1, 2, rows[0], cols[0]], upper[1, 2, 0])  # row-major strict upper triangle
 
 
-@pytest.mark.parametrize(("dim", "size", "factors"), [(16, 2, 4), (48, 4, 3), (64, 8, 3), (96, 6, 2), (32, 4, 1)])
+@pytest.mark.parametrize(
+    ("dim", "size", "factors"), [(16, 2, 4), (48, 4, 3), (64, 8, 3), (96, 6, 2), (32, 4, 1)]
+)
 def test_butterfly_permutations_match_peft_and_the_dense_oracle(dim, size, factors):
     from peft.tuners.boft.layer import BOFTLayer
 
@@ -104,13 +108,16 @@ def test_butterfly_permutations_match_peft_and_the_dense_oracle(dim, size, facto
         assert dense[:size, size:].abs().max() > 1e-3
 
 
-@pytest.mark.parametrize(("limit", "size", "dim"), [(boft_module.GROUPED_LIMIT, 2, 8), (1, 2, 8),
-                                                   (boft_module.GROUPED_LIMIT, 4, 16)])
+@pytest.mark.parametrize(
+    ("limit", "size", "dim"),
+    [(boft_module.GROUPED_LIMIT, 2, 8), (1, 2, 8), (boft_module.GROUPED_LIMIT, 4, 16)],
+)
 @pytest.mark.parametrize("side", ["input", "output"])
 def test_rotation_gradcheck_fp64(monkeypatch, limit, size, dim, side):
     monkeypatch.setattr(boft_module, "GROUPED_LIMIT", limit)  # 1 forces the factor-by-factor path
-    config = hyft.AdapterConfig(method="boft", boft_block_size=size, boft_n_butterfly_factor=3, boft_scale=True,
-                                rotation_side=side)
+    config = hyft.AdapterConfig(
+        method="boft", boft_block_size=size, boft_n_butterfly_factor=3, boft_scale=True, rotation_side=side
+    )
     layer = BoftLinear(torch.nn.Linear(dim, dim), config).double()
     with torch.no_grad():
         layer.boft_R.normal_(0, 0.5)

@@ -47,8 +47,13 @@ def sst2(shared_data):
         examples = []
         for row in chunk:
             encoded = tokenizer(row["sentence"], truncation=True, max_length=64)
-            examples.append({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-                             "labels": int(row["label"])})
+            examples.append(
+                {
+                    "input_ids": encoded["input_ids"],
+                    "attention_mask": encoded["attention_mask"],
+                    "labels": int(row["label"]),
+                }
+            )
         return examples
 
     return encode(rows[:256]), encode(rows[256:456])
@@ -74,8 +79,16 @@ def test_adapter_learns_sst2_on_minilm(sst2, method):
     torch.manual_seed(0)
     base = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=2)
     model = hyft.wrap(base, hyft.AdapterConfig(**settings))
-    config = TrainConfig(epochs=2, batch_size=16, lr=lr, lr_rotation=lr, lr_head=2e-3, warmup_ratio=0.1,
-                         scheduler="linear", seed=0)
+    config = TrainConfig(
+        epochs=2,
+        batch_size=16,
+        lr=lr,
+        lr_rotation=lr,
+        lr_head=2e-3,
+        warmup_ratio=0.1,
+        scheduler="linear",
+        seed=0,
+    )
     result = train(model, train_examples, config, show_progress=False)
     positives = sum(e["labels"] for e in eval_examples) / len(eval_examples)
     majority = max(positives, 1 - positives)

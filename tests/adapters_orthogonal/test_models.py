@@ -13,10 +13,20 @@ from tests.conftest import MODEL_FACTORIES, model_inputs
 CONFIGS = {
     "boft": {"method": "boft", "boft_block_size": 4, "boft_n_butterfly_factor": 3},
     "oft": {"method": "oft", "boft_block_size": 8},
-    "boft_output_scaled": {"method": "boft", "boft_block_size": 2, "boft_n_butterfly_factor": 2,
-                           "rotation_side": "output", "boft_scale": True, "cayley": "neumann"},
+    "boft_output_scaled": {
+        "method": "boft",
+        "boft_block_size": 2,
+        "boft_n_butterfly_factor": 2,
+        "rotation_side": "output",
+        "boft_scale": True,
+        "cayley": "neumann",
+    },
     "unitary": {"method": "unitary"},
-    "unitary_random_adjacent": {"method": "unitary", "unitary_permutation": "random", "unitary_pairing": "adjacent"},
+    "unitary_random_adjacent": {
+        "method": "unitary",
+        "unitary_permutation": "random",
+        "unitary_pairing": "adjacent",
+    },
 }
 
 
@@ -28,8 +38,11 @@ def logits(model, inputs) -> torch.Tensor:
 def weights_hash(model) -> str:
     """Hash of every frozen tensor, named as in the unwrapped model (adapters and trained heads left out)."""
     digest = hashlib.sha256()
-    state = {name.replace(".base_layer", ""): t for name, t in model.state_dict().items()
-             if not any(k in name for k in ("boft_", "unitary_", "classifier", "score"))}
+    state = {
+        name.replace(".base_layer", ""): t
+        for name, t in model.state_dict().items()
+        if not any(k in name for k in ("boft_", "unitary_", "classifier", "score"))
+    }
     for name, tensor in sorted(state.items()):
         digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()
@@ -63,9 +76,16 @@ def train_a_few_steps(model, name: str, steps: int = 3) -> None:
     model.eval()
 
 
-@pytest.mark.parametrize(("model_name", "method"), [("llama", "boft"), ("bloom", "oft"),
-                                                    ("llama", "boft_output_scaled"), ("bloom", "unitary"),
-                                                    ("llama", "unitary_random_adjacent")])
+@pytest.mark.parametrize(
+    ("model_name", "method"),
+    [
+        ("llama", "boft"),
+        ("bloom", "oft"),
+        ("llama", "boft_output_scaled"),
+        ("bloom", "unitary"),
+        ("llama", "unitary_random_adjacent"),
+    ],
+)
 def test_train_merge_save_load(tmp_path, model_name, method):
     base = MODEL_FACTORIES[model_name]()
     before = weights_hash(base)
@@ -73,7 +93,9 @@ def test_train_merge_save_load(tmp_path, model_name, method):
     train_a_few_steps(model, model_name)
     inputs = model_inputs(model_name, batch=3, length=9, seed=5)
     adapted = logits(model, inputs)
-    assert (adapted - logits(MODEL_FACTORIES[model_name](), inputs)).abs().max() > 1e-3  # training did something
+    assert (
+        adapted - logits(MODEL_FACTORIES[model_name](), inputs)
+    ).abs().max() > 1e-3  # training did something
     assert weights_hash(model.base_model) == before  # W0 (and every other frozen weight) untouched
 
     model.save_pretrained(tmp_path)

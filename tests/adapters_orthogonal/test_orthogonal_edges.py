@@ -50,7 +50,9 @@ def test_neumann_bound_holds_and_is_attained_by_a_plane_generator(terms):
     q = 0.3
     skew = torch.tensor([[0.0, q], [-q, 0.0]], dtype=torch.float64)
     rotation = cayley_neumann(skew, terms)
-    measured = float(torch.linalg.matrix_norm(rotation.T @ rotation - torch.eye(2, dtype=torch.float64), ord=2))
+    measured = float(
+        torch.linalg.matrix_norm(rotation.T @ rotation - torch.eye(2, dtype=torch.float64), ord=2)
+    )
     bound = neumann_orthogonality_bound(q, terms)
     n = max(2, terms - 2)
     assert measured <= bound * (1 + 1e-9)
@@ -73,7 +75,9 @@ def test_factor_chain_equals_the_explicit_matrix_product_with_more_blocks_than_b
     upper = torch.randn(factors, dim // size, upper_size(size), generator=generator, dtype=torch.float64)
     blocks = cayley_exact(skew_from_upper(upper, size))
     perms = butterfly_permutations(dim, size, factors)
-    assert torch.allclose(dense_rotation(blocks, perms), dense_rotation_from_matrices(blocks, perms), atol=1e-12)
+    assert torch.allclose(
+        dense_rotation(blocks, perms), dense_rotation_from_matrices(blocks, perms), atol=1e-12
+    )
 
 
 # --------------------------------------------------------------------------- BOFT
@@ -109,7 +113,9 @@ def test_evaluation_forwards_reuse_the_rotation_blocks(monkeypatch):
     layer.eval()
     calls = []
     original = BoftLinear.rotation_blocks
-    monkeypatch.setattr(BoftLinear, "rotation_blocks", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(
+        BoftLinear, "rotation_blocks", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
     x = torch.randn(3, 64)
     with torch.no_grad():
         first = layer(x)

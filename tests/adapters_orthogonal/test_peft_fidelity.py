@@ -37,10 +37,20 @@ def test_boft_effective_weight_equals_pefts(monkeypatch, factors):
         install_peft_boft_shim(monkeypatch.setattr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = get_peft_model(tiny_llama(), BOFTConfig(boft_block_size=4, boft_n_butterfly_factor=factors,
-                                                         target_modules=TARGETS))
-    ours = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="boft", boft_block_size=4, boft_scale=True,
-                                                      boft_n_butterfly_factor=factors, target_modules=TARGETS))
+        theirs = get_peft_model(
+            tiny_llama(),
+            BOFTConfig(boft_block_size=4, boft_n_butterfly_factor=factors, target_modules=TARGETS),
+        )
+    ours = hyft.wrap(
+        tiny_llama(),
+        hyft.AdapterConfig(
+            method="boft",
+            boft_block_size=4,
+            boft_scale=True,
+            boft_n_butterfly_factor=factors,
+            target_modules=TARGETS,
+        ),
+    )
     generator = torch.Generator().manual_seed(0)
     for name, layer in ours.adapted_layers().items():
         peft_layer = theirs.base_model.model.get_submodule(name)
@@ -71,11 +81,26 @@ def test_boft_effective_weight_equals_pefts(monkeypatch, factors):
 def test_oft_effective_weight_equals_pefts(neumann):
     from peft import OFTConfig, get_peft_model
 
-    theirs = get_peft_model(tiny_llama(), OFTConfig(oft_block_size=8, r=0, target_modules=TARGETS,
-                                                    use_cayley_neumann=neumann, num_cayley_neumann_terms=5))
-    ours = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="oft", boft_block_size=8, target_modules=TARGETS,
-                                                      cayley="neumann" if neumann else "exact",
-                                                      cayley_neumann_terms=5))
+    theirs = get_peft_model(
+        tiny_llama(),
+        OFTConfig(
+            oft_block_size=8,
+            r=0,
+            target_modules=TARGETS,
+            use_cayley_neumann=neumann,
+            num_cayley_neumann_terms=5,
+        ),
+    )
+    ours = hyft.wrap(
+        tiny_llama(),
+        hyft.AdapterConfig(
+            method="oft",
+            boft_block_size=8,
+            target_modules=TARGETS,
+            cayley="neumann" if neumann else "exact",
+            cayley_neumann_terms=5,
+        ),
+    )
     generator = torch.Generator().manual_seed(1)
     for name, layer in ours.adapted_layers().items():
         rotation = theirs.base_model.model.get_submodule(name).oft_R["default"]

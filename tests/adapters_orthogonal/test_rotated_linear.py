@@ -21,7 +21,12 @@ def test_rotated_frozen_linear_matches_the_formula_and_gradcheck(group, with_lor
     d_in, d_out, rank = 4 * group, 7, 3
     x, blocks = rand(2, 5, d_in, grad=True), rand(4, group, group, grad=True)
     weight, bias = rand(d_out, d_in), rand(d_out)
-    A, B, A0, B0 = rand(rank, d_in, grad=True), rand(d_out, rank, grad=True), rand(rank, d_in), rand(d_out, rank)
+    A, B, A0, B0 = (
+        rand(rank, d_in, grad=True),
+        rand(d_out, rank, grad=True),
+        rand(rank, d_in),
+        rand(d_out, rank),
+    )
 
     def fused(x, blocks, A, B):
         return rotated_frozen_linear(x, blocks, weight, bias, (A, B, A0, B0, 0.7) if with_lora else None)
@@ -37,7 +42,10 @@ def test_rotated_frozen_linear_matches_the_formula_and_gradcheck(group, with_lor
 def test_few_tokens_take_the_activation_side_with_the_same_result():
     generator = torch.Generator().manual_seed(1)
     blocks = torch.randn(4, 16, 16, generator=generator, dtype=torch.float64, requires_grad=True)
-    weight, bias = torch.randn(40, 64, generator=generator, dtype=torch.float64), torch.zeros(40, dtype=torch.float64)
+    weight, bias = (
+        torch.randn(40, 64, generator=generator, dtype=torch.float64),
+        torch.zeros(40, dtype=torch.float64),
+    )
     for tokens in (3, 80):  # fewer / more tokens than the 40 output rows
         x = torch.randn(tokens, 64, generator=generator, dtype=torch.float64, requires_grad=True)
         y = rotated_frozen_linear(x, blocks, weight, bias)

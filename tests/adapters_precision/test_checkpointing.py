@@ -34,8 +34,11 @@ def _gradients(name: str, model_name: str, reentrant: bool | None, monkeypatch) 
                 parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
     batched_calls = []
     original = batched_rotation.batched_operator_blocks
-    monkeypatch.setattr(batched_rotation, "batched_operator_blocks",
-                        lambda members: batched_calls.append(len(members)) or original(members))
+    monkeypatch.setattr(
+        batched_rotation,
+        "batched_operator_blocks",
+        lambda members: batched_calls.append(len(members)) or original(members),
+    )
     if reentrant is not None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
         assert model.is_checkpointing()

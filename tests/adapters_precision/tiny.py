@@ -14,9 +14,15 @@ def tiny_bert(seed: int = 0, vocab: int = 128, hidden: int = 64, num_labels: int
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
-    config = BertConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                        num_attention_heads=4, vocab_size=vocab, max_position_embeddings=64,
-                        num_labels=num_labels)
+    config = BertConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=vocab,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+    )
     return BertForSequenceClassification(config).eval()
 
 

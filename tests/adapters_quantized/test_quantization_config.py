@@ -14,8 +14,12 @@ def _run_config(quantization=None, methods=None) -> dict:
     model = {"name": "tiny", "name_or_path": "builtin:minilm", "kind": "encoder"}
     if quantization is not None:
         model["quantization"] = quantization
-    return {"run": {"name": "q"}, "data": {"task": "demo-nli", "languages": ["en"], "k_shots": [8]},
-            "models": [model], "methods": methods or {"lora": {}}}
+    return {
+        "run": {"name": "q"},
+        "data": {"task": "demo-nli", "languages": ["en"], "k_shots": [8]},
+        "models": [model],
+        "methods": methods or {"lora": {}},
+    }
 
 
 def test_bits_3_is_rejected_with_the_valid_choices():
@@ -45,8 +49,11 @@ def test_full_fine_tuning_with_a_quantized_model_is_rejected():
 
 def test_valid_settings_build_the_bitsandbytes_config():
     pytest.importorskip("bitsandbytes")
-    config = validate_config(_run_config({"bits": 4, "quant_type": "fp4", "compute_dtype": "bf16",
-                                          "double_quant": True}), RunConfig, "run.yaml")
+    config = validate_config(
+        _run_config({"bits": 4, "quant_type": "fp4", "compute_dtype": "bf16", "double_quant": True}),
+        RunConfig,
+        "run.yaml",
+    )
     bnb = config.models[0].quantization.to_bitsandbytes()
     assert bnb.load_in_4bit and not bnb.load_in_8bit
     assert bnb.bnb_4bit_quant_type == "fp4" and bnb.bnb_4bit_use_double_quant

@@ -34,8 +34,12 @@ def test_dequantised_weights_match_the_published_formats(llama_dir, kind):
 
 @pytest.mark.parametrize("kind", ["nf4", "int8"])
 def test_targeting_finds_the_quantized_linears(llama_dir, kind):
-    expected = [f"model.layers.{i}.{part}.{p}" for i in range(2) for part, group in
-                (("self_attn", PROJECTIONS[:4]), ("mlp", PROJECTIONS[4:])) for p in group]
+    expected = [
+        f"model.layers.{i}.{part}.{p}"
+        for i in range(2)
+        for part, group in (("self_attn", PROJECTIONS[:4]), ("mlp", PROJECTIONS[4:]))
+        for p in group
+    ]
     model = load_quantized(llama_dir, kind)
     assert find_targets(model, None) == expected
     assert find_targets(model, "all-linear") == expected

@@ -45,7 +45,9 @@ def test_int8_factors_align_with_the_dequantised_gradient(llama_dir):
     quantized = load_quantized(llama_dir, "int8")
     targets = find_targets(quantized, None)
     got, _ = estimate_lora_ga_init(quantized, targets, batches, config)
-    expected, _ = estimate_lora_ga_init(dequantised_reference_model(llama_dir, "int8"), targets, batches, config)
+    expected, _ = estimate_lora_ga_init(
+        dequantised_reference_model(llama_dir, "int8"), targets, batches, config
+    )
     for name in targets:
         for index in (0, 1):  # A0 rows span right singular vectors, B0 columns left ones
             mine = got[name][index] if index == 0 else got[name][index].T

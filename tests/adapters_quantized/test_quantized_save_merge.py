@@ -28,8 +28,11 @@ ADAPTER_KEYS = ("lora_", "boft_", "oft_", "unitary_", "hybrid_")
 def _trained(llama_dir, kind, method, steps=4):
     settings = METHODS[method]
     inputs = batch()
-    model = hyft.wrap(load_quantized(llama_dir, kind), hyft.AdapterConfig(**settings),
-                      **wrap_kwargs(settings, batch(seed=2)))
+    model = hyft.wrap(
+        load_quantized(llama_dir, kind),
+        hyft.AdapterConfig(**settings),
+        **wrap_kwargs(settings, batch(seed=2)),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
     model.train()
     for _ in range(steps):
@@ -49,8 +52,11 @@ def on_dequantised_twin(llama_dir, kind, model):
     """The same adapter tensors on the fp32 twin of the base (every quantized weight replaced by the
     reference Ŵ): the adapter's output in exact dequantised arithmetic."""
     config = model.adapter_config
-    twin = hyft.wrap(dequantised_reference_model(llama_dir, kind), config,
-                     **wrap_kwargs({"method": config.method}, batch(seed=2)))
+    twin = hyft.wrap(
+        dequantised_reference_model(llama_dir, kind),
+        config,
+        **wrap_kwargs({"method": config.method}, batch(seed=2)),
+    )
     trained = model.adapted_layers()
     for name, layer in twin.adapted_layers().items():
         layer.load_adapter_state(trained[name].adapter_state())

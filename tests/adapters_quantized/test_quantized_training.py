@@ -21,7 +21,9 @@ def _storage_hashes(model) -> dict[str, str]:
         if is_quantized_linear(module):
             digest = hashlib.sha256()
             for key, tensor in sorted(module.state_dict().items()):
-                digest.update(key.encode() + tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                digest.update(
+                    key.encode() + tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                )
             hashes[name.removesuffix(".base_layer")] = digest.hexdigest()
     return hashes
 

@@ -21,12 +21,26 @@ METHODS = ADAPTER_METHODS
 QUANTIZATIONS = {"nf4": {"bits": 4, "quant_type": "nf4", "compute_dtype": "fp32"}, "int8": {"bits": 8}}
 
 # NF4 code values (QLoRA, Dettmers et al. 2023, Appendix E), in increasing order.
-NF4_CODE = torch.tensor([
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-    0.7229568362236023, 1.0,
-])
+NF4_CODE = torch.tensor(
+    [
+        -1.0,
+        -0.6961928009986877,
+        -0.5250730514526367,
+        -0.39491748809814453,
+        -0.28444138169288635,
+        -0.18477343022823334,
+        -0.09105003625154495,
+        0.0,
+        0.07958029955625534,
+        0.16093020141124725,
+        0.24611230194568634,
+        0.33791524171829224,
+        0.44070982933044434,
+        0.5626170039176941,
+        0.7229568362236023,
+        1.0,
+    ]
+)
 
 
 def nf4_reference(weight: torch.Tensor, block: int = 64) -> torch.Tensor:
@@ -67,8 +81,9 @@ def load_quantized(directory: Path, kind: str, prepare: bool = True) -> nn.Modul
     from hyft.models import Quantization
 
     bnb_config = Quantization.model_validate(QUANTIZATIONS[kind]).to_bitsandbytes()
-    model = AutoModelForCausalLM.from_pretrained(directory, quantization_config=bnb_config, device_map="cpu",
-                                                 dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, quantization_config=bnb_config, device_map="cpu", dtype=torch.float32
+    ).eval()
     return prepare_quantized_model(model) if prepare else model
 
 

@@ -36,7 +36,9 @@ def letters_by_script(text: str) -> collections.Counter:
 
 def canonical(text: str) -> str:
     """Case-, width- and punctuation-blind form used to catch near-identical pairs."""
-    kept = (c for c in unicodedata.normalize("NFKC", text).casefold() if unicodedata.category(c)[0] not in "PZ")
+    kept = (
+        c for c in unicodedata.normalize("NFKC", text).casefold() if unicodedata.category(c)[0] not in "PZ"
+    )
     return "".join(kept)
 
 
@@ -121,7 +123,9 @@ def test_spanish_and_french_carry_their_diacritics(nli):
         "fr": ("été", "sœur", "déjà", "Noël", "végétarien", "fraîche", "grand-mère"),
     }
     for lang, words in required.items():
-        text = " ".join(r["premise"] + " " + r["hypothesis"] for split in DEMO_SPLITS for r in nli[(split, lang)])
+        text = " ".join(
+            r["premise"] + " " + r["hypothesis"] for split in DEMO_SPLITS for r in nli[(split, lang)]
+        )
         assert [word for word in words if word not in text] == [], lang
 
 

@@ -136,7 +136,15 @@ def test_empty_and_junk_lines_are_what_they_claim(pool):
             assert not any(c.isalpha() for f in TEXT_FIELDS for c in record[f]), row
         elif row["kind"] in ("html", "url"):
             assert re.search(r"<\w+|https?://|www\.", record["premise"]), row
-    assert {"shuffled_chars", "keyboard_mash", "boilerplate", "url", "html", "truncated", "repeated_text"} <= set(seen)
+    assert {
+        "shuffled_chars",
+        "keyboard_mash",
+        "boilerplate",
+        "url",
+        "html",
+        "truncated",
+        "repeated_text",
+    } <= set(seen)
 
 
 def test_wrong_language_lines_are_detectably_foreign(pool):

@@ -26,8 +26,11 @@ def read_lines(name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def topic() -> dict[tuple[str, str], list[dict]]:
-    return {(split, lang): [json.loads(line) for line in read_lines(topic_file_name(split, lang))]
-            for split in DEMO_SPLITS for lang in DEMO_LANGUAGES}
+    return {
+        (split, lang): [json.loads(line) for line in read_lines(topic_file_name(split, lang))]
+        for split in DEMO_SPLITS
+        for lang in DEMO_LANGUAGES
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,9 @@ def test_ids_and_labels_are_parallel_across_languages(topic):
     for split in DEMO_SPLITS:
         english = [(row["id"].split("-", 1)[1], row["label"]) for row in topic[(split, "en")]]
         for lang in DEMO_LANGUAGES:
-            assert [(row["id"].split("-", 1)[1], row["label"]) for row in topic[(split, lang)]] == english, lang
+            assert [(row["id"].split("-", 1)[1], row["label"]) for row in topic[(split, lang)]] == english, (
+                lang
+            )
 
 
 def test_texts_are_unique_dev_and_test_are_disjoint_and_in_their_own_script(topic):
@@ -87,14 +92,21 @@ def test_answer_key_matches_the_pool(pool, topic):
         except json.JSONDecodeError:
             record = None
         if row["category"] == "malformed":
-            valid = (isinstance(record, dict) and set(record) == {"id", "lang", "text", "label"}
-                     and isinstance(record["text"], str) and record["lang"] in DEMO_LANGUAGES)
+            valid = (
+                isinstance(record, dict)
+                and set(record) == {"id", "lang", "text", "label"}
+                and isinstance(record["text"], str)
+                and record["lang"] in DEMO_LANGUAGES
+            )
             assert not valid, row
             continue
         assert record["id"] == f"pool-{row['line']:05d}" and record["lang"] == row["lang"], row
         assert record["label"] in TOPIC_LABELS and record["text"] not in test_texts, row
         if row["category"] == "clean":
-            assert (record["text"], record["label"]) == (dev[row["source"]]["text"], dev[row["source"]]["label"]), row
+            assert (record["text"], record["label"]) == (
+                dev[row["source"]]["text"],
+                dev[row["source"]]["label"],
+            ), row
         if row["category"] in ("exact_dup", "near_dup"):
             original = truth[row["dup_of"] - 1]
             assert row["dup_of"] < row["line"] and original["category"] == "clean", row
@@ -147,11 +159,14 @@ def test_curation_catches_the_planted_noise(curated):
     # Validation drops exactly the malformed and empty lines.
     invalid = [row for row, entry in ((r, ledger[r["line"]]) for r in truth) if entry["stage"] == "validate"]
     assert sorted(r["line"] for r in invalid) == sorted(
-        r["line"] for r in truth if r["category"] in ("malformed", "empty"))
+        r["line"] for r in truth if r["category"] in ("malformed", "empty")
+    )
     assert all(entry["reason"] == "invalid_empty" for _, entry in by_category["empty"])
     # Every copy is removed by dedup and points back at the original the answer key names.
-    for category, reasons in (("exact_dup", {"exact_duplicate"}),
-                              ("near_dup", {"exact_duplicate", "normalized_duplicate", "near_duplicate"})):
+    for category, reasons in (
+        ("exact_dup", {"exact_duplicate"}),
+        ("near_dup", {"exact_duplicate", "normalized_duplicate", "near_duplicate"}),
+    ):
         for row, entry in by_category[category]:
             assert entry["reason"] in reasons and line_of_id[entry["dup_of"]] == row["dup_of"], (row, entry)
     # Wrong language: LID drops all but the known hard case (Marathi/Nepali under hi, both Devanagari).
@@ -170,11 +185,18 @@ def test_curation_catches_the_planted_noise(curated):
     # The report's counts agree with the answer key.
     stages = report["total"]["stages"]
     assert report["total"]["n_input"] == len(truth)
-    assert sum(stages["validate"]["dropped"].values()) == len(by_category["malformed"]) + len(by_category["empty"])
+    assert sum(stages["validate"]["dropped"].values()) == len(by_category["malformed"]) + len(
+        by_category["empty"]
+    )
     dedup = sum(stages["exact_dedup"]["dropped"].values()) + sum(stages["near_dedup"]["dropped"].values())
     assert dedup == len(by_category["exact_dup"]) + len(by_category["near_dup"]) + sum(
-        entry["stage"] in ("exact_dedup", "near_dedup") for _, entry in junk)
-    c2_noise = sum(entry["view"] == "c2" for category, pairs in by_category.items() if category != "clean"
-                   for _, entry in pairs)
+        entry["stage"] in ("exact_dedup", "near_dedup") for _, entry in junk
+    )
+    c2_noise = sum(
+        entry["view"] == "c2"
+        for category, pairs in by_category.items()
+        if category != "clean"
+        for _, entry in pairs
+    )
     assert report["total"]["n_c2"] == sum(entry["view"] == "c2" for _, entry in clean) + c2_noise
     assert c2_noise <= 0.1 * len([row for row in truth if row["category"] != "clean"])

@@ -50,7 +50,9 @@ def test_bleu_and_chrf_equal_the_sacrebleu_cli(shared_data, tmp_path, lang, unit
     ours = bleu(hypotheses, references, target_lang=lang)
     assert round(ours, 6) == _sacrebleu_cli(reference_file, hypothesis_file, "-m", "bleu", "-tok", tokenizer)
     assert 20.0 < ours < 95.0  # damaged but related: neither trivial value
-    assert round(chrf(hypotheses, references), 6) == _sacrebleu_cli(reference_file, hypothesis_file, "-m", "chrf")
+    assert round(chrf(hypotheses, references), 6) == _sacrebleu_cli(
+        reference_file, hypothesis_file, "-m", "chrf"
+    )
     assert f"tok:{tokenizer}" in bleu_signature(lang)
 
 

@@ -215,10 +215,15 @@ def test_hierarchical_bootstrap_two_seeds_one_example_by_hand() -> None:
     # one example, seed 0 gives d = 0 and seed 1 gives d = 1: a resample of two seeds has mean 0 (p = ¼),
     # ½ (p = ½) or 1 (p = ¼), so with many resamples the 95% percentile interval is [0, 1] around 0.5.
     # An example-only bootstrap of the seed-averaged scores would give [0.5, 0.5]: seed variance is in.
-    assert hierarchical_bootstrap_ci([[1.0], [1.0]], [[1.0], [0.0]], n_resamples=4000, seed=3) == (0.5, 0.0, 1.0)
+    assert hierarchical_bootstrap_ci([[1.0], [1.0]], [[1.0], [0.0]], n_resamples=4000, seed=3) == (
+        0.5,
+        0.0,
+        1.0,
+    )
     # a 0.99 interval of a 3-seed resample (means 0, ⅓, ⅔, 1) still spans [0, 1]
-    mean, low, high = hierarchical_bootstrap_ci([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]], n_resamples=4000,
-                                                confidence=0.99)
+    mean, low, high = hierarchical_bootstrap_ci(
+        [[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]], n_resamples=4000, confidence=0.99
+    )
     assert (mean, low, high) == (pytest.approx(2 / 3), 0.0, 1.0)
 
 

@@ -36,7 +36,9 @@ def test_ece_equals_the_per_bin_definition_including_the_lowest_bin(n_bins):
 def test_ece_with_one_bin_is_the_gap_between_accuracy_and_mean_confidence():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
     labels = np.array([0, 1, 1])
-    assert expected_calibration_error(probs, labels, n_bins=1) == pytest.approx(abs(2 / 3 - (0.9 + 0.6 + 0.7) / 3))
+    assert expected_calibration_error(probs, labels, n_bins=1) == pytest.approx(
+        abs(2 / 3 - (0.9 + 0.6 + 0.7) / 3)
+    )
 
 
 def test_ece_keeps_the_lowest_bin_apart_when_its_gap_has_the_other_sign():

@@ -73,10 +73,14 @@ def test_hostile_programs_are_contained(parent_area) -> None:
         "sleep": ("import time\ntime.sleep(60)", {"timeout"}),
         "fork bomb": ("import os\nwhile True:\n    os.fork()", {"error"}),
         "subprocess bomb": (
-            "import subprocess, sys\nwhile True:\n    subprocess.Popen([sys.executable, '-c', 'pass'])", {"error"},
+            "import subprocess, sys\nwhile True:\n    subprocess.Popen([sys.executable, '-c', 'pass'])",
+            {"error"},
         ),
         "10 GB allocation": ("block = bytearray(10 * 1024 ** 3)\nprint(len(block))", {"error"}),
-        "socket connect": (f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)", {"error"}),
+        "socket connect": (
+            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)",
+            {"error"},
+        ),
         "write outside": (f"open({str(area / 'evil.txt')!r}, 'w').write('x')", {"error"}),
         "write to parent dir": ("open('../evil.txt', 'w').write('x')", {"error"}),
         "overwrite parent file": (f"open({str(area / 'secret.txt')!r}, 'w').write('gone')", {"error"}),
@@ -84,7 +88,10 @@ def test_hostile_programs_are_contained(parent_area) -> None:
         "list parent dir": (f"import os\nprint(os.listdir({str(area)!r}))", {"error"}),
         "remove parent file": (f"import os\nos.remove({str(area / 'secret.txt')!r})", {"error"}),
         "kill parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGUSR1)", {"error"}),
-        "killpg parent": ("import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGUSR1)", {"error"}),
+        "killpg parent": (
+            "import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGUSR1)",
+            {"error"},
+        ),
         "ctypes fork": ("import ctypes\nctypes.CDLL(None).fork()", {"error"}),
     }
     try:
@@ -131,7 +138,11 @@ def test_humaneval_canonical_solutions_pass(shared_data) -> None:
     assert len(problems) == 164
     results = run_humaneval_problems(problems, [p["canonical_solution"] for p in problems], timeout_s=10)
     passed = [r.status == "passed" for r in results]
-    failures = {p["task_id"]: (r.status, r.reason, r.stderr[-300:]) for p, r in zip(problems, results, strict=True) if r.status != "passed"}
+    failures = {
+        p["task_id"]: (r.status, r.reason, r.stderr[-300:])
+        for p, r in zip(problems, results, strict=True)
+        if r.status != "passed"
+    }
     assert sum(passed) >= 0.95 * len(problems), failures
     # the harness discriminates: an empty body fails the tests of the first 20 problems
     wrong = run_humaneval_problems(problems[:20], ["    return None\n"] * 20, timeout_s=10)
@@ -140,7 +151,11 @@ def test_humaneval_canonical_solutions_pass(shared_data) -> None:
 
 
 def test_humaneval_program_layout() -> None:
-    problem = {"prompt": "def add(a, b):\n", "test": "def check(f):\n    assert f(2, 3) == 5\n", "entry_point": "add"}
+    problem = {
+        "prompt": "def add(a, b):\n",
+        "test": "def check(f):\n    assert f(2, 3) == 5\n",
+        "entry_point": "add",
+    }
     assert humaneval_program(problem, "    return a + b\n").endswith("check(add)\n")
     assert run_humaneval_problem(problem, "    return a + b\n").status == "passed"
     assert run_humaneval_problem(problem, "    return a - b\n").status == "failed"

@@ -38,7 +38,9 @@ def _mtbench_rows(data_dir, ids):
     from hyft.tasks.loading import DataSource
     from hyft.tasks.mtbench import MTBENCH
 
-    rows = {row["question_id"]: row for row in MTBENCH.load("test", "en", DataSource.default(data_dir, "local"))}
+    rows = {
+        row["question_id"]: row for row in MTBENCH.load("test", "en", DataSource.default(data_dir, "local"))
+    }
     return [rows[i] for i in ids]
 
 
@@ -122,8 +124,10 @@ def test_judge_answers_scores_per_turn_and_counts_unparsed(monkeypatch):
         chat_template = None
         bos_token = "<s>"
 
-    rows = [{"turns": ["Q1", "Q1 follow-up"], "reference_turns": None},
-            {"turns": ["Q2", "Q2 follow-up"], "reference_turns": ["R2", "R2b"]}]
+    rows = [
+        {"turns": ["Q1", "Q1 follow-up"], "reference_turns": None},
+        {"turns": ["Q2", "Q2 follow-up"], "reference_turns": ["R2", "R2b"]},
+    ]
     result = judge_answers(None, NoTemplate(), rows, [["A1", "A1b"], ["A2", "A2b"]])
     assert isinstance(result, JudgeResult)
     assert result.scores == [[7.0, None], [7.5, None]]
@@ -137,7 +141,9 @@ def test_judge_answers_scores_per_turn_and_counts_unparsed(monkeypatch):
 
 def test_grading_prompt_structure():
     first = grading_prompt(["What is 2+2?"], ["4"], 0)
-    assert first.index("[Instruction]") < first.index("[Question]\nWhat is 2+2?") < first.index(
-        "[The Start of Assistant's Answer]\n4\n[The End of Assistant's Answer]"
+    assert (
+        first.index("[Instruction]")
+        < first.index("[Question]\nWhat is 2+2?")
+        < first.index("[The Start of Assistant's Answer]\n4\n[The End of Assistant's Answer]")
     )
     assert '"[[rating]]"' in first and "1 to 10" in first

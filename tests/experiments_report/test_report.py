@@ -17,8 +17,13 @@ from hyft.evaluation.tables import parse_markdown_table
 from hyft.experiments.report import write_report
 from tests.experiments_report import synthetic_run as syn
 
-FIGURES = ("fig1_fewshot_scaling.png", "fig2_cost_quality.png", "fig3_epoch_cost.png", "fig4_training_dynamics.png",
-           "lambda_per_layer.png")
+FIGURES = (
+    "fig1_fewshot_scaling.png",
+    "fig2_cost_quality.png",
+    "fig3_epoch_cost.png",
+    "fig4_training_dynamics.png",
+    "lambda_per_layer.png",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,7 @@ def run(tmp_path_factory) -> tuple[Path, dict, str]:
 def section(report: str, heading: str) -> str:
     """Text from the line ``heading`` up to the next heading."""
     start = report.index(heading + "\n")
-    rest = report[start + len(heading) + 1:]
+    rest = report[start + len(heading) + 1 :]
     ends = [i for i in (rest.find("\n## "), rest.find("\n### ")) if i >= 0]
     return rest[: min(ends)] if ends else rest
 
@@ -50,13 +55,15 @@ def expected(values: list[float], scale: float = 100.0) -> tuple[float, float]:
 def assert_printed(cell: str, values: list[float], scale: float = 100.0, digits: int = 1) -> None:
     mean, std = split(cell)
     want_mean, want_std = expected(values, scale)
-    tolerance = 0.5 * 10 ** -digits + 1e-9  # equal to the printed precision
+    tolerance = 0.5 * 10**-digits + 1e-9  # equal to the printed precision
     assert abs(mean - want_mean) <= tolerance, (cell, want_mean)
     assert std is not None and abs(std - want_std) <= tolerance, (cell, want_std)
 
 
 def evals(results: dict, method: str, k: int = 32, stage: str = "C2", key: str = "eval") -> list[dict]:
-    cells = [c for c in results["cells"] if c["method"] == method and c["k_shot"] == k and c["curation"] == stage]
+    cells = [
+        c for c in results["cells"] if c["method"] == method and c["k_shot"] == k and c["curation"] == stage
+    ]
     assert len(cells) == len(syn.SEEDS)
     return [c[key] for c in cells]
 
@@ -117,13 +124,22 @@ def test_table_v_curation_ablation_and_counts(run):
     for row in counts:
         summary = languages[row["Language"]]
         assert [int(row[c]) for c in ("Input", "C0", "C1", "C2")] == [
-            summary["n_input"], summary["n_c0"], summary["n_c1"], summary["n_c2"]]
-        assert float(row["C0→C2 kept (%)"]) == pytest.approx(100 * summary["n_c2"] / summary["n_c0"], abs=0.05)
+            summary["n_input"],
+            summary["n_c0"],
+            summary["n_c1"],
+            summary["n_c2"],
+        ]
+        assert float(row["C0→C2 kept (%)"]) == pytest.approx(
+            100 * summary["n_c2"] / summary["n_c0"], abs=0.05
+        )
 
 
 def test_tables_without_data_are_skipped_with_a_note(run):
     _, _, report = run
-    assert "### Table III" not in report and "_Table III skipped: the run has no translation (FLORES) cells._" in report
+    assert (
+        "### Table III" not in report
+        and "_Table III skipped: the run has no translation (FLORES) cells._" in report
+    )
     assert "### Table I ·" not in report and "_Table I skipped" in report
 
 
@@ -142,7 +158,10 @@ def test_significance_planted_difference_yes_identical_methods_no(run):
             for seed in syn.SEEDS:
                 correct = {}
                 for method in ("hybrid", "lora"):
-                    path = run_dir / f"cells/{syn.MODEL}__{method}__{syn.TASK}__k{k}__{stage}__seed{seed}/samples.jsonl"
+                    path = (
+                        run_dir
+                        / f"cells/{syn.MODEL}__{method}__{syn.TASK}__k{k}__{stage}__seed{seed}/samples.jsonl"
+                    )
                     lines = [json.loads(line) for line in path.read_text().splitlines()]
                     correct[method] = np.mean([s["prediction"] == s["gold"] for s in lines])
                 diffs.append(correct["hybrid"] - correct["lora"])
@@ -155,9 +174,16 @@ def test_significance_planted_difference_yes_identical_methods_no(run):
 def test_report_states_setup_and_honest_notes(run):
     _, _, report = run
     setup = section(report, "## Setup")
-    for expected_line in ("- Methods: lora, lora_ga, boft, hybrid", "- Seeds: 0, 1", "- k (shots per language): 8, 32",
-                          "k = 32, curation C2", "en 40, zh 40, hi 40", "`git_commit`: abc123",
-                          "`packages.torch`: 2.13.0", "`xnli.test.en.jsonl`: 1234 bytes, sha256 `abababab"):
+    for expected_line in (
+        "- Methods: lora, lora_ga, boft, hybrid",
+        "- Seeds: 0, 1",
+        "- k (shots per language): 8, 32",
+        "k = 32, curation C2",
+        "en 40, zh 40, hi 40",
+        "`git_commit`: abc123",
+        "`packages.torch`: 2.13.0",
+        "`xnli.test.en.jsonl`: 1234 bytes, sha256 `abababab",
+    ):
         assert expected_line in setup
     assert "2 seeds" in section(report, "## Notes") and "CIs are wide" in section(report, "## Notes")
 
@@ -177,14 +203,22 @@ def test_failed_cell_is_left_out_and_named(run, tmp_path):
     copy = tmp_path / "failed"
     shutil.copytree(run_dir, copy)
     broken = json.loads(json.dumps(results))
-    victim = next(c for c in broken["cells"] if c["method"] == "boft" and c["k_shot"] == 32 and c["curation"] == "C2")
+    victim = next(
+        c for c in broken["cells"] if c["method"] == "boft" and c["k_shot"] == 32 and c["curation"] == "C2"
+    )
     victim.update(status="failed", error="CUDA out of memory")
     (copy / "results.json").write_text(json.dumps(broken), encoding="utf-8")
     report = write_report(copy, progress=False).read_text(encoding="utf-8")
     assert f"`{victim['cell_id']}` is failed and left out: CUDA out of memory" in report
-    rows = {r["Method"]: r for r in parse_markdown_table(section(report, f"### Table II · {syn.TASK} · {syn.MODEL}"))}
-    survivor = next(c for c in broken["cells"] if c["method"] == "boft" and c["k_shot"] == 32
-                    and c["curation"] == "C2" and c["status"] == "done")
+    rows = {
+        r["Method"]: r
+        for r in parse_markdown_table(section(report, f"### Table II · {syn.TASK} · {syn.MODEL}"))
+    }
+    survivor = next(
+        c
+        for c in broken["cells"]
+        if c["method"] == "boft" and c["k_shot"] == 32 and c["curation"] == "C2" and c["status"] == "done"
+    )
     assert rows["boft"]["Macro"] == f"{100 * survivor['eval']['macro']:.1f}"  # one seed: no ± std
 
 
@@ -216,8 +250,24 @@ def test_malformed_results_name_the_problem(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"schema_version": 2, "cells": []}), encoding="utf-8")
     with pytest.raises(UserError, match="expected schema_version 1"):
         write_report(tmp_path)
-    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 1, "cells": [
-        {"cell_id": "x", "model": "m", "method": "lora", "task": "t", "k_shot": 8, "seed": 0, "status": "done"}]}))
+    (tmp_path / "results.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "cells": [
+                    {
+                        "cell_id": "x",
+                        "model": "m",
+                        "method": "lora",
+                        "task": "t",
+                        "k_shot": 8,
+                        "seed": 0,
+                        "status": "done",
+                    }
+                ],
+            }
+        )
+    )
     with pytest.raises(UserError, match=r"cells\[0\] \(x\) lacks \['eval'\]"):
         write_report(tmp_path)
 
@@ -236,9 +286,13 @@ def test_key_differences_in_plain_words_before_the_setup(run):
         correct = {}
         for method in ("hybrid", "lora"):
             path = run_dir / f"cells/{syn.MODEL}__{method}__{syn.TASK}__k32__C2__seed{seed}/samples.jsonl"
-            correct[method] = np.mean([s["prediction"] == s["gold"] for s in map(json.loads, path.read_text().splitlines())])
+            correct[method] = np.mean(
+                [s["prediction"] == s["gold"] for s in map(json.loads, path.read_text().splitlines())]
+            )
         diffs.append(correct["hybrid"] - correct["lora"])
-    assert by_other["lora"].startswith(f"- {syn.MODEL} · {syn.TASK}: hybrid vs lora: +{100 * np.mean(diffs):.1f} points [")
+    assert by_other["lora"].startswith(
+        f"- {syn.MODEL} · {syn.TASK}: hybrid vs lora: +{100 * np.mean(diffs):.1f} points ["
+    )
     low, high = (float(v) for v in by_other["lora"].split("[")[1].split("]")[0].split(", "))
     assert 0 < low < 100 * np.mean(diffs) < high
 
@@ -246,19 +300,26 @@ def test_key_differences_in_plain_words_before_the_setup(run):
 def test_table_ii_ci_table_means_are_seed_means_inside_their_intervals(run):
     _, results, report = run
     block = section(report, f"### Table II · {syn.TASK} · {syn.MODEL}")
-    ci_rows = parse_markdown_table(block[block.index("95% CIs"):])
+    ci_rows = parse_markdown_table(block[block.index("95% CIs") :])
     assert [row["Method"] for row in ci_rows] == list(syn.METHODS)
     for row in ci_rows:
         cells = evals(results, row["Method"])
-        for column, values in [*[(lang.upper(), [e["accuracy"][lang] for e in cells]) for lang in syn.LANGUAGES],
-                               ("Macro", [e["macro"] for e in cells]), ("Δ", [e["delta"] for e in cells])]:
+        for column, values in [
+            *[(lang.upper(), [e["accuracy"][lang] for e in cells]) for lang in syn.LANGUAGES],
+            ("Macro", [e["macro"] for e in cells]),
+            ("Δ", [e["delta"] for e in cells]),
+        ]:
             mean, interval = row[column].split(" [")
             low, high = (float(v) for v in interval.rstrip("]").split(", "))
-            assert float(mean) == pytest.approx(100 * np.mean(values), abs=0.05 + 1e-6), (row["Method"], column)
+            assert float(mean) == pytest.approx(100 * np.mean(values), abs=0.05 + 1e-6), (
+                row["Method"],
+                column,
+            )
             assert low <= float(mean) <= high and high - low > 5  # 40 examples a language: never a point
     hybrid = next(row for row in ci_rows if row["Method"] == "hybrid")
     assert {k: v for k, v in hybrid.items() if k != "Method"} == {
-        k: v for k, v in next(row for row in ci_rows if row["Method"] == "lora_ga").items() if k != "Method"}
+        k: v for k, v in next(row for row in ci_rows if row["Method"] == "lora_ga").items() if k != "Method"
+    }
 
 
 def test_notes_say_the_cis_include_seed_variance(run):
@@ -309,10 +370,14 @@ def test_collapsed_cells_are_named_with_whether_they_recovered(run, tmp_path):
     recovered.setdefault("dynamics", {}).update(epochs=[{}, {}, {}], collapsed_epochs=[0])
     (copy / "results.json").write_text(json.dumps(edited), encoding="utf-8")
     report = write_report(copy, progress=False).read_text(encoding="utf-8")
-    assert f"`{stuck['cell_id']}` had its mean training loss at the uniform-prediction loss (ln C) in epoch(s) " \
-           "[0, 1, 2], the last included: it never learned" in report
-    assert f"Slow start: 1 cell had the mean training loss at the uniform-prediction loss (ln C) in early epochs " \
-           f"and learned afterwards: `{recovered['cell_id']}` [0]." in report
+    assert (
+        f"`{stuck['cell_id']}` had its mean training loss at the uniform-prediction loss (ln C) in epoch(s) "
+        "[0, 1, 2], the last included: it never learned" in report
+    )
+    assert (
+        f"Slow start: 1 cell had the mean training loss at the uniform-prediction loss (ln C) in early epochs "
+        f"and learned afterwards: `{recovered['cell_id']}` [0]." in report
+    )
     assert report.count("Collapse:") == 1
 
 
@@ -323,12 +388,28 @@ def test_headline_names_the_best_method_and_its_gain_over_the_untrained_model(ru
     edited = json.loads(json.dumps(results))
     languages = list(syn.LANGUAGES)
     for seed in syn.SEEDS:  # an untrained k = 0 cell per seed at the main stage, at chance
-        edited["cells"].append({
-            "cell_id": f"{syn.MODEL}__zero-shot__{syn.TASK}__k0__C2__seed{seed}", "model": syn.MODEL,
-            "method": "zero-shot", "task": syn.TASK, "k_shot": 0, "curation": "C2", "seed": seed, "status": "done",
-            "eval": {"kind": "classification", "accuracy": {lang: 0.30 + 0.02 * seed for lang in languages},
-                     "macro": 0.30 + 0.02 * seed, "delta": 0.0, "avg_ece": 0.2, "avg_ece_temperature_scaled": 0.1},
-            "footprint": {}, "dynamics": {}})
+        edited["cells"].append(
+            {
+                "cell_id": f"{syn.MODEL}__zero-shot__{syn.TASK}__k0__C2__seed{seed}",
+                "model": syn.MODEL,
+                "method": "zero-shot",
+                "task": syn.TASK,
+                "k_shot": 0,
+                "curation": "C2",
+                "seed": seed,
+                "status": "done",
+                "eval": {
+                    "kind": "classification",
+                    "accuracy": {lang: 0.30 + 0.02 * seed for lang in languages},
+                    "macro": 0.30 + 0.02 * seed,
+                    "delta": 0.0,
+                    "avg_ece": 0.2,
+                    "avg_ece_temperature_scaled": 0.1,
+                },
+                "footprint": {},
+                "dynamics": {},
+            }
+        )
     (copy / "results.json").write_text(json.dumps(edited), encoding="utf-8")
     report = write_report(copy, progress=False).read_text(encoding="utf-8")
     assert report.index("## Headline") < report.index("## Key differences")
@@ -340,8 +421,10 @@ def test_headline_names_the_best_method_and_its_gain_over_the_untrained_model(ru
     line = next(line for line in section(report, "## Headline").splitlines() if line.startswith("- "))
     assert f"best method **{best}**, macro accuracy {100 * means[best]:.1f} % (2 seeds)" in line
     assert f"+{gain:.1f} points over the untrained model (+{english:.1f} in English)" in line
-    ece = (100 * np.mean([c["avg_ece"] for c in best_cells]),
-           100 * np.mean([c["avg_ece_temperature_scaled"] for c in best_cells]))
+    ece = (
+        100 * np.mean([c["avg_ece"] for c in best_cells]),
+        100 * np.mean([c["avg_ece_temperature_scaled"] for c in best_cells]),
+    )
     assert f"ECE {ece[0]:.1f} → {ece[1]:.1f} after temperature scaling" in line
     gains = next(line for line in report.splitlines() if line.strip().startswith("Gain over untrained"))
     assert all(f"{m} " in gains for m in syn.METHODS)

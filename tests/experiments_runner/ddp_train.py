@@ -19,19 +19,28 @@ from tests.conftest import tiny_llama
 out, per_device_batch = sys.argv[1], int(sys.argv[2])
 torch.set_num_threads(1)
 generator = torch.Generator().manual_seed(7)
-examples = [{"input_ids": ids, "labels": ids} for ids in torch.randint(3, 128, (32, 16), generator=generator).tolist()]
+examples = [
+    {"input_ids": ids, "labels": ids} for ids in torch.randint(3, 128, (32, 16), generator=generator).tolist()
+]
 method = sys.argv[3] if len(sys.argv) > 3 else None
 if method is None:
     model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(method="lora", r=4, alpha=8))
 else:  # LoRA-GA init on every rank alone (the process group starts in train), on the same batch
     config = hyft.AdapterConfig(method=method, r=4, alpha=8, boft_block_size=8, lambda_warmup_steps=0)
     model = hyft.wrap(tiny_llama(), config, init_batches=[collate(examples[:8])])
-result = train(model, examples, TrainConfig(epochs=2, batch_size=per_device_batch, lr=1e-2, seed=0), show_progress=False)
+result = train(
+    model, examples, TrainConfig(epochs=2, batch_size=per_device_batch, lr=1e-2, seed=0), show_progress=False
+)
 rank = int(os.environ.get("RANK", "0"))
 if method is not None:
     with open(f"{out}.rank{rank}", "w") as handle:
-        json.dump({"loss": [row["loss"] for row in result.history["steps"]],
-                   "lambda": [row["lambda"] for row in result.history["steps"]]}, handle)
+        json.dump(
+            {
+                "loss": [row["loss"] for row in result.history["steps"]],
+                "lambda": [row["lambda"] for row in result.history["steps"]],
+            },
+            handle,
+        )
 elif rank == 0:
     with open(out, "w") as handle:
         json.dump([row["loss"] for row in result.history["steps"]], handle)

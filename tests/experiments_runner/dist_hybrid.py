@@ -30,7 +30,10 @@ CONFIG = dict(method="hybrid", r=4, alpha=8, boft_block_size=8, lambda_warmup_st
 
 def _data() -> tuple[list[dict], torch.Tensor]:
     generator = torch.Generator().manual_seed(7)
-    init = [{"input_ids": ids, "labels": ids} for ids in torch.randint(3, 128, (3, GLOBAL_BATCH, LENGTH), generator=generator)]
+    init = [
+        {"input_ids": ids, "labels": ids}
+        for ids in torch.randint(3, 128, (3, GLOBAL_BATCH, LENGTH), generator=generator)
+    ]
     steps = torch.randint(3, 128, (STEPS, GLOBAL_BATCH, LENGTH), generator=generator)
     return init, steps
 
@@ -38,8 +41,10 @@ def _data() -> tuple[list[dict], torch.Tensor]:
 def check_lora_ga() -> dict:
     init, _ = _data()
     model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(**CONFIG), init_batches=init)
-    return {name: {"A0": layer.lora.lora_A0.tolist(), "B0": layer.lora.lora_B0.tolist()}
-            for name, layer in model.adapted_layers().items()}
+    return {
+        name: {"A0": layer.lora.lora_A0.tolist(), "B0": layer.lora.lora_B0.tolist()}
+        for name, layer in model.adapted_layers().items()
+    }
 
 
 def _shard(model, mode: str):
@@ -60,8 +65,12 @@ def _shard(model, mode: str):
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
         from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-        return FullyShardedDataParallel(model, use_orig_params=True, device_id=torch.device("cpu"),
-                                        auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}))
+        return FullyShardedDataParallel(
+            model,
+            use_orig_params=True,
+            device_id=torch.device("cpu"),
+            auto_wrap_policy=ModuleWrapPolicy({LlamaDecoderLayer}),
+        )
     raise ValueError(mode)
 
 
@@ -95,9 +104,20 @@ def check_eval() -> dict:
     tokenizer = make_tokenizer()
     model = make_llama(len(tokenizer), seed=3).eval()
     with sharded_evaluation():
-        result = evaluate_task(model, tokenizer, "demo-nli", ["en", "es"], model_kind="decoder", batch_size=3,
-                               max_examples=7, progress=False, orthographic=True, temperature_scaling=True,
-                               calibration_examples=5, templates={"*": nli_template("en")})
+        result = evaluate_task(
+            model,
+            tokenizer,
+            "demo-nli",
+            ["en", "es"],
+            model_kind="decoder",
+            batch_size=3,
+            max_examples=7,
+            progress=False,
+            orthographic=True,
+            temperature_scaling=True,
+            calibration_examples=5,
+            templates={"*": nli_template("en")},
+        )
     return result
 
 

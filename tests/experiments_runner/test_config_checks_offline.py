@@ -111,7 +111,9 @@ def test_an_unknown_hub_model_is_not_ok_when_online(online_without_network, monk
     monkeypatch.setattr(huggingface_hub, "snapshot_download", not_cached)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
     problem = preflight._model_problem(0, "nobody/does-not-exist-model")
-    assert problem is not None and "the Hub has no such model" in problem and "models.0.name_or_path" in problem
+    assert (
+        problem is not None and "the Hub has no such model" in problem and "models.0.name_or_path" in problem
+    )
     slow = preflight._model_problem(1, "nobody/offline-net")
     assert slow is not None and f"within {HUB_TIMEOUT_S:.0f} s" in slow and "TimeoutError" in slow
     assert calls == [{"timeout": HUB_TIMEOUT_S}] * 2  # reached only with a timeout
@@ -129,7 +131,9 @@ def test_missing_xnli_data_dir_fails_fast_without_the_hub(online_without_network
     from hyft.tasks.loading import DataError, DataSource
     from hyft.tasks.registry import get_task
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets.load_dataset reached"))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets.load_dataset reached")
+    )
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", lambda *a, **k: pytest.fail("Hub reached"))
     started = time.monotonic()
     with pytest.raises(DataError, match="file not found") as caught:

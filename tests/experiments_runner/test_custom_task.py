@@ -27,10 +27,14 @@ def write_csv(path: Path, rows: int, start: int = 0, int_labels: bool = False) -
 
 
 def custom_section(tmp_path: Path, **changes) -> dict:
-    section = {"train": str(write_csv(tmp_path / "train.csv", 40)),
-               "test": str(write_csv(tmp_path / "test.csv", 24, start=100, int_labels=True)),
-               "text_fields": ["utterance"], "label_field": "gold", "label_names": ["pos", "neg"],
-               "language_field": "locale"}
+    section = {
+        "train": str(write_csv(tmp_path / "train.csv", 40)),
+        "test": str(write_csv(tmp_path / "test.csv", 24, start=100, int_labels=True)),
+        "text_fields": ["utterance"],
+        "label_field": "gold",
+        "label_names": ["pos", "neg"],
+        "language_field": "locale",
+    }
     section.update(changes)
     return section
 
@@ -65,7 +69,9 @@ def check_cell(run_dir: Path, cell: dict, test_rows_per_language: int) -> None:
     assert set(cell["eval"]["accuracy"]) == {"en", "de"}  # the languages of the locale column
     assert all(0 <= value <= 1 for value in cell["eval"]["accuracy"].values())
     assert all(cell["eval"]["per_language"][lang]["n"] == test_rows_per_language for lang in ("en", "de"))
-    assert all(len(ids) == 4 and all(i.startswith("custom/train/") for i in ids) for ids in cell["shots"].values())
+    assert all(
+        len(ids) == 4 and all(i.startswith("custom/train/") for i in ids) for ids in cell["shots"].values()
+    )
     samples = [json.loads(line) for line in (run_dir / cell["samples_path"]).read_text().splitlines()]
     assert samples and all(s["id"].startswith("custom/test/") for s in samples)
 
@@ -86,15 +92,17 @@ def test_custom_csv_trains_and_evaluates_a_decoder_with_its_verbalizers(tmp_path
     tokenizer = make_tokenizer()
     make_llama(len(tokenizer), seed=5).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    custom = custom_section(tmp_path, verbalizers={"pos": " yes", "neg": " no"},
-                            prompt="Review: {utterance}\nLiked it?")
+    custom = custom_section(
+        tmp_path, verbalizers={"pos": " yes", "neg": " no"}, prompt="Review: {utterance}\nLiked it?"
+    )
     model = {"name": "tiny", "name_or_path": str(folder), "kind": "decoder"}
     run_dir, cells = run_cells(run_config(tmp_path, model, custom, "decoder"))
     check_cell(run_dir, cells[0], 12)
     task = get_task("custom")
     shot = task.load("train", "en")[0]
     assert render_demonstration(task, template_for(task, "en"), shot) == (
-        f"Review: {shot['utterance']}\nLiked it?" + (" yes" if shot["label"] == "pos" else " no"))
+        f"Review: {shot['utterance']}\nLiked it?" + (" yes" if shot["label"] == "pos" else " no")
+    )
 
 
 def test_a_wrong_column_name_fails_with_the_columns_that_exist(tmp_path):
@@ -130,13 +138,17 @@ def test_jsonl_and_parquet_read_like_csv_with_a_fixed_language(tmp_path):
     table.to_parquet(str(tmp_path / "rows.parquet"))
     read = {}
     for name in ("rows.csv", "rows.jsonl", "rows.parquet"):
-        spec = CustomTaskSpec(test=tmp_path / name, text_fields=["utterance"], label_field="gold",
-                              label_names=["pos", "neg"], language="sw")
+        spec = CustomTaskSpec(
+            test=tmp_path / name,
+            text_fields=["utterance"],
+            label_field="gold",
+            label_names=["pos", "neg"],
+            language="sw",
+        )
         task = build_custom_task(spec)
         assert task.languages == ("sw",) and task.shot_split is None  # shots come from the test file
         read[name] = [(e["utterance"], e["label"]) for e in task.load("test", "sw")]
     assert len(read["rows.csv"]) == 8 and read["rows.csv"] == read["rows.jsonl"] == read["rows.parquet"]
-
 
 
 def csv_rows(path: Path) -> list[dict]:
@@ -154,17 +166,31 @@ def test_a_dataset_by_hub_name_or_local_folder_reads_like_the_files(tmp_path, mo
     folder.mkdir()
     write_csv(folder / "train.csv", 40)
     write_csv(folder / "test.csv", 24, start=100)
-    cache_hub_dataset(monkeypatch, tmp_path / "cache", "hyft-test/reviews", "en-de", {"train": train, "test": test})
-    mapping = {"text_fields": ["utterance"], "label_field": "gold", "label_names": ["pos", "neg"],
-               "language_field": "locale"}
+    cache_hub_dataset(
+        monkeypatch, tmp_path / "cache", "hyft-test/reviews", "en-de", {"train": train, "test": test}
+    )
+    mapping = {
+        "text_fields": ["utterance"],
+        "label_field": "gold",
+        "label_names": ["pos", "neg"],
+        "language_field": "locale",
+    }
     read = {}
-    for name, source in {"files": {"test": tmp_path / "test.csv", "train": tmp_path / "train.csv"},
-                         "folder": {"dataset": str(folder), "train_split": "train"},
-                         "hub": {"dataset": "hyft-test/reviews", "dataset_config": "en-de", "train_split": "train"}}.items():
+    for name, source in {
+        "files": {"test": tmp_path / "test.csv", "train": tmp_path / "train.csv"},
+        "folder": {"dataset": str(folder), "train_split": "train"},
+        "hub": {"dataset": "hyft-test/reviews", "dataset_config": "en-de", "train_split": "train"},
+    }.items():
         task = build_custom_task(CustomTaskSpec(**source, **mapping))
         assert task.languages == ("de", "en") and task.shot_split == "train"
-        read[name] = {split: [(e["utterance"], e["label"], e["lang"]) for lang in ("en", "de")
-                              for e in task.load(split, lang)] for split in ("train", "test")}
+        read[name] = {
+            split: [
+                (e["utterance"], e["label"], e["lang"])
+                for lang in ("en", "de")
+                for e in task.load(split, lang)
+            ]
+            for split in ("train", "test")
+        }
     assert len(read["files"]["train"]) == 40 and len(read["files"]["test"]) == 24
     assert read["files"] == read["folder"] == read["hub"]
     hub = build_custom_task(CustomTaskSpec(dataset="hyft-test/reviews", dataset_config="en-de", **mapping))
@@ -178,16 +204,25 @@ def test_a_dataset_split_or_column_that_is_not_there_is_named(tmp_path, monkeypa
     rows = csv_rows(write_csv(tmp_path / "rows.csv", 8))
     cache_hub_dataset(monkeypatch, tmp_path / "cache", "hyft-test/reviews", "default", {"test": rows})
     model = {"name": "minilm", "name_or_path": "builtin:minilm", "kind": "encoder"}
-    custom = {"dataset": "hyft-test/reviews", "text_fields": ["utterance"], "label_field": "gold",
-              "label_names": ["pos", "neg"], "language_field": "locale"}
+    custom = {
+        "dataset": "hyft-test/reviews",
+        "text_fields": ["utterance"],
+        "label_field": "gold",
+        "label_names": ["pos", "neg"],
+        "language_field": "locale",
+    }
     with pytest.raises(ConfigError) as failure:
         validate(run_config(tmp_path, model, {**custom, "train_split": "validation"}, "split"))
-    assert "dataset hyft-test/reviews/validation: there is no split 'validation'; its splits are: test" in str(
-        failure.value)
+    assert (
+        "dataset hyft-test/reviews/validation: there is no split 'validation'; its splits are: test"
+        in str(failure.value)
+    )
     with pytest.raises(ConfigError) as failure:
         validate(run_config(tmp_path, model, {**custom, "text_fields": ["text"]}, "column"))
-    assert ("hyft-test/reviews/test: data.custom.text_fields names column 'text', which it does not have; its "
-            "columns are: utterance, gold, locale") in str(failure.value)
+    assert (
+        "hyft-test/reviews/test: data.custom.text_fields names column 'text', which it does not have; its "
+        "columns are: utterance, gold, locale"
+    ) in str(failure.value)
     with pytest.raises(ConfigError) as failure:
         validate(run_config(tmp_path, model, {**custom, "test": str(tmp_path / "rows.csv")}, "both"))
     assert "give test (a local file, with train optional) or dataset" in str(failure.value)

@@ -22,8 +22,21 @@ def _run(args: list[str], tmp_path: Path) -> None:
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     two, one = tmp_path / "two.json", tmp_path / "one.json"
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-          str(SCRIPT), str(two), "4"], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            str(SCRIPT),
+            str(two),
+            "4",
+        ],
+        tmp_path,
+    )
     _run([sys.executable, str(SCRIPT), str(one), "8"], tmp_path)
     curve_two, curve_one = json.loads(two.read_text()), json.loads(one.read_text())
     assert len(curve_two) == len(curve_one) == 8
@@ -46,8 +59,21 @@ def hybrid_runs(tmp_path_factory) -> dict[str, list[dict]]:
     One torchrun launch (2 gloo CPU processes) runs every check in turn, one plain process the reference.
     """
     tmp_path = tmp_path_factory.mktemp("hybrid")
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29532",
-          str(HYBRID_SCRIPT), str(tmp_path / "two"), *CHECKS], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29532",
+            str(HYBRID_SCRIPT),
+            str(tmp_path / "two"),
+            *CHECKS,
+        ],
+        tmp_path,
+    )
     _run([sys.executable, str(HYBRID_SCRIPT), str(tmp_path / "one"), "lora_ga", "ddp", "eval"], tmp_path)
     read = lambda name: json.loads((tmp_path / name).read_text())  # noqa: E731
     return {"two": [read("two.rank0"), read("two.rank1")], "one": [read("one.rank0")]}
@@ -81,7 +107,9 @@ def test_lora_ga_factors_are_identical_on_every_rank_and_equal_one_process(hybri
             assert rank0[name][key] == rank1[name][key]  # bitwise
             expected = torch.tensor(reference)
             # Per-batch gradients of the two launches differ in the last bit (BLAS paths), no more.
-            torch.testing.assert_close(torch.tensor(rank0[name][key]), expected, rtol=0, atol=1e-4 * expected.abs().max())
+            torch.testing.assert_close(
+                torch.tensor(rank0[name][key]), expected, rtol=0, atol=1e-4 * expected.abs().max()
+            )
 
 
 def test_distributed_classification_evaluation_equals_one_process(hybrid_runs):
@@ -96,8 +124,22 @@ def test_distributed_classification_evaluation_equals_one_process(hybrid_runs):
 def test_trainer_hybrid_lambda_under_ddp_matches_one_process(tmp_path):
     """Through the trainer (accelerate DDP): the logged branch norms, all-reduced once per step, set λ."""
     two, one = tmp_path / "two.json", tmp_path / "one.json"
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-          str(SCRIPT), str(two), "4", "hybrid"], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(SCRIPT),
+            str(two),
+            "4",
+            "hybrid",
+        ],
+        tmp_path,
+    )
     _run([sys.executable, str(SCRIPT), str(one), "8", "hybrid"], tmp_path)
     rank0, rank1 = (json.loads(Path(f"{two}.rank{r}").read_text())["lambda"] for r in (0, 1))
     reference = json.loads(Path(f"{one}.rank0").read_text())["lambda"]

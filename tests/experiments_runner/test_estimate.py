@@ -28,8 +28,15 @@ RATE = 1e11  # a fixed GEMM rate: no probe, no timing in these tests
 
 
 def llama_config(hidden: int = 128, intermediate: int = 352, layers: int = 2) -> LlamaConfig:
-    return LlamaConfig(vocab_size=1000, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)
+    return LlamaConfig(
+        vocab_size=1000,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+    )
 
 
 def bloom_config(hidden: int = 128) -> BloomConfig:
@@ -37,16 +44,28 @@ def bloom_config(hidden: int = 128) -> BloomConfig:
 
 
 def bert_config(hidden: int = 128, intermediate: int = 512) -> BertConfig:
-    config = BertConfig(vocab_size=1000, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=2,
-                        num_attention_heads=4, max_position_embeddings=256)
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+    )
     config.num_labels = 3
     return config
 
 
-TARGETS = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-           "bloom": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
-           "bert": ["query", "key", "value", "dense"]}
-CONFIGS = {"llama": (llama_config, "decoder"), "bloom": (bloom_config, "decoder"), "bert": (bert_config, "encoder")}
+TARGETS = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "bloom": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "bert": ["query", "key", "value", "dense"],
+}
+CONFIGS = {
+    "llama": (llama_config, "decoder"),
+    "bloom": (bloom_config, "decoder"),
+    "bert": (bert_config, "encoder"),
+}
 
 
 def adapter(method: str, family: str) -> hyft.AdapterConfig:
@@ -61,7 +80,9 @@ def real_model(family: str):
 
     factory, kind = CONFIGS[family]
     torch.manual_seed(0)
-    model = (AutoModelForSequenceClassification if kind == "encoder" else AutoModelForCausalLM).from_config(factory())
+    model = (AutoModelForSequenceClassification if kind == "encoder" else AutoModelForCausalLM).from_config(
+        factory()
+    )
     return model.train()
 
 
@@ -105,7 +126,8 @@ def test_activations_grow_linearly_in_tokens_without_materialised_scores():
     base = estimate("llama", batch=2, length=32)
     for batch, length in [(4, 32), (2, 64), (8, 16)]:
         assert estimate("llama", batch=batch, length=length).activation_bytes == pytest.approx(
-            base.activation_bytes * batch * length / 64)
+            base.activation_bytes * batch * length / 64
+        )
     assert estimate("llama", batch=4, length=32).weight_bytes == base.weight_bytes
 
 
@@ -115,7 +137,9 @@ def test_materialised_attention_scores_add_a_length_squared_term():
     base = estimate("bert", batch=2, length=64).activation_bytes
     assert estimate("bert", batch=4, length=64).activation_bytes == pytest.approx(2 * base, rel=1e-3)
     longer = estimate("bert", batch=2, length=128).activation_bytes
-    score_term = FAMILIES["bert"].scores_materialised * 4 * 2 * 2 * (128**2 - 2 * 64**2) * 4  # layers · B · heads
+    score_term = (
+        FAMILIES["bert"].scores_materialised * 4 * 2 * 2 * (128**2 - 2 * 64**2) * 4
+    )  # layers · B · heads
     assert longer - 2 * base == pytest.approx(score_term, rel=1e-3)
 
 
@@ -125,9 +149,20 @@ def test_four_bit_base_weights_are_about_a_quarter_of_bf16():
     arch = architecture(model, config, "decoder")
     quantization = Quantization(bits=4, compute_dtype="bf16")
     lora = adapter("lora", "llama")
-    bf16 = estimate_training(config, "decoder", lora, 2, 32, dtype="bfloat16", device="cuda", matmul_rate=RATE)
-    four = estimate_training(config, "decoder", lora, 2, 32, dtype="bfloat16", quantization=quantization,
-                             device="cuda", matmul_rate=RATE)
+    bf16 = estimate_training(
+        config, "decoder", lora, 2, 32, dtype="bfloat16", device="cuda", matmul_rate=RATE
+    )
+    four = estimate_training(
+        config,
+        "decoder",
+        lora,
+        2,
+        32,
+        dtype="bfloat16",
+        quantization=quantization,
+        device="cuda",
+        matmul_rate=RATE,
+    )
     # The packed linear layers: 4.5 bits per weight (4-bit code + fp32 absmax per 64) against 16.
     assert _quantized_bytes_per_weight(quantization) == pytest.approx(0.5625)
     saved = bf16.weight_bytes - four.weight_bytes
@@ -153,8 +188,11 @@ def test_lora_ga_init_peak_counts_fp32_accumulators_for_every_target():
     one = estimate("llama", "lora_ga", init_batches=1)
     four = estimate("llama", "lora_ga", init_batches=4)
     model = meta_model(llama_config(), "decoder")
-    targets = sum(m.in_features * m.out_features for n, m in model.named_modules()
-                  if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in TARGETS["llama"])
+    targets = sum(
+        m.in_features * m.out_features
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in TARGETS["llama"]
+    )
     assert four.init_peak_bytes - one.init_peak_bytes == pytest.approx(4 * targets)
     assert estimate("llama", "lora").init_peak_bytes == 0
     assert four.peak_bytes == max(four.init_peak_bytes, four.peak_bytes)

@@ -21,7 +21,9 @@ def _bloom(vocab_size: int, seed: int = 0):
     from transformers import BloomConfig, BloomForCausalLM
 
     torch.manual_seed(seed)
-    config = BloomConfig(hidden_size=64, n_layer=2, n_head=4, vocab_size=vocab_size, bos_token_id=0, eos_token_id=1)
+    config = BloomConfig(
+        hidden_size=64, n_layer=2, n_head=4, vocab_size=vocab_size, bos_token_id=0, eos_token_id=1
+    )
     return BloomForCausalLM(config).eval()
 
 
@@ -42,14 +44,26 @@ def test_xnli_32shot_config_runs_every_method_on_tiny_llama_and_bloom(tmp_path, 
     from hyft.experiments.config import RunConfig
     from hyft.experiments.runner import run
 
-    config = load_config(REPO / "configs" / "xnli-32shot.yaml", RunConfig, overrides=[
-        f"run.output_dir={tmp_path}", "run.seeds=[0]", f"data.data_dir={shared_data}", "data.k_shots=[8]",
-        "data.max_eval_examples=2", "data.max_length=64", "data.val_examples=10", "train.max_steps=1",
-        "eval.calibration_examples=10",
-    ])
+    config = load_config(
+        REPO / "configs" / "xnli-32shot.yaml",
+        RunConfig,
+        overrides=[
+            f"run.output_dir={tmp_path}",
+            "run.seeds=[0]",
+            f"data.data_dir={shared_data}",
+            "data.k_shots=[8]",
+            "data.max_eval_examples=2",
+            "data.max_length=64",
+            "data.val_examples=10",
+            "train.max_steps=1",
+            "eval.calibration_examples=10",
+        ],
+    )
     assert config.train.mixed_precision == "bf16" and config.train.grad_accum == 8  # what the paper runs
-    models = [entry.model_copy(update={"name": name, "name_or_path": str(folder), "dtype": "float32"})
-              for entry, (name, folder) in zip(config.models, tiny_models.items(), strict=True)]
+    models = [
+        entry.model_copy(update={"name": name, "name_or_path": str(folder), "dtype": "float32"})
+        for entry, (name, folder) in zip(config.models, tiny_models.items(), strict=True)
+    ]
     config = config.model_copy(update={"models": models})
     run_dir = run(config, show_progress=False, write_report=False)
     cells = json.loads((run_dir / "results.json").read_text())["cells"]
@@ -69,6 +83,7 @@ def test_xnli_32shot_config_runs_every_method_on_tiny_llama_and_bloom(tmp_path, 
         cell = next(c for c in cells if c["model"] == model and c["method"] == "hybrid+unitary")
         state = load_file(str(run_dir / cell["adapter_dir"] / "adapter_model.safetensors"))
         unitary = {k: v for k, v in state.items() if ".unitary." in k}
-        assert unitary and all(v.dtype.is_floating_point is False or str(v.dtype) == "torch.float32"
-                               for v in unitary.values())
+        assert unitary and all(
+            v.dtype.is_floating_point is False or str(v.dtype) == "torch.float32" for v in unitary.values()
+        )
         assert any(("o_proj" in k) or ("self_attention.dense" in k) for k in unitary)

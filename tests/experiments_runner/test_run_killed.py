@@ -51,7 +51,10 @@ def _report(run_dir: Path):
 def _assert_adapters_whole(run_dir: Path) -> None:
     """Every adapter folder a killed run left holds its config and its weights (save_pretrained is atomic)."""
     for adapter in (run_dir / "cells").glob("*/adapter"):
-        assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+        assert sorted(p.name for p in adapter.iterdir()) == [
+            "adapter_config.json",
+            "adapter_model.safetensors",
+        ]
 
 
 def _assert_finished(run_dir: Path) -> None:
@@ -74,7 +77,9 @@ def test_killed_run_is_refused_or_consistent_and_a_rerun_finishes(tmp_path):
     for _trial in range(6):
         if time.monotonic() > deadline:
             break
-        process = subprocess.Popen([*CLI, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        process = subprocess.Popen(
+            [*CLI, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         time.sleep(rng.uniform(0.5, 6.0))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)

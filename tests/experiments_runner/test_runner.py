@@ -16,11 +16,15 @@ REPO = Path(__file__).resolve().parents[2]
 def _reduced_demo(tmp_path: Path, name: str, **changes) -> dict:
     config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     config["run"].update(name=name, output_dir=str(tmp_path), seeds=[0])
-    config["data"].update(languages=["en", "zh"], k_shots=[8], max_eval_examples=12, val_examples=10, max_length=48)
+    config["data"].update(
+        languages=["en", "zh"], k_shots=[8], max_eval_examples=12, val_examples=10, max_length=48
+    )
     config["train"].update(max_steps=2, batch_size=8, init_batches=1)
     config["eval"].update(calibration_examples=10, batch_size=32)
-    config["methods"] = {"lora": {"r": 4, "alpha": 8},
-                         "hybrid": {"r": 4, "alpha": 8, "boft_block_size": 8, "boft_n_butterfly_factor": 2}}
+    config["methods"] = {
+        "lora": {"r": 4, "alpha": 8},
+        "hybrid": {"r": 4, "alpha": 8, "boft_block_size": 8, "boft_n_butterfly_factor": 2},
+    }
     for key, value in changes.items():
         section, field = key.split(".")
         if value is None:
@@ -48,13 +52,25 @@ def demo_run(tmp_path_factory):
 def test_run_folder_has_every_file_and_the_report_matches_results(demo_run):
     from hyft.evaluation.tables import parse_markdown_table
 
-    for name in ("report.md", "results.json", "manifest.json", "config.resolved.yaml", "launch.txt",
-                 "curation/ledger.jsonl", "curation/c2.jsonl", "curation/report.md"):
+    for name in (
+        "report.md",
+        "results.json",
+        "manifest.json",
+        "config.resolved.yaml",
+        "launch.txt",
+        "curation/ledger.jsonl",
+        "curation/c2.jsonl",
+        "curation/report.md",
+    ):
         assert (demo_run / name).is_file(), name
     results = json.loads((demo_run / "results.json").read_text())
     cells = results["cells"]
     # lora + hybrid at C2, plus the hybrid's C0 curation-ablation cell.
-    assert sorted((c["method"], c["curation"]) for c in cells) == [("hybrid", "C0"), ("hybrid", "C2"), ("lora", "C2")]
+    assert sorted((c["method"], c["curation"]) for c in cells) == [
+        ("hybrid", "C0"),
+        ("hybrid", "C2"),
+        ("lora", "C2"),
+    ]
     for cell in cells:
         assert cell["status"] == "done"
         assert (demo_run / cell["adapter_dir"] / "adapter_config.json").is_file()
@@ -78,8 +94,12 @@ def test_run_folder_has_every_file_and_the_report_matches_results(demo_run):
         if block.lstrip().startswith("|") and "Macro" in block:
             for row in parse_markdown_table(block):
                 if row.get("Method", "").startswith("lora") and "EN" in row:
-                    assert float(row["EN"].split()[0]) == pytest.approx(100 * lora["eval"]["accuracy"]["en"], abs=0.051)
-                    assert float(row["Macro"].split()[0]) == pytest.approx(100 * lora["eval"]["macro"], abs=0.051)
+                    assert float(row["EN"].split()[0]) == pytest.approx(
+                        100 * lora["eval"]["accuracy"]["en"], abs=0.051
+                    )
+                    assert float(row["Macro"].split()[0]) == pytest.approx(
+                        100 * lora["eval"]["macro"], abs=0.051
+                    )
                     found = True
     assert found, "Table II with a lora row not found in report.md"
 
@@ -103,13 +123,17 @@ def test_interrupted_run_skips_finished_cells_and_ends_with_the_same_results(tmp
 
 def test_validate_reports_all_mistakes_with_suggestions(tmp_path):
     config = _reduced_demo(tmp_path, "bad")
-    config["train"]["epoch"] = 3                          # epochs
+    config["train"]["epoch"] = 3  # epochs
     config["data"]["langauges"] = config["data"].pop("languages")  # languages
-    config["methods"]["lora"]["alpah"] = 8                # alpha
+    config["methods"]["lora"]["alpah"] = 8  # alpha
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    done = subprocess.run([sys.executable, "-m", "hyft.cli.main", "validate", str(path)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "hyft.cli.main", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert "did you mean 'epochs'" in done.stderr
     assert "did you mean 'languages'" in done.stderr
@@ -123,8 +147,12 @@ def test_missing_data_file_fails_before_any_training(tmp_path):
     config["data"]["data_dir"] = str(tmp_path / "no-such-dir")
     path = tmp_path / "nodata.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    done = subprocess.run([sys.executable, "-m", "hyft.cli.main", "run", str(path)],
-                          capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "hyft.cli.main", "run", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert "missing.jsonl" in done.stderr and "no-such-dir" in done.stderr
     assert not (tmp_path / "nodata" / "cells").exists()

@@ -26,8 +26,14 @@ def tiny_encoder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("builtin:minilm"))
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -36,8 +42,14 @@ def tiny_encoder(tmp_path_factory) -> Path:
 def _config(tmp_path: Path, model_dir: Path, data_dir: Path, name: str, **sections) -> dict:
     config = {
         "run": {"name": name, "output_dir": str(tmp_path), "seeds": [0]},
-        "data": {"task": "sst2", "k_shots": [8], "data_dir": str(data_dir), "max_eval_examples": 12,
-                 "val_examples": 10, "max_length": 48},
+        "data": {
+            "task": "sst2",
+            "k_shots": [8],
+            "data_dir": str(data_dir),
+            "max_eval_examples": 12,
+            "val_examples": 10,
+            "max_length": 48,
+        },
         "models": [{"name": "tiny", "name_or_path": str(model_dir), "kind": "encoder"}],
         "methods": {"lora": {"r": 2, "alpha": 4}, "lora_ga": {"r": 2, "alpha": 4}},
         "train": {"max_steps": 2, "batch_size": 8, "init_batches": 1},
@@ -65,42 +77,67 @@ def _evaluated_ids(run_dir: Path, cell: dict) -> set[str]:
 def test_grid_fields_are_searched_only_by_the_methods_they_move(tmp_path, tiny_encoder, shared_data):
     from hyft.experiments.search import choose, grid_points, relevant_fields
 
-    config = _load(_config(tmp_path, tiny_encoder, shared_data, "fields", methods={
-        "boft": {"boft_block_size": 8}, "hybrid": {"r": 2, "boft_block_size": 8}, "full": {}},
-        search={"grid": {"lr": [3.0e-4, 1.0e-3, 3.0e-3], "lr_lora_ga": [1.0e-5, 3.0e-5]}}))
+    config = _load(
+        _config(
+            tmp_path,
+            tiny_encoder,
+            shared_data,
+            "fields",
+            methods={"boft": {"boft_block_size": 8}, "hybrid": {"r": 2, "boft_block_size": 8}, "full": {}},
+            search={"grid": {"lr": [3.0e-4, 1.0e-3, 3.0e-3], "lr_lora_ga": [1.0e-5, 3.0e-5]}},
+        )
+    )
     assert relevant_fields(config, "lora") == ["lr"]
     assert relevant_fields(config, "lora_ga") == ["lr_lora_ga"]  # lr no longer moves its branch
     assert relevant_fields(config, "boft") == ["lr"]
     assert relevant_fields(config, "hybrid") == ["lr", "lr_lora_ga"]
     assert len(grid_points(config, "hybrid")) == 6 and len(grid_points(config, "boft")) == 3
     # Grid order: the first field varies slowest.
-    assert grid_points(config, "hybrid")[:2] == [{"lr": 3.0e-4, "lr_lora_ga": 1.0e-5},
-                                                  {"lr": 3.0e-4, "lr_lora_ga": 3.0e-5}]
+    assert grid_points(config, "hybrid")[:2] == [
+        {"lr": 3.0e-4, "lr_lora_ga": 1.0e-5},
+        {"lr": 3.0e-4, "lr_lora_ga": 3.0e-5},
+    ]
     # An explicit lr_lora in the train section means lr no longer moves plain LoRA either.
     # Ties go to the first point in grid order, for either direction of the metric.
-    trials = [{"name": "a", "score": 0.5}, {"name": "b", "score": 0.7}, {"name": "c", "score": 0.7},
-              {"name": "d", "score": 0.5}]
+    trials = [
+        {"name": "a", "score": 0.5},
+        {"name": "b", "score": 0.7},
+        {"name": "c", "score": 0.7},
+        {"name": "d", "score": 0.5},
+    ]
     assert choose(trials, higher_is_better=True)["name"] == "b"
     assert choose(trials, higher_is_better=False)["name"] == "a"
-    pinned = _load(_config(tmp_path, tiny_encoder, shared_data, "pinned", train={"lr_lora": 5.0e-4},
-                           search={"grid": {"lr": [1.0e-3, 3.0e-3], "weight_decay": [0.0, 0.1]}}))
+    pinned = _load(
+        _config(
+            tmp_path,
+            tiny_encoder,
+            shared_data,
+            "pinned",
+            train={"lr_lora": 5.0e-4},
+            search={"grid": {"lr": [1.0e-3, 3.0e-3], "weight_decay": [0.0, 0.1]}},
+        )
+    )
     assert relevant_fields(pinned, "lora") == ["weight_decay"]
 
 
-@pytest.mark.parametrize(("search", "message"), [
-    ({"grid": {"lr_lora_gaa": [1.0e-5]}}, "did you mean 'lr_lora_ga'"),
-    ({"grid": {"learning_rate": [1.0e-5]}}, "valid fields: batch_size"),
-    ({"grid": {"lr": [-1.0]}}, "grid.lr"),
-    ({"grid": {"seed": [1, 2]}}, "cannot be searched"),
-    ({"grid": {"lr": [1.0e-3]}, "methods": ["boft"]}, "search.methods"),
-])
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        ({"grid": {"lr_lora_gaa": [1.0e-5]}}, "did you mean 'lr_lora_ga'"),
+        ({"grid": {"learning_rate": [1.0e-5]}}, "valid fields: batch_size"),
+        ({"grid": {"lr": [-1.0]}}, "grid.lr"),
+        ({"grid": {"seed": [1, 2]}}, "cannot be searched"),
+        ({"grid": {"lr": [1.0e-3]}, "methods": ["boft"]}, "search.methods"),
+    ],
+)
 def test_invalid_search_sections_are_rejected(tmp_path, tiny_encoder, shared_data, search, message):
     with pytest.raises(ConfigError, match=message):
         _load(_config(tmp_path, tiny_encoder, shared_data, "bad", search=search))
 
 
-def test_search_picks_the_known_best_point_and_the_cells_train_with_it(tmp_path, tiny_encoder, shared_data,
-                                                                        monkeypatch):
+def test_search_picks_the_known_best_point_and_the_cells_train_with_it(
+    tmp_path, tiny_encoder, shared_data, monkeypatch
+):
     from hyft.experiments import search as search_module
     from hyft.experiments.runner import run
 
@@ -108,15 +145,26 @@ def test_search_picks_the_known_best_point_and_the_cells_train_with_it(tmp_path,
 
     def known_best(trial) -> float:
         """Best lr = 1e-3 (for LoRA), best lr_lora_ga = 3e-5; a tie between the two worst lr values."""
-        seen.append({"train": trial.train_config.model_dump(),
-                     "ids": {lang: [row["id"] for row in rows] for lang, rows in trial.validation.items()}})
+        seen.append(
+            {
+                "train": trial.train_config.model_dump(),
+                "ids": {lang: [row["id"] for row in rows] for lang, rows in trial.validation.items()},
+            }
+        )
         if trial.train_config.lr_lora_ga is not None:
             return 1.0 if trial.train_config.lr_lora_ga == 3.0e-5 else 0.5
         return -abs(math.log10(trial.train_config.lr) + 3.0)
 
     monkeypatch.setattr(search_module, "score_trial", known_best)
-    config = _load(_config(tmp_path, tiny_encoder, shared_data, "search",
-                           search={"grid": {"lr": [1.0e-4, 1.0e-3, 1.0e-2], "lr_lora_ga": [1.0e-5, 3.0e-5]}}))
+    config = _load(
+        _config(
+            tmp_path,
+            tiny_encoder,
+            shared_data,
+            "search",
+            search={"grid": {"lr": [1.0e-4, 1.0e-3, 1.0e-2], "lr_lora_ga": [1.0e-5, 3.0e-5]}},
+        )
+    )
     run_dir = run(config, show_progress=False, write_report=False)
     results = json.loads((run_dir / "results.json").read_text())
     searches = {s["method"]: s for s in results["search"]["searches"]}
@@ -154,10 +202,20 @@ def test_search_picks_the_known_best_point_and_the_cells_train_with_it(tmp_path,
 def test_several_tasks_and_a_group_in_one_run(tmp_path, tiny_encoder, shared_data):
     from hyft.experiments.runner import run
 
-    raw = _config(tmp_path, tiny_encoder, shared_data, "multi",
-                  data={"task": None, "tasks": ["demo-nli", "glue"], "languages": ["en", "zh"], "k_shots": [0, 6],
-                        "max_eval_examples": 4},
-                  search={"grid": {"lr": [1.0e-3, 1.0e-2]}})
+    raw = _config(
+        tmp_path,
+        tiny_encoder,
+        shared_data,
+        "multi",
+        data={
+            "task": None,
+            "tasks": ["demo-nli", "glue"],
+            "languages": ["en", "zh"],
+            "k_shots": [0, 6],
+            "max_eval_examples": 4,
+        },
+        search={"grid": {"lr": [1.0e-3, 1.0e-2]}},
+    )
     raw["methods"] = {"lora": {"r": 2, "alpha": 4}}
     config = _load(raw)
     run_dir = run(config, show_progress=False, write_report=False)
@@ -198,12 +256,31 @@ def test_task_and_tasks_settings(tmp_path, tiny_encoder, shared_data):
     with pytest.raises(ConfigError, match="exactly one of data.task"):
         _load(_config(tmp_path, tiny_encoder, shared_data, "none", data={"task": None}))
     with pytest.raises(ConfigError, match="did you mean 'glue'"):
-        _load(_config(tmp_path, tiny_encoder, shared_data, "typo", data={"task": None, "tasks": ["xnli", "glu"]}))
+        _load(
+            _config(
+                tmp_path, tiny_encoder, shared_data, "typo", data={"task": None, "tasks": ["xnli", "glu"]}
+            )
+        )
     with pytest.raises(ConfigError, match="one task"):
-        _load(_config(tmp_path, tiny_encoder, shared_data, "curated", data={"task": None, "tasks": ["glue"]},
-                      curation={"pool": "builtin:demo-pool", "settings": {
-                          "text_fields": ["premise", "hypothesis"], "lang_field": "lang", "label_field": "label",
-                          "id_field": "id", "progress": False}}))
+        _load(
+            _config(
+                tmp_path,
+                tiny_encoder,
+                shared_data,
+                "curated",
+                data={"task": None, "tasks": ["glue"]},
+                curation={
+                    "pool": "builtin:demo-pool",
+                    "settings": {
+                        "text_fields": ["premise", "hypothesis"],
+                        "lang_field": "lang",
+                        "label_field": "label",
+                        "id_field": "id",
+                        "progress": False,
+                    },
+                },
+            )
+        )
 
 
 def test_manifest_files_of_the_demo_topic_run_are_its_shipped_splits_and_pool():
@@ -214,8 +291,11 @@ def test_manifest_files_of_the_demo_topic_run_are_its_shipped_splits_and_pool():
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml", RunConfig)
     files = data_files_used(config)
-    expected = {demo_path(f"topic.{split}.{lang}.jsonl") for split in ("dev", "test")
-                for lang in config.data.languages}
+    expected = {
+        demo_path(f"topic.{split}.{lang}.jsonl")
+        for split in ("dev", "test")
+        for lang in config.data.languages
+    }
     assert expected <= set(files)
     assert demo_path("pool.jsonl") in files
     assert len(files) == len(expected) + 1

@@ -40,7 +40,10 @@ def _foreign(lang: str, rng: random.Random, per_donor: int = 4) -> list[dict]:
         if donor == "ja":  # XNLI has no Japanese: FLORES sentences as premise and hypothesis
             lines = flores_lines("ja")
             picks = rng.sample(range(len(lines) - 1), per_donor)
-            planted += [{"premise": lines[k], "hypothesis": lines[k + 1], "label": "neutral", "lang": lang} for k in picks]
+            planted += [
+                {"premise": lines[k], "hypothesis": lines[k + 1], "label": "neutral", "lang": lang}
+                for k in picks
+            ]
             continue
         rows = xnli_rows(donor)
         planted += [dict(rows[k], lang=lang) for k in rng.sample(range(1, len(rows), 3), per_donor)]
@@ -96,19 +99,36 @@ def build_pool(seed: int = 0) -> tuple[list[bytes], dict[int, str], dict[int, in
             lambda t: t.replace('"', "“"),
         ]
         for variant, k in zip(variants, rng.sample(range(len(clean)), 5), strict=True):
-            row = dict(clean[k], premise=variant(clean[k]["premise"]), hypothesis=variant(clean[k]["hypothesis"]))
+            row = dict(
+                clean[k], premise=variant(clean[k]["premise"]), hypothesis=variant(clean[k]["hypothesis"])
+            )
             items.append(("normalized", row, base + k))
         for k in rng.sample(range(len(clean)), 5):
-            row = dict(clean[k], premise=_shuffled(clean[k]["premise"], rng), hypothesis=_shuffled(clean[k]["hypothesis"], rng))
+            row = dict(
+                clean[k],
+                premise=_shuffled(clean[k]["premise"], rng),
+                hypothesis=_shuffled(clean[k]["hypothesis"], rng),
+            )
             items.append(("shuffled", row, None))
         for k in rng.sample(range(len(clean)), 5):
-            row = dict(clean[k], premise=_first_word(clean[k]["premise"], lang), hypothesis=_first_word(clean[k]["hypothesis"], lang))
+            row = dict(
+                clean[k],
+                premise=_first_word(clean[k]["premise"], lang),
+                hypothesis=_first_word(clean[k]["hypothesis"], lang),
+            )
             items.append(("truncated", row, None))
         malformed = [
-            b"", b'{"premise": "unterminated', b"[1, 2, 3]", b'{"premise": "caf\xe9", "hypothesis": "x y z", "lang": "en"}',
-            json.dumps({"premise": "", "hypothesis": "Something here.", "label": "neutral", "lang": lang}).encode(),
+            b"",
+            b'{"premise": "unterminated',
+            b"[1, 2, 3]",
+            b'{"premise": "caf\xe9", "hypothesis": "x y z", "lang": "en"}',
+            json.dumps(
+                {"premise": "", "hypothesis": "Something here.", "label": "neutral", "lang": lang}
+            ).encode(),
             json.dumps({"premise": "Only a premise here.", "label": "neutral", "lang": lang}).encode(),
-            json.dumps({"premise": "Declared as an unknown code.", "hypothesis": "yes", "lang": "xx"}).encode(),
+            json.dumps(
+                {"premise": "Declared as an unknown code.", "hypothesis": "yes", "lang": "xx"}
+            ).encode(),
             json.dumps({"premise": 42, "hypothesis": "A number premise.", "lang": lang}).encode(),
         ]
         items += [("malformed", raw, None) for raw in malformed]
@@ -118,7 +138,9 @@ def build_pool(seed: int = 0) -> tuple[list[bytes], dict[int, str], dict[int, in
     lines, category, partner = [], {}, {}
     for position, index in enumerate(order, start=1):
         kind, payload, original = items[index]
-        lines.append(payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode())
+        lines.append(
+            payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+        )
         category[position] = kind
         if original is not None:
             partner[position] = line_of[original]
@@ -139,7 +161,11 @@ def clean_pairs(lang: str, count: int = 800) -> list[list[str]]:
     for row in xnli_rows(lang):
         seen.setdefault((row["premise"], row["hypothesis"]), None)
     pairs = [list(p) for p in list(seen)[::2]]
-    return [p for p in pairs if all(check_script(t, lang, 0.5).verdict not in ("mismatch", "romanised") for t in p)][:count]
+    return [
+        p
+        for p in pairs
+        if all(check_script(t, lang, 0.5).verdict not in ("mismatch", "romanised") for t in p)
+    ][:count]
 
 
 def _random_string(text: str, rng: random.Random, alphabet: list[str], dense: bool) -> str:
@@ -158,7 +184,9 @@ def _repeated(text: str, rng: random.Random, dense: bool) -> str:
     return " ".join([rng.choice(text.split())] * rng.randint(6, 20))
 
 
-def plant_garbage(clean: list[list[str]], share: float, lang: str, seed: int = 1) -> tuple[list[list[str]], list[str]]:
+def plant_garbage(
+    clean: list[list[str]], share: float, lang: str, seed: int = 1
+) -> tuple[list[list[str]], list[str]]:
     """clean + garbage rows making up ``share`` of the pool; returns (pool, kind per row: "clean" or a
     GARBAGE_KINDS entry, in rotation). Garbage fields: characters shuffled; random strings of the pool's own
     letters (same script, same length); one of the field's tokens (a character for dense scripts) repeated."""

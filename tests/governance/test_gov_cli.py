@@ -23,8 +23,21 @@ def pool(tmp_path_factory) -> Path:
 
 def test_flags_only(app, pool, tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["curate", "--input", str(pool), "--text-fields", "premise,hypothesis",
-                                      "--label-field", "label", "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "curate",
+            "--input",
+            str(pool),
+            "--text-fields",
+            "premise,hypothesis",
+            "--label-field",
+            "label",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "curated 121 records" in result.output
     ledger = [json.loads(x) for x in (out / "ledger.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -39,10 +52,21 @@ def test_config_file_with_overrides(app, pool, tmp_path):
     config = tmp_path / "curate.yaml"
     config.write_text(
         f"input: {pool}\noutput_dir: {tmp_path / 'a'}\ncuration:\n  text_fields: [premise, hypothesis]\n"
-        "  languages: ['en']\n", encoding="utf-8",
+        "  languages: ['en']\n",
+        encoding="utf-8",
     )
-    result = CliRunner().invoke(app, ["curate", str(config), "--out", str(tmp_path / "b"), "--quiet",
-                                      "--set", "curation.quality.ppl=false"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "curate",
+            str(config),
+            "--out",
+            str(tmp_path / "b"),
+            "--quiet",
+            "--set",
+            "curation.quality.ppl=false",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "b" / "report.json").read_text(encoding="utf-8"))
     assert report["languages"]["sw"]["dropped"] == {"language_not_selected": 60}
@@ -55,12 +79,16 @@ def test_user_errors_exit_2_with_a_message(app, pool, tmp_path):
     missing = runner.invoke(app, ["curate", "--input", str(pool), "--out", str(tmp_path)])
     assert missing.exit_code == 2 and "--text-fields" in missing.output
     config = tmp_path / "typo.yaml"
-    config.write_text(f"input: {pool}\noutput_dir: {tmp_path}\ncuration:\n  text_fields: [premise]\n"
-                      "  dedup:\n    hamm: 3\n", encoding="utf-8")
+    config.write_text(
+        f"input: {pool}\noutput_dir: {tmp_path}\ncuration:\n  text_fields: [premise]\n"
+        "  dedup:\n    hamm: 3\n",
+        encoding="utf-8",
+    )
     typo = runner.invoke(app, ["curate", str(config)])
     assert typo.exit_code == 2 and "typo.yaml:6" in typo.output and "did you mean 'hamming'" in typo.output
-    absent = runner.invoke(app, ["curate", "--input", str(tmp_path / "none.jsonl"), "--text-fields", "a",
-                                 "--out", str(tmp_path)])
+    absent = runner.invoke(
+        app, ["curate", "--input", str(tmp_path / "none.jsonl"), "--text-fields", "a", "--out", str(tmp_path)]
+    )
     assert absent.exit_code == 2 and "input pool not found" in absent.output
 
 
@@ -81,7 +109,10 @@ def test_config_validation():
         CurationConfig(text_fields=["a", "lang"])
     assert CurationConfig(text_fields=["a"], languages=["zho_Hans", "en"]).languages == ["en", "zh"]
     base = CurationConfig(text_fields=["a"])
-    assert base.decision_hash() == CurationConfig(text_fields=["a"], workers=4, executor="datatrove_local").decision_hash()
+    assert (
+        base.decision_hash()
+        == CurationConfig(text_fields=["a"], workers=4, executor="datatrove_local").decision_hash()
+    )
     assert base.decision_hash() != CurationConfig(text_fields=["a"], dedup={"hamming": 3}).decision_hash()
 
 

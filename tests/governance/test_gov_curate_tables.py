@@ -10,23 +10,40 @@ import pytest
 from typer.testing import CliRunner
 
 SENTENCES = {
-    "en": ["The weather was lovely and we walked along the river for hours.",
-           "My brother bought a new bicycle because the old one was broken.",
-           "She reads the newspaper every morning before she goes to work.",
-           "The children played football in the park until it got dark."],
-    "de": ["Das Wetter war schön und wir sind stundenlang am Fluss entlang gelaufen.",
-           "Mein Bruder hat ein neues Fahrrad gekauft, weil das alte kaputt war.",
-           "Sie liest jeden Morgen die Zeitung, bevor sie zur Arbeit geht.",
-           "Die Kinder haben im Park Fußball gespielt, bis es dunkel wurde."],
+    "en": [
+        "The weather was lovely and we walked along the river for hours.",
+        "My brother bought a new bicycle because the old one was broken.",
+        "She reads the newspaper every morning before she goes to work.",
+        "The children played football in the park until it got dark.",
+    ],
+    "de": [
+        "Das Wetter war schön und wir sind stundenlang am Fluss entlang gelaufen.",
+        "Mein Bruder hat ein neues Fahrrad gekauft, weil das alte kaputt war.",
+        "Sie liest jeden Morgen die Zeitung, bevor sie zur Arbeit geht.",
+        "Die Kinder haben im Park Fußball gespielt, bis es dunkel wurde.",
+    ],
 }
 COLUMNS = ["review_id", "utterance", "gold", "locale"]
-ROWS = [{"review_id": f"r{lang}{i}", "utterance": text, "gold": "pos" if i % 2 else "neg", "locale": lang}
-        for lang, texts in SENTENCES.items() for i, text in enumerate(texts)]
+ROWS = [
+    {"review_id": f"r{lang}{i}", "utterance": text, "gold": "pos" if i % 2 else "neg", "locale": lang}
+    for lang, texts in SENTENCES.items()
+    for i, text in enumerate(texts)
+]
 # The first English sentence again: an exact duplicate that C1 drops, so the test sees curation happen.
 ROWS.append({**ROWS[0], "review_id": "dup"})
-FLAGS = ["--text-fields", "utterance", "--lang-field", "locale", "--label-field", "gold", "--id-field", "review_id",
-         "--quiet", "--set", "curation.quality.ppl=false"]
-
+FLAGS = [
+    "--text-fields",
+    "utterance",
+    "--lang-field",
+    "locale",
+    "--label-field",
+    "gold",
+    "--id-field",
+    "review_id",
+    "--quiet",
+    "--set",
+    "curation.quality.ppl=false",
+]
 
 
 def write_csv(path: Path) -> Path:
@@ -52,7 +69,9 @@ def check(out: Path) -> None:
     assert by_id["ren0"]["reason"] == "exact_duplicate" and by_id["ren0"]["dup_of"] == "dup"
     assert by_id["dup"]["reason"] is None
     assert {entry["lang"] for entry in ledger} == {"en", "de"}  # languages from the locale column
-    assert sorted(r["review_id"] for r in c1) == sorted(r["review_id"] for r in ROWS if r["review_id"] != "ren0")
+    assert sorted(r["review_id"] for r in c1) == sorted(
+        r["review_id"] for r in ROWS if r["review_id"] != "ren0"
+    )
     assert all(set(r) >= set(COLUMNS) for r in c1)
     converted = (out / "input.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["review_id"] for line in converted] == [row["review_id"] for row in ROWS]
@@ -79,10 +98,13 @@ def test_a_local_dataset_folder_curates_its_split(app, tmp_path):
     folder = tmp_path / "my-pool"
     folder.mkdir()
     write_csv(folder / "train.csv")
-    write_csv(folder / "test.csv").write_text("review_id,utterance,gold,locale\nx,Only one row here.,pos,en\n")
+    write_csv(folder / "test.csv").write_text(
+        "review_id,utterance,gold,locale\nx,Only one row here.,pos,en\n"
+    )
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["curate", "--dataset", str(folder), "--dataset-split", "train",
-                                      "--out", str(out), *FLAGS])
+    result = CliRunner().invoke(
+        app, ["curate", "--dataset", str(folder), "--dataset-split", "train", "--out", str(out), *FLAGS]
+    )
     assert result.exit_code == 0, result.output
     check(out)
 
@@ -90,18 +112,26 @@ def test_a_local_dataset_folder_curates_its_split(app, tmp_path):
 def test_a_wrong_column_fails_with_the_columns_that_exist(app, tmp_path):
     source = write_csv(tmp_path / "pool.csv")
     flags = [flag if flag != "locale" else "language" for flag in FLAGS]
-    result = CliRunner().invoke(app, ["curate", "--input", str(source), "--out", str(tmp_path / "out"), *flags])
+    result = CliRunner().invoke(
+        app, ["curate", "--input", str(source), "--out", str(tmp_path / "out"), *flags]
+    )
     assert result.exit_code == 2
     # The message data.custom gives in hyft run (hyft.tables.check_columns), with curation's setting name.
-    assert (f"{source}: curation.lang_field names column 'language', which it does not have; its columns are: "
-            "review_id, utterance, gold, locale") in result.output
+    assert (
+        f"{source}: curation.lang_field names column 'language', which it does not have; its columns are: "
+        "review_id, utterance, gold, locale"
+    ) in result.output
     assert not (tmp_path / "out" / "ledger.jsonl").exists()
 
 
 def test_a_fixed_language_needs_no_language_column(app, tmp_path):
     source = write_csv(tmp_path / "pool.csv")
-    flags = [f for f in FLAGS if f not in ("--lang-field", "locale")] + ["--default-language", "en",
-                                                                        "--languages", "en"]
+    flags = [f for f in FLAGS if f not in ("--lang-field", "locale")] + [
+        "--default-language",
+        "en",
+        "--languages",
+        "en",
+    ]
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["curate", "--input", str(source), "--out", str(out), *flags])
     assert result.exit_code == 0, result.output
@@ -114,8 +144,19 @@ def test_an_unreachable_hub_name_says_offline_and_how_to_download(app, tmp_path,
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))  # nothing cached: the name cannot resolve
-    result = CliRunner().invoke(app, ["curate", "--dataset", "hyft-test/no-such-pool", "--dataset-config", "en",
-                                      "--out", str(tmp_path / "out"), *FLAGS])
+    result = CliRunner().invoke(
+        app,
+        [
+            "curate",
+            "--dataset",
+            "hyft-test/no-such-pool",
+            "--dataset-config",
+            "en",
+            "--out",
+            str(tmp_path / "out"),
+            *FLAGS,
+        ],
+    )
     assert result.exit_code == 2
     text = " ".join(result.output.split())
     assert "dataset hyft-test/no-such-pool[en]/train could not be loaded" in text
@@ -128,7 +169,18 @@ def test_a_hub_dataset_name_curates_offline_from_the_local_cache(app, tmp_path, 
 
     cache_hub_dataset(monkeypatch, tmp_path / "cache", "hyft-test/tiny-pool", "reviews", {"train": ROWS})
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["curate", "--dataset", "hyft-test/tiny-pool", "--dataset-config", "reviews",
-                                      "--out", str(out), *FLAGS])
+    result = CliRunner().invoke(
+        app,
+        [
+            "curate",
+            "--dataset",
+            "hyft-test/tiny-pool",
+            "--dataset-config",
+            "reviews",
+            "--out",
+            str(out),
+            *FLAGS,
+        ],
+    )
     assert result.exit_code == 0, result.output
     check(out)

@@ -41,7 +41,9 @@ def pool(tmp_path_factory) -> Path:
 
 
 def _config(**changes) -> CurationConfig:
-    return CurationConfig(text_fields=["premise", "hypothesis"], label_field="label", progress=False, **changes)
+    return CurationConfig(
+        text_fields=["premise", "hypothesis"], label_field="label", progress=False, **changes
+    )
 
 
 def _same_files(a: Path, b: Path) -> list[str]:
@@ -54,7 +56,9 @@ def test_two_runs_are_byte_identical(pool, tmp_path):
     assert _same_files(tmp_path / "one", tmp_path / "two") == []
     per_lang = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.json*"))
     for relative in per_lang:
-        assert (tmp_path / "one" / relative).read_bytes() == (tmp_path / "two" / relative).read_bytes(), relative
+        assert (tmp_path / "one" / relative).read_bytes() == (tmp_path / "two" / relative).read_bytes(), (
+            relative
+        )
     assert first.report["total"]["n_input"] == 270 + 3 + 3  # XNLI rows, planted copies, bad lines
 
 
@@ -91,7 +95,9 @@ def test_shuffled_input_with_ids_gives_the_same_decisions(tmp_path):
         return {r["id"]: r for r in rows}
 
     def decisions(result) -> dict:
-        return {key: (r["reason"], r["dup_of"], r["evidence"].get("ppl")) for key, r in ledger(result).items()}
+        return {
+            key: (r["reason"], r["dup_of"], r["evidence"].get("ppl")) for key, r in ledger(result).items()
+        }
 
     assert decisions(a) == decisions(b)
     assert sorted(r["uid"] for r in a.c2) == sorted(r["uid"] for r in b.c2)

@@ -24,7 +24,6 @@ GOOD = {"premise": "The cat sat on the mat all afternoon.", "hypothesis": "A cat
 CLOSED = {r.value for r in Reason}
 
 
-
 def _good(**extra) -> bytes:
     return json.dumps(dict(GOOD, **extra), ensure_ascii=False).encode()
 
@@ -62,8 +61,10 @@ def test_hostile_lines_become_ledger_rows_with_file_and_line(app, tmp_path):
     lines += [raw for raw, _ in HOSTILE.values()] + [_good(premise="A last clean record is kept as well.")]
     pool.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["curate", "--input", str(pool), "--text-fields", "premise,hypothesis",
-                                      "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        ["curate", "--input", str(pool), "--text-fields", "premise,hypothesis", "--out", str(out), "--quiet"],
+    )
     assert result.exit_code == 0, result.output
     rows = {row["line"]: row for row in _ledger(out)}
     assert sorted(rows) == list(range(1, len(lines) + 1))
@@ -79,7 +80,12 @@ def test_hostile_lines_become_ledger_rows_with_file_and_line(app, tmp_path):
 
 
 def test_depth_limit_is_exact():
-    ok = b'{"premise": "x", "lang": "en", "deep": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}"
+    ok = (
+        b'{"premise": "x", "lang": "en", "deep": '
+        + b"[" * (MAX_JSON_DEPTH - 1)
+        + b"]" * (MAX_JSON_DEPTH - 1)
+        + b"}"
+    )
     too_deep = ok.replace(b"[", b"[[", 1).replace(b"]", b"]]", 1)
     assert validate_item("f", 1, ok, CurationConfig(text_fields=["premise"]))["reason"] is None
     assert validate_item("f", 1, too_deep, CONFIG)["reason"] == Reason.INVALID_JSON_DEPTH.value
@@ -91,21 +97,30 @@ def test_iterable_items_that_are_not_strict_json_are_rows_too(tmp_path):
     items = [dict(GOOD, x=float("nan")), looped, dict(GOOD, x=object()), "[1]", dict(GOOD, x=10**5000), GOOD]
     result = curate(items, CONFIG, tmp_path)
     rows = _ledger(tmp_path)
-    assert [r["reason"] for r in rows[:5]] == ["invalid_json_number", "invalid_json_depth", "invalid_json",
-                                                 "invalid_json", "invalid_json_number"]
+    assert [r["reason"] for r in rows[:5]] == [
+        "invalid_json_number",
+        "invalid_json_depth",
+        "invalid_json",
+        "invalid_json",
+        "invalid_json_number",
+    ]
     assert result.report["total"]["n_input"] == 6
 
 
-@pytest.mark.parametrize("text", [
-    json.dumps([GOOD, GOOD]),
-    json.dumps([GOOD, GOOD], indent=2),
-    "\ufeff" + json.dumps([GOOD], indent=1),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps([GOOD, GOOD]),
+        json.dumps([GOOD, GOOD], indent=2),
+        "\ufeff" + json.dumps([GOOD], indent=1),
+    ],
+)
 def test_a_json_array_file_is_refused_with_a_hint(app, tmp_path, text):
     pool = tmp_path / "pool.json"
     pool.write_text(text, encoding="utf-8")
-    result = CliRunner().invoke(app, ["curate", "--input", str(pool), "--text-fields", "premise",
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["curate", "--input", str(pool), "--text-fields", "premise", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2, result.output
     assert ARRAY_HINT in result.output and "jq -c '.[]'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out" / "ledger.jsonl").exists()
@@ -136,18 +151,26 @@ def test_output_problems_exit_2_naming_out(app, tmp_path):
     pool = tmp_path / "pool.jsonl"
     pool.write_bytes(_good() + b"\n")
     for target in _unwritable_targets(tmp_path):
-        result = CliRunner().invoke(app, ["curate", "--input", str(pool), "--text-fields", "premise",
-                                          "--out", str(target), "--quiet"])
+        result = CliRunner().invoke(
+            app, ["curate", "--input", str(pool), "--text-fields", "premise", "--out", str(target), "--quiet"]
+        )
         assert result.exit_code == 2, (target, result.output, result.exception)
         assert "--out" in result.output and str(target) in result.output, result.output
 
 
 line_bytes = st.one_of(
     st.binary(max_size=60),
-    st.builds(lambda prefix, body: prefix + body, st.sampled_from([b"{", b"[", b'{"premise": ', b"\xef\xbb\xbf"]),
-              st.binary(max_size=40)),
-    st.builds(lambda p, h, lang: json.dumps({"premise": p, "hypothesis": h, "lang": lang}).encode(),
-              st.text(max_size=40), st.text(max_size=20), st.sampled_from(["en", "sw", "xx", "de", ""])),
+    st.builds(
+        lambda prefix, body: prefix + body,
+        st.sampled_from([b"{", b"[", b'{"premise": ', b"\xef\xbb\xbf"]),
+        st.binary(max_size=40),
+    ),
+    st.builds(
+        lambda p, h, lang: json.dumps({"premise": p, "hypothesis": h, "lang": lang}).encode(),
+        st.text(max_size=40),
+        st.text(max_size=20),
+        st.sampled_from(["en", "sw", "xx", "de", ""]),
+    ),
     st.builds(lambda cut, good: good[:cut], st.integers(0, 60), st.just(_good())),
 ).map(lambda b: b.replace(b"\n", b" "))
 

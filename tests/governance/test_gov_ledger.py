@@ -51,8 +51,9 @@ def test_ledger_invariants_on_random_mixes(seed, tmp_path):
     lines = _random_pool(rng)
     pool = tmp_path / "pool.jsonl"
     pool.write_bytes(b"\n".join(lines) + b"\n")
-    config = CurationConfig(text_fields=["premise", "hypothesis"], label_field="label", progress=False,
-                            quality={"min_pool": 20})
+    config = CurationConfig(
+        text_fields=["premise", "hypothesis"], label_field="label", progress=False, quality={"min_pool": 20}
+    )
     result = curate(pool, config, tmp_path / "out")
     rows = read_jsonl(result.ledger_path)
     assert [r["line"] for r in rows] == list(range(1, len(lines) + 1))  # every line once, in order
@@ -85,8 +86,12 @@ def test_reconciliation_fails_loudly(tmp_path):
     with pytest.raises(LedgerError, match="more than once"):
         check_ledger(ledger + [ledger[0]], len(rows) + 1, views)
     duplicate = next(r for r in ledger if r["dup_of"] is not None)
-    broken = [dict(r, view="c0", kept=False, reason="too_short", stage="length") if r["id"] == duplicate["dup_of"] else r
-              for r in ledger]
+    broken = [
+        dict(r, view="c0", kept=False, reason="too_short", stage="length")
+        if r["id"] == duplicate["dup_of"]
+        else r
+        for r in ledger
+    ]
     with pytest.raises(LedgerError):
         check_ledger(broken, len(rows), views)
     with pytest.raises(LedgerError, match="closed set"):
@@ -121,9 +126,11 @@ def test_iterable_input_uses_positions_as_ids(tmp_path):
 
 
 def test_repeated_ids_are_flagged_and_the_smallest_key_wins(tmp_path):
-    rows = [{"uid": 7, "text": "The river flooded the valley after three days of rain.", "lang": "en"},
-            {"uid": 3, "text": "The river flooded the valley after three days of rain.", "lang": "en"},
-            {"uid": 7, "text": "A completely different sentence about mountain goats.", "lang": "en"}]
+    rows = [
+        {"uid": 7, "text": "The river flooded the valley after three days of rain.", "lang": "en"},
+        {"uid": 3, "text": "The river flooded the valley after three days of rain.", "lang": "en"},
+        {"uid": 7, "text": "A completely different sentence about mountain goats.", "lang": "en"},
+    ]
     config = CurationConfig(text_fields=["text"], id_field="uid", progress=False)
     ledger = read_jsonl(curate(rows, config, tmp_path).ledger_path)
     by_line = {r["line"]: r for r in ledger}

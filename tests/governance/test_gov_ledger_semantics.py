@@ -25,7 +25,13 @@ def _ledger(result) -> dict[int, dict]:
 
 def test_c0_counts_every_raw_line_including_invalid_ones(tmp_path):
     lines = [json.dumps({"text": t, "lang": "en"}).encode() for t in SENTENCES]
-    lines += [b"", b"{broken", b"\xff\xfe not utf-8", b'{"text": "", "lang": "en"}', b'{"text": "x y z", "lang": "xx"}']
+    lines += [
+        b"",
+        b"{broken",
+        b"\xff\xfe not utf-8",
+        b'{"text": "", "lang": "en"}',
+        b'{"text": "x y z", "lang": "xx"}',
+    ]
     pool = tmp_path / "pool.jsonl"
     pool.write_bytes(b"\n".join(lines) + b"\n")
     result = curate(pool, CurationConfig(text_fields=["text"], progress=False), tmp_path / "out")
@@ -46,9 +52,13 @@ def test_c0_counts_every_raw_line_including_invalid_ones(tmp_path):
 
 def test_dup_of_names_a_record_of_the_final_view_or_says_why_not(tmp_path):
     short = "Yes indeed."  # two tokens: dropped at C2 as too_short
-    rows = [{"text": short, "lang": "en"}, {"text": short, "lang": "en"},
-            {"text": SENTENCES[0], "lang": "en"}, {"text": SENTENCES[0], "lang": "en"},
-            *({"text": t, "lang": "en"} for t in SENTENCES[1:])]
+    rows = [
+        {"text": short, "lang": "en"},
+        {"text": short, "lang": "en"},
+        {"text": SENTENCES[0], "lang": "en"},
+        {"text": SENTENCES[0], "lang": "en"},
+        *({"text": t, "lang": "en"} for t in SENTENCES[1:]),
+    ]
     result = curate(rows, CurationConfig(text_fields=["text"], progress=False), tmp_path)
     ledger = _ledger(result)
     final = {r["id"] for r in ledger.values() if r["view"] == "c2"}
@@ -58,13 +68,18 @@ def test_dup_of_names_a_record_of_the_final_view_or_says_why_not(tmp_path):
     assert ledger[4]["dup_of"] == 3 and 3 in final and "representative_dropped" not in ledger[4]["evidence"]
     for row in ledger.values():
         if row["dup_of"] is not None:
-            assert row["dup_of"] in final or row["evidence"]["representative_dropped"] == ledger[row["dup_of"]]["reason"]
+            assert (
+                row["dup_of"] in final
+                or row["evidence"]["representative_dropped"] == ledger[row["dup_of"]]["reason"]
+            )
     # The check fails a ledger whose duplicate points at a dropped record without saying so.
     rows_on_disk = read_jsonl(result.ledger_path)
     views = result.views
     check_ledger(rows_on_disk, len(rows), views)
-    silent = [dict(r, evidence={k: v for k, v in r["evidence"].items() if k != "representative_dropped"})
-              for r in rows_on_disk]
+    silent = [
+        dict(r, evidence={k: v for k, v in r["evidence"].items() if k != "representative_dropped"})
+        for r in rows_on_disk
+    ]
     with pytest.raises(LedgerError, match="representative_dropped"):
         check_ledger(silent, len(rows), views)
 
@@ -74,7 +89,10 @@ def test_mojibake_is_repaired_in_the_views_and_raw_in_the_ledger(tmp_path):
     fixed = "Le café est très bon ce matin, merci beaucoup."
     assert repair_mojibake(broken) == fixed
     assert repair_mojibake(fixed) == fixed and repair_mojibake("naïve “quotes” stay") == "naïve “quotes” stay"
-    rows = [{"text": broken, "lang": "fr"}, {"text": "Il pleut depuis trois jours sur toute la région.", "lang": "fr"}]
+    rows = [
+        {"text": broken, "lang": "fr"},
+        {"text": "Il pleut depuis trois jours sur toute la région.", "lang": "fr"},
+    ]
     result = curate(rows, CurationConfig(text_fields=["text"], progress=False), tmp_path)
     row = _ledger(result)[1]
     assert row["kept"] and "mojibake_fixed" in row["flags"]

@@ -20,23 +20,66 @@ SETTINGS = LidSettings()
 # two for es and sw, where §3 found short texts hardest (py3langid 0.89 on short Spanish, fastText
 # 0.39 at p >= 0.5 on Swahili).
 SHORT = {
-    "en": ["The weather is nice today.", "She bought three apples at the market.", "Please close the door behind you.",
-           "My brother works at the hospital.", "We will arrive late tonight.", "The children are playing outside.",
-           "I forgot my keys at home.", "This book is very interesting.", "He runs every morning before work.",
-           "Dinner is ready on the table."],
-    "es": ["El tiempo está muy bonito hoy.", "Ella compró tres manzanas en el mercado.", "Por favor, cierra la puerta.",
-           "Mi hermano trabaja en el hospital.", "Llegaremos tarde esta noche.", "Los niños están jugando afuera.",
-           "Olvidé mis llaves en casa.", "Este libro es muy interesante.", "Él corre todas las mañanas.",
-           "La cena está lista en la mesa."],
-    "zh": ["今天天气很好。", "她在市场买了三个苹果。", "请把门关上。", "我哥哥在医院工作。", "我们今晚会晚到。",
-           "孩子们在外面玩。", "我把钥匙忘在家里了。", "这本书非常有意思。", "他每天早上跑步。", "晚饭已经准备好了。"],
-    "hi": ["आज मौसम बहुत अच्छा है।", "उसने बाज़ार से तीन सेब खरीदे।", "कृपया दरवाज़ा बंद कर दीजिए।",
-           "मेरा भाई अस्पताल में काम करता है।", "हम आज रात देर से पहुँचेंगे।", "बच्चे बाहर खेल रहे हैं।",
-           "मैं अपनी चाबियाँ घर पर भूल गया।", "यह किताब बहुत दिलचस्प है।", "वह हर सुबह दौड़ता है।", "खाना मेज़ पर तैयार है।"],
-    "sw": ["Hali ya hewa ni nzuri leo.", "Alinunua machungwa matatu sokoni.", "Tafadhali funga mlango.",
-           "Kaka yangu anafanya kazi hospitalini.", "Tutafika usiku sana leo.", "Watoto wanacheza nje.",
-           "Nilisahau funguo zangu nyumbani.", "Kitabu hiki kinavutia sana.", "Yeye hukimbia kila asubuhi.",
-           "Chakula cha jioni kiko tayari mezani."],
+    "en": [
+        "The weather is nice today.",
+        "She bought three apples at the market.",
+        "Please close the door behind you.",
+        "My brother works at the hospital.",
+        "We will arrive late tonight.",
+        "The children are playing outside.",
+        "I forgot my keys at home.",
+        "This book is very interesting.",
+        "He runs every morning before work.",
+        "Dinner is ready on the table.",
+    ],
+    "es": [
+        "El tiempo está muy bonito hoy.",
+        "Ella compró tres manzanas en el mercado.",
+        "Por favor, cierra la puerta.",
+        "Mi hermano trabaja en el hospital.",
+        "Llegaremos tarde esta noche.",
+        "Los niños están jugando afuera.",
+        "Olvidé mis llaves en casa.",
+        "Este libro es muy interesante.",
+        "Él corre todas las mañanas.",
+        "La cena está lista en la mesa.",
+    ],
+    "zh": [
+        "今天天气很好。",
+        "她在市场买了三个苹果。",
+        "请把门关上。",
+        "我哥哥在医院工作。",
+        "我们今晚会晚到。",
+        "孩子们在外面玩。",
+        "我把钥匙忘在家里了。",
+        "这本书非常有意思。",
+        "他每天早上跑步。",
+        "晚饭已经准备好了。",
+    ],
+    "hi": [
+        "आज मौसम बहुत अच्छा है।",
+        "उसने बाज़ार से तीन सेब खरीदे।",
+        "कृपया दरवाज़ा बंद कर दीजिए।",
+        "मेरा भाई अस्पताल में काम करता है।",
+        "हम आज रात देर से पहुँचेंगे।",
+        "बच्चे बाहर खेल रहे हैं।",
+        "मैं अपनी चाबियाँ घर पर भूल गया।",
+        "यह किताब बहुत दिलचस्प है।",
+        "वह हर सुबह दौड़ता है।",
+        "खाना मेज़ पर तैयार है।",
+    ],
+    "sw": [
+        "Hali ya hewa ni nzuri leo.",
+        "Alinunua machungwa matatu sokoni.",
+        "Tafadhali funga mlango.",
+        "Kaka yangu anafanya kazi hospitalini.",
+        "Tutafika usiku sana leo.",
+        "Watoto wanacheza nje.",
+        "Nilisahau funguo zangu nyumbani.",
+        "Kitabu hiki kinavutia sana.",
+        "Yeye hukimbia kila asubuhi.",
+        "Chakula cha jioni kiko tayari mezani.",
+    ],
 }
 SHORT_FLOOR = {"en": 0.9, "es": 0.8, "zh": 0.9, "hi": 0.9, "sw": 0.8}
 
@@ -59,7 +102,9 @@ def test_flores_lines_are_kept_under_their_language(lang, detectors):
     assert kept / 50 >= 0.98, (lang, kept)
 
 
-@pytest.mark.parametrize("lang, declared", [("de", "en"), ("fr", "es"), ("en", "sw"), ("tr", "en"), ("ur", "hi"), ("ja", "zh")])
+@pytest.mark.parametrize(
+    "lang, declared", [("de", "en"), ("fr", "es"), ("en", "sw"), ("tr", "en"), ("ur", "hi"), ("ja", "zh")]
+)
 def test_flores_lines_under_a_wrong_language_are_dropped(lang, declared, detectors):
     lines = flores_lines(lang)[8::16][:50]
     dropped = [identify_field(line, declared, SETTINGS, detectors).reason for line in lines]
@@ -103,8 +148,11 @@ def test_rules(detectors):
 
 
 def test_han_only_chinese_that_fasttext_reads_as_japanese_is_kept(detectors):
-    suspects = [line for line in flores_lines("zh")
-                if detectors.fasttext_top(line)[0][0] == "ja" and not any("\u3040" <= c <= "\u30ff" for c in line)]
+    suspects = [
+        line
+        for line in flores_lines("zh")
+        if detectors.fasttext_top(line)[0][0] == "ja" and not any("\u3040" <= c <= "\u30ff" for c in line)
+    ]
     assert suspects, "expected some FLORES zh lines that lid.176 labels ja (governance.md §3: 2.5%)"
     assert all(_kept(line, "zh", detectors) for line in suspects)
 
@@ -120,7 +168,9 @@ def test_support_exactly_at_the_threshold_is_kept(detectors):
 
 def test_py3langid_top_equals_the_head_of_rank(detectors):
     # The fast path reads py3langid's score vector; it must give exactly rank(text)[:5], ties included.
-    texts = [text for lang in ("en", "sw", "hi", "zh") for text in SHORT.get(lang, [])] + flores_lines("sw")[:40]
+    texts = [text for lang in ("en", "sw", "hi", "zh") for text in SHORT.get(lang, [])] + flores_lines("sw")[
+        :40
+    ]
     texts += ["", "12345", "ok", "Hakuna matata"]
     for text in texts:
         expected = [(label, round(float(p), 4)) for label, p in detectors.py3langid.rank(text)[:5]]

@@ -23,7 +23,11 @@ def _one_word_edit(text: str, vocabulary: list[str], rng: random.Random, lang: s
         k = rng.choice(spans)
         return text[:k] + "".join(rng.sample("猫狗鸟鱼树花山河云雨", 2)) + text[k + 2 :]
     match = rng.choice(list(_WORD.finditer(text)))
-    return text[: match.start()] + rng.choice([w for w in vocabulary if w != match.group()]) + text[match.end() :]
+    return (
+        text[: match.start()]
+        + rng.choice([w for w in vocabulary if w != match.group()])
+        + text[match.end() :]
+    )
 
 
 def _edited_pairs(lang: str, count: int, min_chars: int, paragraph: bool = False, seed: int = 0):
@@ -40,7 +44,9 @@ def _edited_pairs(lang: str, count: int, min_chars: int, paragraph: bool = False
 
 
 def _dedup(texts: list[str], labels: list[str | None] | None = None, **settings):
-    return dedup_language([[t] for t in texts], labels or [None] * len(texts), DedupSettings(**settings), seed=0)
+    return dedup_language(
+        [[t] for t in texts], labels or [None] * len(texts), DedupSettings(**settings), seed=0
+    )
 
 
 @pytest.mark.parametrize("lang", ["en", "hi", "zh", "sw"])
@@ -48,8 +54,10 @@ def test_one_word_edits_are_caught(lang):
     # >= 60 characters as in §10.1; zh packs ~3x more per character, so >= 25 there
     originals, edited = _edited_pairs(lang, 200, 25 if lang == "zh" else 60)
     outcome = _dedup(originals + edited)
-    caught = [outcome.reasons[200 + k] is Reason.NEAR_DUPLICATE and outcome.representative[200 + k] == k
-              for k in range(200)]
+    caught = [
+        outcome.reasons[200 + k] is Reason.NEAR_DUPLICATE and outcome.representative[200 + k] == k
+        for k in range(200)
+    ]
     assert sum(caught) / 200 >= 0.90, (lang, sum(caught))
     assert all(outcome.reasons[k] is None for k in range(200)), "a distinct FLORES sentence was merged"
 
@@ -81,31 +89,52 @@ def test_distinct_sentences_are_never_merged(lang):
         keep = lines[outcome.representative[k]]
         assert _reference_jaccard(lines[k], keep) >= 0.6
         assert lines[k] in keep or keep in lines[k]
-    low = [(a, b) for a in range(0, 800, 40) for b in range(a + 1, a + 40) if _reference_jaccard(lines[a], lines[b]) < 0.3]
+    low = [
+        (a, b)
+        for a in range(0, 800, 40)
+        for b in range(a + 1, a + 40)
+        if _reference_jaccard(lines[a], lines[b]) < 0.3
+    ]
     assert len(low) > 500
     assert all(outcome.representative[b] != a for a, b in low)
 
 
 HARD_NEGATIVES = [
-    ("The committee approved the new budget for the city schools on Tuesday.",
-     "The committee rejected the old proposal for the city roads on Friday."),
-    ("She moved to Berlin in 2015 to study music at the university.",
-     "She moved to Madrid in 2019 to teach history at the university."),
-    ("Our flight to Chicago was delayed by three hours because of snow.",
-     "Our train to Boston was cancelled for two days because of a strike."),
-    ("The patient was given antibiotics and sent home the same evening.",
-     "The patient was given painkillers and kept overnight the same evening."),
-    ("Prices for fresh vegetables rose sharply during the dry summer months.",
-     "Prices for used cars fell slowly during the long winter months."),
-    ("He said the company would hire two hundred engineers next year.",
-     "He said the government would cut two hundred jobs this year."),
-    ("El gobierno anunció nuevas medidas para reducir el desempleo juvenil.",
-     "El gobierno anunció nuevos impuestos para financiar el transporte público."),
+    (
+        "The committee approved the new budget for the city schools on Tuesday.",
+        "The committee rejected the old proposal for the city roads on Friday.",
+    ),
+    (
+        "She moved to Berlin in 2015 to study music at the university.",
+        "She moved to Madrid in 2019 to teach history at the university.",
+    ),
+    (
+        "Our flight to Chicago was delayed by three hours because of snow.",
+        "Our train to Boston was cancelled for two days because of a strike.",
+    ),
+    (
+        "The patient was given antibiotics and sent home the same evening.",
+        "The patient was given painkillers and kept overnight the same evening.",
+    ),
+    (
+        "Prices for fresh vegetables rose sharply during the dry summer months.",
+        "Prices for used cars fell slowly during the long winter months.",
+    ),
+    (
+        "He said the company would hire two hundred engineers next year.",
+        "He said the government would cut two hundred jobs this year.",
+    ),
+    (
+        "El gobierno anunció nuevas medidas para reducir el desempleo juvenil.",
+        "El gobierno anunció nuevos impuestos para financiar el transporte público.",
+    ),
     ("我们明天上午去北京参观故宫博物院。", "我们明天下午去上海参加国际会议。"),
     ("这家公司去年的销售额增长了百分之二十。", "这家医院去年的病人数量减少了百分之十。"),
     ("सरकार ने किसानों के लिए नई योजना की घोषणा की।", "सरकार ने छात्रों के लिए नई छात्रवृत्ति शुरू की।"),
-    ("Serikali imetangaza mpango mpya wa kusaidia wakulima wadogo.",
-     "Serikali imefuta mpango wa zamani wa kusaidia wakulima wakubwa."),
+    (
+        "Serikali imetangaza mpango mpya wa kusaidia wakulima wadogo.",
+        "Serikali imefuta mpango wa zamani wa kusaidia wakulima wakubwa.",
+    ),
 ]
 
 
@@ -133,7 +162,9 @@ def test_xnli_triples_stay_intact_and_minimal_pairs_are_only_flagged():
     premise = "He asked whether I would take the job."
     kept = dedup_language([[premise, pair[0]], [premise, pair[1]]], ["e", "c"], DedupSettings(), seed=0)
     assert kept.reasons == [None, None] and all(Flag.NEAR_PAIR_LABEL_DIFFERS in f for f in kept.flags)
-    merged = dedup_language([[premise, pair[0]], [premise, pair[0] + "!"]], ["e", "e"], DedupSettings(), seed=0)
+    merged = dedup_language(
+        [[premise, pair[0]], [premise, pair[0] + "!"]], ["e", "e"], DedupSettings(), seed=0
+    )
     assert merged.reasons[1] is not None
 
 

@@ -70,8 +70,14 @@ def test_malformed_lines_carry_file_and_line(planted):
         assert _stage(row) is Stage.VALIDATE, row
         assert row["detail"].startswith(f"{pool}:{line}: "), row["detail"]
     reasons = {rows[line]["reason"] for line in malformed}
-    assert reasons == {"invalid_json", "invalid_encoding", "invalid_empty", "invalid_missing_field",
-                       "invalid_language", "invalid_field_type"}
+    assert reasons == {
+        "invalid_json",
+        "invalid_encoding",
+        "invalid_empty",
+        "invalid_missing_field",
+        "invalid_language",
+        "invalid_field_type",
+    }
 
 
 def test_wrong_language_rows_are_caught(planted):
@@ -89,11 +95,16 @@ def test_wrong_language_rows_are_caught(planted):
 @pytest.mark.parametrize("kind, floor", [("near", 0.85), ("exact", 1.0), ("normalized", 1.0)])
 def test_planted_duplicates_are_merged_with_their_original(planted, kind, floor):
     _, rows, category, partner, _ = planted
-    evaluable = [(line, partner[line]) for line, k in category.items() if k == kind
-                 and _stage(rows[line]) is not Stage.LID and _stage(rows[partner[line]]) is not Stage.LID]
+    evaluable = [
+        (line, partner[line])
+        for line, k in category.items()
+        if k == kind and _stage(rows[line]) is not Stage.LID and _stage(rows[partner[line]]) is not Stage.LID
+    ]
     assert len(evaluable) >= {"near": 90, "exact": 70, "normalized": 20}[kind]
-    merged = [_root(rows[a]) == _root(rows[b]) and (rows[a]["reason"] in DEDUP or rows[b]["reason"] in DEDUP)
-              for a, b in evaluable]
+    merged = [
+        _root(rows[a]) == _root(rows[b]) and (rows[a]["reason"] in DEDUP or rows[b]["reason"] in DEDUP)
+        for a, b in evaluable
+    ]
     assert sum(merged) / len(merged) >= floor, (kind, sum(merged), len(merged))
 
 
@@ -102,7 +113,9 @@ def test_dedup_precision_and_shared_premises_survive(planted):
     planted_pairs = {line for line in partner} | set(partner.values())
     dedup_drops = [line for line, row in rows.items() if row["reason"] in DEDUP]
     correct = [line in planted_pairs for line in dedup_drops]
-    assert sum(correct) / len(correct) >= 0.95, [rows[x] for x, ok in zip(dedup_drops, correct, strict=True) if not ok][:3]
+    assert sum(correct) / len(correct) >= 0.95, [
+        rows[x] for x, ok in zip(dedup_drops, correct, strict=True) if not ok
+    ][:3]
     # every dup_of points at a record that survived dedup; near drops carry their measured pair
     survivors = {row["id"] for row in rows.values() if row["view"] in ("c1", "c2")}
     assert all(rows[line]["dup_of"] in survivors for line in dedup_drops)
@@ -115,12 +128,20 @@ def test_dedup_precision_and_shared_premises_survive(planted):
 def test_garbage_and_one_word_rows_are_dropped(planted):
     _, rows, category, _, _ = planted
     for kind in ("shuffled", "truncated"):
-        lines = [line for line, k in category.items() if k == kind and not (kind == "shuffled" and rows[line]["lang"] == "zh")]
+        lines = [
+            line
+            for line, k in category.items()
+            if k == kind and not (kind == "shuffled" and rows[line]["lang"] == "zh")
+        ]
         dropped = [not rows[line]["kept"] for line in lines]
         assert sum(dropped) / len(dropped) >= 0.9, kind
     # Known limit of the robust rule (docs/governance-thresholds.md): shuffled Chinese in a ~270-row pool
     # scores z 2.5-3 against k = 4; the old 95th-percentile cut caught these only because it always drops 5 %.
-    zh_shuffled = [not rows[line]["kept"] for line, k in category.items() if k == "shuffled" and rows[line]["lang"] == "zh"]
+    zh_shuffled = [
+        not rows[line]["kept"]
+        for line, k in category.items()
+        if k == "shuffled" and rows[line]["lang"] == "zh"
+    ]
     assert sum(zh_shuffled) >= 1, zh_shuffled
     truncated = [rows[line]["reason"] for line, k in category.items() if k == "truncated"]
     assert truncated.count("too_short") >= len(truncated) // 2
@@ -133,7 +154,11 @@ def test_clean_rows_are_kept(planted):
     for lang in LANGS:
         clean = [rows[line] for line, k in category.items() if k == "clean" and rows[line]["lang"] == lang]
         # A clean original dropped in favour of its planted copy (which came first) is a correct merge.
-        lost = [r for r in clean if r["view"] in (None, "c0") and not (r["line"] in originals and r["reason"] in DEDUP)]
+        lost = [
+            r
+            for r in clean
+            if r["view"] in (None, "c0") and not (r["line"] in originals and r["reason"] in DEDUP)
+        ]
         script = [r for r in lost if r["reason"] == Reason.LID_SCRIPT_MISMATCH.value]
         other = [r for r in lost if r["reason"] != Reason.LID_SCRIPT_MISMATCH.value or lang != "hi"]
         assert len(other) / len(clean) <= c1_bounds[lang], (lang, [(r["reason"], r["line"]) for r in other])

@@ -87,7 +87,9 @@ def test_length_bounds():
     tokens = [e["tokens"] for e in outcome.evidence[:200]]
     limit = outcome.stats["max_tokens"]
     assert limit == float(np.quantile(tokens, 0.99, method="higher"))
-    assert all((r is Reason.TOO_LONG) == (t > limit) for r, t in zip(outcome.reasons[:200], tokens, strict=True))
+    assert all(
+        (r is Reason.TOO_LONG) == (t > limit) for r, t in zip(outcome.reasons[:200], tokens, strict=True)
+    )
 
 
 def test_base_model_hook_is_used_with_the_same_quantile():
@@ -98,7 +100,9 @@ def test_base_model_hook_is_used_with_the_same_quantile():
         seen.extend(texts)
         return [float(len(t)) for t in texts]  # stand-in backbone: longer text, higher "perplexity"
 
-    outcome = quality_language(pool, "en", QualitySettings(ppl_scorer="base_lm", ppl_threshold="quantile"), scorer)
+    outcome = quality_language(
+        pool, "en", QualitySettings(ppl_scorer="base_lm", ppl_threshold="quantile"), scorer
+    )
     assert len(seen) == 100
     longest = sorted(range(100), key=lambda k: len(pool[k][0]))[-3:]
     assert all(outcome.reasons[k] is Reason.PPL_TOO_HIGH for k in longest)

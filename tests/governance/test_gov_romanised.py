@@ -37,7 +37,9 @@ def _pool() -> list[dict]:
 def _run(tmp_path, policy: str):
     config = CurationConfig(text_fields=["text"], progress=False, lid={"romanised_policy": policy})
     result = curate(_pool(), config, tmp_path / policy)
-    ledger = {r["line"]: r for r in map(json.loads, result.ledger_path.read_text(encoding="utf-8").splitlines())}
+    ledger = {
+        r["line"]: r for r in map(json.loads, result.ledger_path.read_text(encoding="utf-8").splitlines())
+    }
     return result, ledger
 
 
@@ -105,14 +107,21 @@ def xnli_hi():
 
 def _latin_records(rows: list[dict]) -> set[int]:
     """1-based positions of rows with a mostly-Latin field."""
-    return {k for k, r in enumerate(rows, start=1)
-            if any(check_script(r[f], "hi", 0.5).verdict == "romanised" for f in ("premise", "hypothesis"))}
+    return {
+        k
+        for k, r in enumerate(rows, start=1)
+        if any(check_script(r[f], "hi", 0.5).verdict == "romanised" for f in ("premise", "hypothesis"))
+    }
 
 
 @pytest.mark.parametrize("policy", ["keep", "drop", "relabel"])
 def test_real_xnli_hindi(policy, xnli_hi, tmp_path):
-    config = CurationConfig(text_fields=["premise", "hypothesis"], label_field="label", progress=False,
-                            lid={"romanised_policy": policy})
+    config = CurationConfig(
+        text_fields=["premise", "hypothesis"],
+        label_field="label",
+        progress=False,
+        lid={"romanised_policy": policy},
+    )
     result = curate(xnli_hi, config, tmp_path)
     ledger = [json.loads(line) for line in result.ledger_path.read_text(encoding="utf-8").splitlines()]
     latin = _latin_records(xnli_hi)
@@ -120,7 +129,9 @@ def test_real_xnli_hindi(policy, xnli_hi, tmp_path):
     tagged = {r["line"] for r in ledger if r["evidence"].get("script_tag") == "hi-Latn"}
     # Not tagged: rows another LID rule dropped first (a plain English field, a Devanagari field of low
     # support); every other mostly-Latin row is tagged, and nothing else is.
-    other_lid = {line for line in latin if rows[line]["stage"] == "lid" and rows[line]["reason"] != "romanised"}
+    other_lid = {
+        line for line in latin if rows[line]["stage"] == "lid" and rows[line]["reason"] != "romanised"
+    }
     assert len(latin) >= 60
     assert tagged == latin - other_lid
     assert len(other_lid) <= 0.1 * len(latin)

@@ -33,14 +33,28 @@ from hyft.governance.dedup import (
 from hyft.governance.near_dedup_disk import near_in_process
 
 # Tiny chunks, buckets and partitions, so a few hundred records already cross every file boundary.
-SMALL_DISK = {"mode": "disk", "chunk_records": 16, "bucket_rows": 400, "partition_records": 40, "confirm_batch": 7}
+SMALL_DISK = {
+    "mode": "disk",
+    "chunk_records": 16,
+    "bucket_rows": 400,
+    "partition_records": 40,
+    "confirm_batch": 7,
+}
 
 
 def _synthetic(n: int = 1500, planted: int = 400) -> tuple[list[list[str]], list[str]]:
     rng = random.Random(0)
-    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(2000)]
-    fields = [[" ".join(rng.choices(words, k=rng.randint(6, 25))), " ".join(rng.choices(words, k=rng.randint(3, 9)))]
-              for _ in range(n)]
+    words = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8)))
+        for _ in range(2000)
+    ]
+    fields = [
+        [
+            " ".join(rng.choices(words, k=rng.randint(6, 25))),
+            " ".join(rng.choices(words, k=rng.randint(3, 9))),
+        ]
+        for _ in range(n)
+    ]
     labels = [rng.choice("xyz") for _ in range(n)]
     for _ in range(planted):  # one word changed; the label kept (a duplicate) or not (a minimal pair)
         source = rng.randrange(n)
@@ -52,7 +66,13 @@ def _synthetic(n: int = 1500, planted: int = 400) -> tuple[list[list[str]], list
 
 
 def _outcome(result) -> tuple:
-    return (result.reasons, result.representative, result.evidence, [sorted(f) for f in result.flags], result.stats)
+    return (
+        result.reasons,
+        result.representative,
+        result.evidence,
+        [sorted(f) for f in result.flags],
+        result.stats,
+    )
 
 
 @pytest.mark.parametrize("engine", ["simhash", "minhash_lsh"])
@@ -64,8 +84,14 @@ def test_disk_near_dedup_makes_the_in_memory_decisions(engine):
     for tasks in (1, 3):
         disk = exact_dedup(fields, labels, settings)
         texts, codes = near_inputs(fields, labels, disk)
-        near = near_in_process(zip(zip(*texts, strict=True), codes.tolist(), strict=True), len(codes), settings,
-                               0, NearDedupScale(**SMALL_DISK), tasks=tasks)
+        near = near_in_process(
+            zip(zip(*texts, strict=True), codes.tolist(), strict=True),
+            len(codes),
+            settings,
+            0,
+            NearDedupScale(**SMALL_DISK),
+            tasks=tasks,
+        )
         apply_near(disk, near)
         resolve_representatives(disk)
         assert _outcome(disk) == _outcome(memory), (engine, tasks)
@@ -79,7 +105,9 @@ def test_auto_mode_goes_to_disk_above_the_threshold(monkeypatch):
 
     calls = []
     real = near_dedup_disk.near_in_process
-    monkeypatch.setattr(near_dedup_disk, "near_in_process", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(
+        near_dedup_disk, "near_in_process", lambda *a, **k: calls.append(a[1]) or real(*a, **k)
+    )
     fields, labels = _synthetic(200, 50)
     settings = DedupSettings()
     small = dedup_language(fields, labels, settings, 0, NearDedupScale(mode="auto", disk_above=10_000))
@@ -93,8 +121,11 @@ def test_datatrove_with_disk_near_dedup_matches_inline_memory(pool, tmp_path, wo
     pytest.importorskip("datatrove")
     dedup = {"engine": engine}
     inline = curate(pool, _config(dedup=dedup, near_dedup={"mode": "memory"}), tmp_path / "inline")
-    scaled = curate(pool, _config(dedup=dedup, executor="datatrove_local", workers=workers, near_dedup=SMALL_DISK),
-                    tmp_path / "disk")
+    scaled = curate(
+        pool,
+        _config(dedup=dedup, executor="datatrove_local", workers=workers, near_dedup=SMALL_DISK),
+        tmp_path / "disk",
+    )
     assert _same_files(tmp_path / "inline", tmp_path / "disk") == []
     assert scaled.report == inline.report
     near = tmp_path / "disk" / "datatrove" / "near"
@@ -106,9 +137,12 @@ def test_datatrove_with_disk_near_dedup_matches_inline_memory(pool, tmp_path, wo
 
 def test_near_dedup_settings_do_not_change_the_config_hash():
     base = CurationConfig(text_fields=["a"])
-    assert base.decision_hash() == CurationConfig(
-        text_fields=["a"], near_dedup=SMALL_DISK, executor="datatrove_ray", ray={"cpus_per_task": 2}
-    ).decision_hash()
+    assert (
+        base.decision_hash()
+        == CurationConfig(
+            text_fields=["a"], near_dedup=SMALL_DISK, executor="datatrove_ray", ray={"cpus_per_task": 2}
+        ).decision_hash()
+    )
 
 
 # --- Slurm ---------------------------------------------------------------------------------------
@@ -131,11 +165,11 @@ for task in range(int(array.group(1)) + 1 if array else 1):
     subprocess.run(["bash", script], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(f"Submitted batch job {{job}}")
 '''
-_FAKE_SRUN = '''#!/bin/bash
+_FAKE_SRUN = """#!/bin/bash
 # Stand-in srun: drop its options (-l -n 1), run the command.
 while [[ "$1" == -* || "$1" =~ ^[0-9]+$ ]]; do shift; done
 exec "$@"
-'''
+"""
 _FAKE_SCONTROL = "#!/bin/bash\necho localhost\n"
 _FAKE_SQUEUE = "#!/bin/bash\n# Stand-in squeue: every job has finished.\n"
 
@@ -145,8 +179,12 @@ def fake_slurm(tmp_path, monkeypatch) -> Path:
     """sbatch, srun, scontrol and squeue stand-ins first on PATH; returns the submission log."""
     bin_dir = tmp_path / "fake-slurm-bin"
     bin_dir.mkdir()
-    scripts = {"sbatch": _FAKE_SBATCH.format(python=sys.executable), "srun": _FAKE_SRUN,
-               "scontrol": _FAKE_SCONTROL, "squeue": _FAKE_SQUEUE}
+    scripts = {
+        "sbatch": _FAKE_SBATCH.format(python=sys.executable),
+        "srun": _FAKE_SRUN,
+        "scontrol": _FAKE_SCONTROL,
+        "squeue": _FAKE_SQUEUE,
+    }
     for name, text in scripts.items():
         path = bin_dir / name
         path.write_text(text)
@@ -169,13 +207,17 @@ def test_slurm_executor_scripts_are_well_formed_and_match_inline(pool, tmp_path,
     submissions = [json.loads(line) for line in fake_slurm.read_text().splitlines()]
     stages = [s for s in submissions if "launch_pickled_pipeline" in s["script"]]
     assert [s["script"].split("--job-name=")[1].split("\n")[0] for s in stages] == [
-        "hyft-curate-validate_and_identify", "hyft-curate-decide"]
+        "hyft-curate-validate_and_identify",
+        "hyft-curate-decide",
+    ]
     work = tmp_path / "slurm" / "datatrove"
     for submission, name in zip(stages, ["validate_and_identify", "decide"], strict=True):
         script = submission["script"]
         lines = script.splitlines()
         assert lines[0] == "#!/bin/bash"
-        directives = dict(line[len("#SBATCH --"):].partition("=")[::2] for line in lines if line.startswith("#SBATCH"))
+        directives = dict(
+            line[len("#SBATCH --") :].partition("=")[::2] for line in lines if line.startswith("#SBATCH")
+        )
         assert directives["partition"] == "debug" and directives["time"] == "00:10:00"
         assert directives["array"] == "0-1%2"  # 2 tasks, 2 at a time
         assert directives["cpus-per-task"] == "1" and directives["mem-per-cpu"] == "3G"
@@ -191,21 +233,39 @@ def test_slurm_executor_scripts_are_well_formed_and_match_inline(pool, tmp_path,
 def test_slurm_executor_with_disk_near_dedup_matches_inline(pool, tmp_path, fake_slurm):  # noqa: F811
     pytest.importorskip("datatrove")
     curate(pool, _config(), tmp_path / "inline")
-    curate(pool, _config(executor="datatrove_slurm", workers=3, slurm=SLURM, near_dedup=SMALL_DISK),
-           tmp_path / "slurm")
+    curate(
+        pool,
+        _config(executor="datatrove_slurm", workers=3, slurm=SLURM, near_dedup=SMALL_DISK),
+        tmp_path / "slurm",
+    )
     assert _same_files(tmp_path / "inline", tmp_path / "slurm") == []
 
 
-@pytest.mark.parametrize(("slurm", "message"), [
-    (None, r"executor datatrove_slurm needs a `slurm` block, at least \{partition"),
-    ({"time": "01:00:00"}, r"partition\n  Field required"),
-    ({"partition": "cpu", "time": "1 hour"}, r"not a Slurm time limit: write minutes \(90\), HH:MM:SS"),
-    ({"partition": "cpu", "time": "60", "cpus_per_task": 0}, r"cpus_per_task\n  Input should be greater than"),
-    ({"partition": "cpu", "time": "60", "mem_per_cpu_gb": 0}, r"mem_per_cpu_gb\n  Input should be greater"),
-    ({"partition": "cpu", "time": "60", "sbatch_args": {"--account": "x"}}, r"without dashes \(account, not"),
-    ({"partition": "cpu", "time": "60", "job_name": "my job"}, r"job_name\n  String should match pattern"),
-    ({"partition": "cpu", "time": "60", "gpus": 1}, r"gpus\n  Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("slurm", "message"),
+    [
+        (None, r"executor datatrove_slurm needs a `slurm` block, at least \{partition"),
+        ({"time": "01:00:00"}, r"partition\n  Field required"),
+        ({"partition": "cpu", "time": "1 hour"}, r"not a Slurm time limit: write minutes \(90\), HH:MM:SS"),
+        (
+            {"partition": "cpu", "time": "60", "cpus_per_task": 0},
+            r"cpus_per_task\n  Input should be greater than",
+        ),
+        (
+            {"partition": "cpu", "time": "60", "mem_per_cpu_gb": 0},
+            r"mem_per_cpu_gb\n  Input should be greater",
+        ),
+        (
+            {"partition": "cpu", "time": "60", "sbatch_args": {"--account": "x"}},
+            r"without dashes \(account, not",
+        ),
+        (
+            {"partition": "cpu", "time": "60", "job_name": "my job"},
+            r"job_name\n  String should match pattern",
+        ),
+        ({"partition": "cpu", "time": "60", "gpus": 1}, r"gpus\n  Extra inputs are not permitted"),
+    ],
+)
 def test_slurm_settings_are_validated_with_what_to_fix(slurm, message):
     from pydantic import ValidationError
 

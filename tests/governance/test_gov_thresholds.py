@@ -45,7 +45,9 @@ def test_the_quantile_rule_is_still_available_and_drops_a_fixed_share():
     outcome = quality_language(clean, "en", QualitySettings(ppl_threshold="quantile"))
     dropped = sum(r is Reason.PPL_TOO_HIGH for r in outcome.reasons)
     assert outcome.stats["ppl_threshold"]["method"] == "quantile"
-    assert 0.03 * len(clean) <= dropped <= 0.05 * len(clean)  # ~5 % of a clean pool: why it is not the default
+    assert (
+        0.03 * len(clean) <= dropped <= 0.05 * len(clean)
+    )  # ~5 % of a clean pool: why it is not the default
 
 
 def test_repeated_tokens_are_dropped_as_repetitive_not_by_perplexity():

@@ -23,25 +23,50 @@ from hyft.io import MARKER, IncompleteOutputError, atomic_write_text, file_sha25
 
 DEMO_POOL = Path(__file__).resolve().parents[2] / "hyft" / "data" / "demo" / "pool.jsonl"
 CONFIG = CurationConfig(text_fields=["text"], id_field="id", label_field="label", progress=False)
-CLI = [sys.executable, "-c", "import sys; from hyft.cli.main import app; sys.argv[0] = 'hyft'; app()", "curate"]
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from hyft.cli.main import app; sys.argv[0] = 'hyft'; app()",
+    "curate",
+]
 
 
 def _pools(tmp_path: Path) -> tuple[Path, Path]:
     lines = DEMO_POOL.read_bytes().splitlines()
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_bytes(b"\n".join(lines) + b"\n")
-    b.write_bytes(b"\n".join(lines[: len(lines) // 3]) + b"\n{broken\n")  # different sizes, different removed/
+    b.write_bytes(
+        b"\n".join(lines[: len(lines) // 3]) + b"\n{broken\n"
+    )  # different sizes, different removed/
     return a, b
 
 
 def _command(pool: Path, out: Path) -> list[str]:
-    return [*CLI, "--input", str(pool), "--text-fields", "text", "--id-field", "id", "--label-field", "label",
-            "--out", str(out), "--quiet"]
+    return [
+        *CLI,
+        "--input",
+        str(pool),
+        "--text-fields",
+        "text",
+        "--id-field",
+        "id",
+        "--label-field",
+        "label",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def _layout(out: Path) -> set[str]:
-    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != MARKER
-            and "datatrove" not in p.parts and not p.name.startswith(".probe-")}
+    return {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file()
+        and p.name != MARKER
+        and "datatrove" not in p.parts
+        and not p.name.startswith(".probe-")
+    }
 
 
 def _assert_consistent(out: Path, pools: dict[str, Path]) -> None:

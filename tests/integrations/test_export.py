@@ -38,8 +38,9 @@ def llama_dir(tmp_path_factory):
 
 
 def _hybrid():
-    return hyft.AdapterConfig(method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2,
-                              lambda_warmup_steps=0)
+    return hyft.AdapterConfig(
+        method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2, lambda_warmup_steps=0
+    )
 
 
 def _train(model, inputs, steps=3, lr=0.05):
@@ -64,7 +65,9 @@ def _export(app, *args):
     return result
 
 
-def test_export_merged_hybrid_llama_loads_with_from_pretrained_and_reproduces_the_logits(app, llama_dir, tmp_path):
+def test_export_merged_hybrid_llama_loads_with_from_pretrained_and_reproduces_the_logits(
+    app, llama_dir, tmp_path
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = AutoModelForCausalLM.from_pretrained(llama_dir)
@@ -74,21 +77,38 @@ def test_export_merged_hybrid_llama_loads_with_from_pretrained_and_reproduces_th
     forward = {k: v for k, v in inputs.items() if k != "labels"}
     with torch.no_grad():
         adapter = model(**forward).logits
-        assert (adapter - AutoModelForCausalLM.from_pretrained(llama_dir)(**forward).logits).abs().max() > 1e-3
+        assert (
+            adapter - AutoModelForCausalLM.from_pretrained(llama_dir)(**forward).logits
+        ).abs().max() > 1e-3
     model.save_pretrained(tmp_path / "adapter")
 
     _export(app, tmp_path / "adapter", "--base", llama_dir, "--out", tmp_path / "merged", "--merged")
     files = {p.name for p in (tmp_path / "merged").iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= files
-    assert not {"adapter_config.json", "hyft_config.json"} & files  # nothing for transformers to take for PEFT
+    assert (
+        not {"adapter_config.json", "hyft_config.json"} & files
+    )  # nothing for transformers to take for PEFT
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     assert type(loaded).__name__ == "LlamaForCausalLM"
     with torch.no_grad():
         assert torch.allclose(loaded(**forward).logits, adapter, atol=1e-4, rtol=0)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "merged")
-    assert tokenizer("Der Hund schläft.").input_ids == AutoTokenizer.from_pretrained(llama_dir)("Der Hund schläft.").input_ids
+    assert (
+        tokenizer("Der Hund schläft.").input_ids
+        == AutoTokenizer.from_pretrained(llama_dir)("Der Hund schläft.").input_ids
+    )
 
-    _export(app, tmp_path / "adapter", "--base", llama_dir, "--out", tmp_path / "bf16", "--merged", "--dtype", "bf16")
+    _export(
+        app,
+        tmp_path / "adapter",
+        "--base",
+        llama_dir,
+        "--out",
+        tmp_path / "bf16",
+        "--merged",
+        "--dtype",
+        "bf16",
+    )
     half = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16", dtype="auto")
     assert half.dtype == torch.bfloat16
     with torch.no_grad():
@@ -113,16 +133,21 @@ def test_export_merged_hybrid_minilm_classifier(app, tmp_path):
 
 
 def test_export_refuses_without_merged_and_into_a_full_folder(app, llama_dir, tmp_path):
-    result = CliRunner().invoke(app, ["export", str(tmp_path), "--base", str(llama_dir), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app, ["export", str(tmp_path), "--base", str(llama_dir), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and "--merged" in result.output
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("")
-    result = CliRunner().invoke(app, ["export", str(tmp_path), "--base", str(llama_dir), "--out",
-                                      str(tmp_path / "taken"), "--merged"])
+    result = CliRunner().invoke(
+        app, ["export", str(tmp_path), "--base", str(llama_dir), "--out", str(tmp_path / "taken"), "--merged"]
+    )
     assert result.exit_code == 2 and "not an empty folder" in result.output
 
 
-def test_full_fine_tuning_saves_a_transformers_folder_and_old_full_folders_still_load(app, llama_dir, tmp_path):
+def test_full_fine_tuning_saves_a_transformers_folder_and_old_full_folders_still_load(
+    app, llama_dir, tmp_path
+):
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
@@ -137,7 +162,11 @@ def test_full_fine_tuning_saves_a_transformers_folder_and_old_full_folders_still
         trained = model(**forward).logits
     model.save_pretrained(tmp_path / "full")
     files = {p.name for p in (tmp_path / "full").iterdir()}
-    assert {"config.json", "model.safetensors", "hyft_config.json"} <= files and "adapter_config.json" not in files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "hyft_config.json",
+    } <= files and "adapter_config.json" not in files
     with torch.no_grad():
         direct = AutoModelForCausalLM.from_pretrained(tmp_path / "full").eval()(**forward).logits
         assert torch.allclose(direct, trained, atol=1e-5, rtol=0)
@@ -149,11 +178,15 @@ def test_full_fine_tuning_saves_a_transformers_folder_and_old_full_folders_still
     save_file(_untied_state(model.base_model), str(old / "model.safetensors"), metadata={"format": "pt"})
     (old / "adapter_config.json").write_text((tmp_path / "full" / "hyft_config.json").read_text())
     with torch.no_grad():
-        assert torch.equal(hyft.load(AutoModelForCausalLM.from_pretrained(llama_dir), old)(**forward).logits, trained)
+        assert torch.equal(
+            hyft.load(AutoModelForCausalLM.from_pretrained(llama_dir), old)(**forward).logits, trained
+        )
     # And hyft export re-saves a full folder with the tokenizer.
     _export(app, tmp_path / "full", "--base", llama_dir, "--out", tmp_path / "exported", "--merged")
     assert "tokenizer.json" in {p.name for p in (tmp_path / "exported").iterdir()}
-    assert json.loads((tmp_path / "exported" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert json.loads((tmp_path / "exported" / "config.json").read_text())["architectures"] == [
+        "LlamaForCausalLM"
+    ]
     with torch.no_grad():
         exported = AutoModelForCausalLM.from_pretrained(tmp_path / "exported").eval()(**forward).logits
         assert torch.allclose(exported, trained, atol=1e-5, rtol=0)

@@ -19,14 +19,24 @@ def _examples(n=STEPS * BATCH * ACCUM, length=10, seed=1):
     # One length for all: transformers divides a micro-batch's summed loss by the tokens of the whole
     # accumulated step, hyft averages per micro-batch; with equal token counts the two are the same.
     generator = torch.Generator().manual_seed(seed)
-    return [{"input_ids": (ids := torch.randint(3, 128, (length,), generator=generator).tolist()), "labels": ids}
-            for _ in range(n)]
+    return [
+        {"input_ids": (ids := torch.randint(3, 128, (length,), generator=generator).tolist()), "labels": ids}
+        for _ in range(n)
+    ]
 
 
 def _adapter_config():
-    return hyft.AdapterConfig(method="hybrid", r=4, alpha=8, boft_block_size=8, boft_n_butterfly_factor=2,
-                              target_modules=["q_proj", "v_proj"], dropout=0.0, lambda_warmup_steps=0,
-                              lambda_ema=0.5)
+    return hyft.AdapterConfig(
+        method="hybrid",
+        r=4,
+        alpha=8,
+        boft_block_size=8,
+        boft_n_butterfly_factor=2,
+        target_modules=["q_proj", "v_proj"],
+        dropout=0.0,
+        lambda_warmup_steps=0,
+        lambda_ema=0.5,
+    )
 
 
 def _wrapped(examples):
@@ -42,8 +52,17 @@ def test_trainer_with_callback_moves_lambda_and_adapter_exactly_as_hyft_train(tm
     from transformers import Trainer, TrainingArguments
 
     examples = _examples()
-    config = TrainConfig(max_steps=STEPS, batch_size=BATCH, grad_accum=ACCUM, lr=5e-3, lr_lora_ga=2e-3,
-                         warmup_ratio=0.0, scheduler="cosine", max_grad_norm=max_grad_norm, seed=3)
+    config = TrainConfig(
+        max_steps=STEPS,
+        batch_size=BATCH,
+        grad_accum=ACCUM,
+        lr=5e-3,
+        lr_lora_ga=2e-3,
+        warmup_ratio=0.0,
+        scheduler="cosine",
+        max_grad_norm=max_grad_norm,
+        seed=3,
+    )
 
     ours = _wrapped(examples)
     start = _state(ours)
@@ -55,16 +74,35 @@ def test_trainer_with_callback_moves_lambda_and_adapter_exactly_as_hyft_train(tm
         assert torch.equal(tensor, start[key]), key  # same LoRA-GA init on both sides
     ordered = [examples[i] for i in epoch_order(len(examples), config.seed, 0)]  # hyft's epoch-0 order
     args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUM,
-        max_steps=STEPS, learning_rate=config.lr, lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0,
-        max_grad_norm=max_grad_norm or 0.0, train_sampling_strategy="sequential", report_to="none", use_cpu=True,
-        save_strategy="no", logging_steps=1, remove_unused_columns=False, seed=config.seed, disable_tqdm=True,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=BATCH,
+        gradient_accumulation_steps=ACCUM,
+        max_steps=STEPS,
+        learning_rate=config.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=max_grad_norm or 0.0,
+        train_sampling_strategy="sequential",
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        remove_unused_columns=False,
+        seed=config.seed,
+        disable_tqdm=True,
     )
     # hyft's per-branch learning rates (LoRA-GA at lr_lora_ga, the rotation at lr); Trainer makes the schedule.
     optimizer = torch.optim.AdamW(parameter_groups(theirs, config), lr=config.lr, weight_decay=0.0)
     callback = HyftCallback()
-    trainer = Trainer(model=theirs, args=args, train_dataset=ordered, data_collator=collate,
-                      optimizers=(optimizer, None), callbacks=[callback])
+    trainer = Trainer(
+        model=theirs,
+        args=args,
+        train_dataset=ordered,
+        data_collator=collate,
+        optimizers=(optimizer, None),
+        callbacks=[callback],
+    )
     trainer.train()
     assert trainer.state.global_step == STEPS
     assert args.max_grad_norm == (max_grad_norm or 0.0)  # restored after the callback's take-over

@@ -10,9 +10,16 @@ import torch
 
 from tests.tasks.conftest import make_llama, make_tokenizer
 
-TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-EXAMPLE = {"id": "x/1", "premise": "The cat sat on the mat.", "hypothesis": "A cat is sitting.", "label": "entailment"}
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+EXAMPLE = {
+    "id": "x/1",
+    "premise": "The cat sat on the mat.",
+    "hypothesis": "A cat is sitting.",
+    "label": "entailment",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,9 @@ def test_training_example_uses_the_template_under_auto_and_todays_prompt_otherwi
     assert chat_prompt(chat, prompt, "auto") == chat_rendering(prompt)
     assert chat_prompt(chat, prompt, "never") == prompt and chat_prompt(plain, prompt, "auto") == prompt
 
-    context, target = encode_context_continuation(chat, chat_rendering(prompt), "Yes")  # reply: no leading space
+    context, target = encode_context_continuation(
+        chat, chat_rendering(prompt), "Yes"
+    )  # reply: no leading space
     built = build_causal_lm_example(task, EXAMPLE, "en", chat, chat_template="auto")
     assert built["input_ids"] == context + target + [chat.eos_token_id]
     assert built["labels"] == [-100] * len(context) + target + [chat.eos_token_id]
@@ -65,8 +74,9 @@ def test_classification_scores_see_the_training_format(tokenizers):
     scored = classification_scores(model, chat, task, [EXAMPLE], "decoder", template, progress=False)
     expected = decoder_scores(model, chat, [chat_rendering(prompt)], ["Yes", "Maybe", "No"], progress=False)
     torch.testing.assert_close(scored.scores, expected.scores, rtol=0, atol=0)
-    never = classification_scores(model, chat, task, [EXAMPLE], "decoder", template, progress=False,
-                                  chat_template="never")
+    never = classification_scores(
+        model, chat, task, [EXAMPLE], "decoder", template, progress=False, chat_template="never"
+    )
     plain_scores = decoder_scores(model, plain, [prompt], [" Yes", " Maybe", " No"], progress=False)
     torch.testing.assert_close(never.scores, plain_scores.scores, rtol=0, atol=0)
     assert not torch.equal(scored.scores, never.scores)  # the template really changed what was scored
@@ -88,15 +98,22 @@ def test_generation_prompts_single_and_multi_turn(tokenizers, monkeypatch):
     gsm8k = get_task("gsm8k")
     row = {"id": "g/1", "question": "What is 2+2?", "answer": "4"}
     for tokenizer, mode in ((chat, "auto"), (chat, "never"), (plain, "auto")):
-        evaluate_generation._generate_answers(None, tokenizer, gsm8k, template_for(gsm8k, "en"), [row], [], 1, 8,
-                                              False, mode)
-    assert seen == [[chat_rendering("Question: What is 2+2?\nAnswer:")], ["Question: What is 2+2?\nAnswer:"],
-                    ["Question: What is 2+2?\nAnswer:"]]
+        evaluate_generation._generate_answers(
+            None, tokenizer, gsm8k, template_for(gsm8k, "en"), [row], [], 1, 8, False, mode
+        )
+    assert seen == [
+        [chat_rendering("Question: What is 2+2?\nAnswer:")],
+        ["Question: What is 2+2?\nAnswer:"],
+        ["Question: What is 2+2?\nAnswer:"],
+    ]
 
     seen.clear()
     mtbench = get_task("mtbench")
     row = {"id": "m/1", "turns": ["Hi there.", "And now?"], "answer": ""}
-    evaluate_generation._generate_answers(None, chat, mtbench, template_for(mtbench, "en"), [row], [], 1, 8, False,
-                                          "auto")
-    assert seen == [["<|user|>\nHi there.\n<|assistant|>\n"],
-                    ["<|user|>\nHi there.\n<|assistant|>\n4\n<|user|>\nAnd now?\n<|assistant|>\n"]]
+    evaluate_generation._generate_answers(
+        None, chat, mtbench, template_for(mtbench, "en"), [row], [], 1, 8, False, "auto"
+    )
+    assert seen == [
+        ["<|user|>\nHi there.\n<|assistant|>\n"],
+        ["<|user|>\nHi there.\n<|assistant|>\n4\n<|user|>\nAnd now?\n<|assistant|>\n"],
+    ]

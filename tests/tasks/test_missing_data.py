@@ -15,8 +15,14 @@ TARGET = "tests/tasks/test_kshot.py::test_sampling_is_deterministic_and_changes_
 def _pytest(tmp_path, **env) -> subprocess.CompletedProcess:
     environ = {key: value for key, value in os.environ.items() if key != "HYFT_ALLOW_MISSING_DATA"}
     environ.update(env, HYFT_DATA_DIR=str(tmp_path / "absent"))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
-                           TARGET], cwd=REPO, env=environ, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", TARGET],
+        cwd=REPO,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_missing_data_fails_naming_the_path_and_the_opt_out_skips(tmp_path):
