@@ -23,10 +23,10 @@ demo: $(STAMP)
 	$(VENV)/bin/hyft run configs/demo.yaml
 
 test: $(STAMP)
-	$(VENV)/bin/lint-imports && $(PY) -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/ruff check hyft tests bench && $(VENV)/bin/ruff format --check hyft tests bench && $(VENV)/bin/lint-imports && $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hyft tests bench
+	$(VENV)/bin/ruff check hyft tests bench && $(VENV)/bin/ruff format --check hyft tests bench
 
 bench: $(STAMP)
 	$(PY) bench/adapters.py

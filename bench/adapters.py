@@ -13,7 +13,7 @@ and stepped per ``harness.SETTINGS``: fp32, bf16 autocast, gradient checkpointin
 on it is QLoRA). The tables give ratios to PEFT-LoRA of the same run and are appended to the results
 with the date, the load average and the command.
 
-    .venv/bin/python bench/adapters.py                                   # all models, writes bench/results/adapters.md
+    .venv/bin/python bench/adapters.py   # all models, writes bench/results/adapters.md
     .venv/bin/python bench/adapters.py --models minilm --steps 3 --no-write
     OMP_NUM_THREADS=1 .venv/bin/python bench/adapters.py --settings fp32,bf16,ckpt,nf4 --threads 1   # appends
 """
@@ -159,7 +159,8 @@ def train_probe(method: str, model_name: str, steps: int = 3) -> dict:
 
 
 def median_probe(flag: str, value: str, model_name: str, repeats: int, key: str) -> dict:
-    """Run this script's hidden probe ``flag value`` in ``repeats`` fresh processes; the run with the median ``key``."""
+    """Run this script's hidden probe ``flag value`` in ``repeats`` fresh processes;
+    the run with the median ``key``."""
     runs = []
     for _ in range(repeats):
         out = subprocess.run(
@@ -202,7 +203,8 @@ def init_table(models: list[str], repeats: int) -> str:
     lines = [
         f"### LoRA-GA initialisation (fresh process each, {INIT_BATCHES} batches; median of {repeats})",
         "",
-        "| model | implementation | init s | × PEFT | peak RSS in init MiB | added over baseline MiB | × PEFT (added) |",
+        "| model | implementation | init s | × PEFT | peak RSS in init MiB "
+        "| added over baseline MiB | × PEFT (added) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for model_name in models:
@@ -216,8 +218,9 @@ def init_table(models: list[str], repeats: int) -> str:
             added = fig["peak_rss"] - fig["baseline_rss"]
             peft_added = peft_fig["peak_rss"] - peft_fig["baseline_rss"]
             lines.append(
-                f"| {model_name} | {implementation} | {fig['seconds']:.2f} | {fig['seconds'] / peft_fig['seconds']:.2f} | "
-                f"{fig['peak_rss'] / 2**20:.0f} | {added / 2**20:.0f} | {added / max(peft_added, 1):.2f} |"
+                f"| {model_name} | {implementation} | {fig['seconds']:.2f} "
+                f"| {fig['seconds'] / peft_fig['seconds']:.2f} | {fig['peak_rss'] / 2**20:.0f} "
+                f"| {added / 2**20:.0f} | {added / max(peft_added, 1):.2f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -237,9 +240,10 @@ def settings_table(model_name: str, runs: dict[str, dict[str, dict]], reference:
         ref = info[reference]
         for method, r in info.items():
             lines.append(
-                f"| {setting} | {method} | {r['trainable']:,} | {r['median']:.3f} | {r['median'] / ref['median']:.2f} | "
-                f"{r['saved'] / 2**20:.1f} | {r['saved'] / ref['saved']:.3f} | {r['activations'] / 2**20:.1f} | "
-                f"{r['activations'] / ref['activations']:.3f} |"
+                f"| {setting} | {method} | {r['trainable']:,} | {r['median']:.3f} "
+                f"| {r['median'] / ref['median']:.2f} | {r['saved'] / 2**20:.1f} "
+                f"| {r['saved'] / ref['saved']:.3f} | {r['activations'] / 2**20:.1f} "
+                f"| {r['activations'] / ref['activations']:.3f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -266,12 +270,13 @@ def run_settings(models: list[str], settings: list[str], methods: list[str], arg
     header = (
         f"## Settings: bf16 autocast, gradient checkpointing, NF4 base ({datetime.date.today()})\n\n"
         f"`OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} .venv/bin/python {command}`\n\n"
-        f"{environment_line(args.threads, ('torch', 'transformers', 'peft', 'bitsandbytes'))}; "
-        f"{args.steps} timed rounds after {args.warmup} warm-up, {' / '.join(methods)} interleaved (the order "
-        f"rotates every round), one process and run per (model, setting); medians; total "
-        f"{time.perf_counter() - started:.0f} s. Machine at the start: {load_before}; at the end: {load_line()}. "
-        f"Hybrid: r 16, α 32, BOFT b 8, m 3 (LoRA-GA init from one batch, before the setting's checkpointing "
-        f"is switched on).\n\n{legend}\n"
+        f"{environment_line(args.threads, ('torch', 'transformers', 'peft', 'bitsandbytes'))}; {args.steps} "
+        f"timed rounds after {args.warmup} warm-up, {' / '.join(methods)} interleaved (the order rotates "
+        "every round), one process and run per (model, setting); medians; total "
+        f"{time.perf_counter() - started:.0f} s. Machine at the start: {load_before}; at the end: "
+        f"{load_line()}. Hybrid: r 16, α 32, BOFT b 8, m 3 (LoRA-GA init from one batch, before the "
+        "setting's checkpointing is switched on).\n\n"
+        f"{legend}\n"
     )
     return header + "\n" + "\n".join(sections)
 
@@ -342,9 +347,9 @@ def main() -> None:
         sections.append(rss_table(models, methods, args.rss_repeats))
     header = (
         f"# Adapters on CPU: hyft LoRA / LoRA-GA / Hybrid vs PEFT LoRA ({datetime.date.today()})\n\n"
-        f"{environment_line(args.threads)}; {args.steps} timed rounds after {args.warmup} warm-up, interleaved; "
-        f"shapes {SHAPES}; total {time.perf_counter() - started:.0f} s. Hybrid: r 16, α 32, BOFT b 8, m 3; "
-        f"hybrid-unitary adds the unitary adapter on the attention output projection.\n"
+        f"{environment_line(args.threads)}; {args.steps} timed rounds after {args.warmup} warm-up, "
+        f"interleaved; shapes {SHAPES}; total {time.perf_counter() - started:.0f} s. Hybrid: r 16, α 32, "
+        "BOFT b 8, m 3; hybrid-unitary adds the unitary adapter on the attention output projection.\n"
     )
     report = header + "\n" + "\n".join(sections)
     print(report)

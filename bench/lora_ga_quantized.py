@@ -84,7 +84,8 @@ def main() -> None:
         f"{linear * 4 / mib:.0f} MiB); one batch of 4 × 128 tokens, r = 8. "
         "Produced by `python bench/lora_ga_quantized.py`.",
         "",
-        "| base | device | memory kind | before the estimate (MiB) | peak in the estimate (MiB) | added (MiB) |",
+        "| base | device | memory kind | before the estimate (MiB) | peak in the estimate (MiB) "
+        "| added (MiB) |",
         "|---|---|---|---:|---:|---:|",
     ]
     for row in rows:

@@ -94,7 +94,8 @@ TEST_MAP: dict[str, list[str]] = {
         "tests/adapters_orthogonal/test_boft.py",
         "tests/adapters_orthogonal/test_cayley_butterfly.py",
         "tests/adapters_orthogonal/test_peft_format.py",
-        "tests/adapters_hybrid/test_hybrid.py",  # batched rotation (batch_key, prepared blocks): added for the rerun
+        # batched rotation (batch_key, prepared blocks): added for the rerun
+        "tests/adapters_hybrid/test_hybrid.py",
     ],
     "hyft/adapters/hybrid.py": [
         "tests/adapters_hybrid/test_hybrid_edges.py",
@@ -335,7 +336,8 @@ def make_scratch() -> Path:
 
 
 def _child(scratch: Path, tests: list[str], log: Path) -> None:
-    """In the forked child: pytest on ``tests`` with ``hyft`` imported from the scratch tree; never returns."""
+    """In the forked child: pytest on ``tests`` with ``hyft`` imported from the scratch tree;
+    never returns."""
     code = 3
     try:
         os.setsid()
@@ -409,7 +411,8 @@ def run(mutants: list[Mutant], out: Path, budget_s: float | None) -> None:
             outcome, seconds, code = run_tests(scratch, TEST_MAP[path], 900, log)
             if outcome != "survived":
                 raise SystemExit(
-                    f"clean run of {TEST_MAP[path]} failed ({outcome}, exit {code}):\n{log.read_text()[-3000:]}"
+                    f"clean run of {TEST_MAP[path]} failed ({outcome}, exit {code}):\n"
+                    f"{log.read_text()[-3000:]}"
                 )
             timeouts[path] = max(60.0, 3 * seconds)
             sink.write(json.dumps({"baseline": path, "seconds": round(seconds, 2)}) + "\n")
@@ -497,7 +500,8 @@ def main() -> None:
             for m in every:
                 mark = "*" if m.id in chosen else " "
                 print(
-                    f" {mark} {m.id:22} L{m.line:<4} {m.operator:24} {m.original[:60]!r} → {m.replacement[:60]!r}"
+                    f" {mark} {m.id:22} L{m.line:<4} {m.operator:24} "
+                    f"{m.original[:60]!r} → {m.replacement[:60]!r}"
                 )
     else:
         print(summary(args.results))

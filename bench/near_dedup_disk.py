@@ -146,14 +146,14 @@ def main() -> None:
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
     table = [
-        "| mode | records | peak RSS (MiB) | RSS after imports (MiB) | work folder (MiB) | buckets | partitions "
-        "| candidates | confirmed pairs | label-differing pairs | seconds |",
+        "| mode | records | peak RSS (MiB) | RSS after imports (MiB) | work folder (MiB) | buckets "
+        "| partitions | candidates | confirmed pairs | label-differing pairs | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     table += [
-        f"| {r['mode']} | {r['n']:,} | {r['peak_rss_mib']} | {r['baseline_rss_mib']} | {r['work_folder_mib']} "
-        f"| {r['buckets']} | {r['partitions']} | {r['candidates']:,} | {r['confirmed_pairs']:,} "
-        f"| {r['label_differing_pairs']:,} | {r['seconds']} |"
+        f"| {r['mode']} | {r['n']:,} | {r['peak_rss_mib']} | {r['baseline_rss_mib']} "
+        f"| {r['work_folder_mib']} | {r['buckets']} | {r['partitions']} | {r['candidates']:,} "
+        f"| {r['confirmed_pairs']:,} | {r['label_differing_pairs']:,} | {r['seconds']} |"
         for r in rows
     ]
     print("\n".join(table))

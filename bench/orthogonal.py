@@ -8,10 +8,10 @@ forward (``torch.autograd.graph.saved_tensors_hooks``), deduplicated by storage;
 out storages that belong to the model's parameters and buffers.
 
 PEFT's BOFT needs a CUDA extension; on a CPU torch it silently runs m = 1. ``peft-boft-m3`` swaps in a
-pure-torch block-diagonal (``PeftBlockDiagShim`` in ``harness.py``) so m = 3 really runs. PEFT BOFT is 4–9× slower than LoRA,
-so it runs only every ``--slow-every``-th round (fewer steps; said in the table).
+pure-torch block-diagonal (``PeftBlockDiagShim`` in ``harness.py``) so m = 3 really runs. PEFT BOFT is 4–9×
+slower than LoRA, so it runs only every ``--slow-every``-th round (fewer steps; said in the table).
 
-    .venv/bin/python bench/orthogonal.py                      # both configs, writes bench/results/orthogonal.md
+    .venv/bin/python bench/orthogonal.py   # both configs, writes bench/results/orthogonal.md
     .venv/bin/python bench/orthogonal.py --models minilm --steps 5 --methods peft-lora,hyft-boft-m3 --no-write
 """
 
@@ -67,7 +67,8 @@ per storage); "activations" leaves out storages owned by the model's parameters 
   with 4b dividing 1376 (down_proj). m = 1: MiniLM b = 64; Llama b = 32 (largest b dividing 512 and 1376,
   so hyft-boft-m1 is hyft-oft there and is not repeated).
 - peft-boft-m1 is PEFT BOFT as it really runs on a CPU torch. peft-boft-m3 swaps PEFT's CUDA block-diag
-  extension for a pure-torch shim (`PeftBlockDiagShim` in `harness.py`) so that m = 3 really runs. Both rebuild
+  extension for a pure-torch shim (`PeftBlockDiagShim` in `harness.py`) so that m = 3 really runs. \
+Both rebuild
   a dense d×d rotation every step, so they are 4–9× slower than LoRA: they get one warm-up step and are
   timed only every `--slow-every`-th round (the "steps timed" column). PEFT's trainable count includes
   full b×b blocks and its `boft_s`.

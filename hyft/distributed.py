@@ -66,7 +66,8 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def local_gradient(param: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
-    """(this rank's part of ``param.grad`` as a plain tensor or None, whether it is a shard of the gradient)."""
+    """(this rank's part of ``param.grad`` as a plain tensor or None,
+    whether it is a shard of the gradient)."""
     grad = param.grad
     sharded = bool(
         getattr(param, "_fsdp_flattened", False)

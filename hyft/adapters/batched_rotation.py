@@ -43,7 +43,8 @@ def _rotation_of(layer: nn.Module) -> BoftLinear | None:
 
 
 def prepare_rotation_blocks(layers: Iterable[nn.Module]) -> None:
-    """Compute the operator blocks of all same-shaped BOFT layers in one batch each (training forward only)."""
+    """Compute the operator blocks of all same-shaped BOFT layers in one batch each
+    (training forward only)."""
     if not torch.is_grad_enabled():
         return
     groups: dict[tuple, list[BoftLinear]] = {}

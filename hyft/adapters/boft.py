@@ -74,8 +74,9 @@ def resolve_block_size(dim: int, config: AdapterConfig, layer: str) -> int:
         raise ConfigError(
             "AdapterConfig",
             [
-                f"layer {layer}: {dim} features cannot hold blocks of {size} with boft_n_butterfly_factor={m} "
-                f"(needs an even b with {dim} divisible by b·2^(m−1)); block sizes that fit: {valid[:12]}"
+                f"layer {layer}: {dim} features cannot hold blocks of {size} with "
+                f"boft_n_butterfly_factor={m} (needs an even b with {dim} divisible by b·2^(m−1)); block "
+                f"sizes that fit: {valid[:12]}"
             ],
         )
     return size
@@ -141,7 +142,8 @@ class BoftLinear(AdaptedLinear):
         return blocks
 
     def operator_blocks(self, generator_scale: GeneratorScale = 1.0, dropout: bool = False) -> torch.Tensor:
-        """R as its diagonal blocks for :func:`apply_blocks`: (d/g, g, g), or the factor blocks when g is big."""
+        """R as its diagonal blocks for :func:`apply_blocks`: (d/g, g, g),
+        or the factor blocks when g is big."""
         prepared, self.prepared_blocks = self.prepared_blocks, None
         if (
             prepared is not None
@@ -197,7 +199,8 @@ class BoftLinear(AdaptedLinear):
     def input_operator(
         self, generator_scale: GeneratorScale = 1.0, blend: torch.Tensor | float | None = None
     ) -> InputOperator:
-        """The input-side operator M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w, fp32 (:class:`InputOperator`).
+        """The input-side operator M = R(μQ), or ``(1 − w)I + w·R`` with ``blend`` w, fp32
+        (:class:`InputOperator`).
 
         ``generator_scale`` μ (float or 0-d tensor, no grad needed) scales the skew generator before the
         Cayley map, which keeps the rotation exactly orthogonal (methods.md §6.2 "generator" mix); ``blend``
@@ -310,8 +313,8 @@ class BoftLinear(AdaptedLinear):
         if largest > NEUMANN_WARN_NORM:
             self._neumann_warned = True
             warnings.warn(
-                f"BOFT generator norm {largest:.3f} > {NEUMANN_WARN_NORM}: the Cayley–Neumann series is no longer "
-                "accurately orthogonal; use cayley='exact' or a smaller learning rate",
+                f"BOFT generator norm {largest:.3f} > {NEUMANN_WARN_NORM}: the Cayley–Neumann series is no "
+                "longer accurately orthogonal; use cayley='exact' or a smaller learning rate",
                 stacklevel=3,
             )
 

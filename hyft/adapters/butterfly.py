@@ -1,4 +1,5 @@
-"""Butterfly-structured orthogonal operators applied to activations (input-centric BOFT, methods.md §3.1/§3.3).
+"""Butterfly-structured orthogonal operators applied to activations
+(input-centric BOFT, methods.md §3.1/§3.3).
 
 ``R = F_m ⋯ F_1`` with ``F_i = P_i D_i P_iᵀ``: ``D_i`` block-diagonal (``d/b`` blocks of size b) and
 ``P_i`` a fixed butterfly permutation, identical to PEFT BOFT's ``block_butterfly_perm`` (``P_1 = I``).

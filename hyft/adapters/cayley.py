@@ -50,14 +50,16 @@ def skew_from_upper(upper: torch.Tensor, block_size: int) -> torch.Tensor:
 
 
 def upper_from_skew(skew: torch.Tensor) -> torch.Tensor:
-    """Strict upper triangle of (..., b, b) as (..., b(b−1)/2), row-major; inverse of :func:`skew_from_upper`."""
+    """Strict upper triangle of (..., b, b) as (..., b(b−1)/2), row-major; inverse of
+    :func:`skew_from_upper`."""
     size = skew.shape[-1]
     rows, cols = torch.triu_indices(size, size, 1, device=skew.device)
     return skew[..., rows, cols]
 
 
 def neumann_power(terms: int) -> int:
-    """Highest power n of the truncated series for ``terms`` Neumann terms (PEFT's rule: n = max(2, k − 2))."""
+    """Highest power n of the truncated series for ``terms`` Neumann terms
+    (PEFT's rule: n = max(2, k − 2))."""
     if terms < 3:
         raise ValueError(f"cayley_neumann_terms must be ≥ 3, got {terms}")
     return max(2, terms - 2)

@@ -37,11 +37,13 @@ class InputOperator:
 
     def rotates_weight(self, base: nn.Module) -> bool:
         """Whether ``base(x · M)`` runs as :func:`rotated_frozen_linear` (M rotates W0, not the tokens): M
-        folded and ``base`` a plain frozen nn.Linear (a quantized or trainable base takes the activation path)."""
+        folded and ``base`` a plain frozen nn.Linear
+        (a quantized or trainable base takes the activation path)."""
         return self.folded and can_rotate_weight(base)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """``x · M``: x (..., d) any dtype → (..., d) fp32, autocast off (the rotation is orthogonality-critical)."""
+        """``x · M``: x (..., d) any dtype → (..., d) fp32, autocast off (the rotation is
+        orthogonality-critical)."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             x32 = x.to(self.blocks.dtype)
             if self.folded:
@@ -50,8 +52,8 @@ class InputOperator:
             return rotated if self.blend is None else x32 + self.blend * (rotated - x32)
 
     def linear(self, x: torch.Tensor, base: nn.Module, low_rank: LowRank | None = None) -> torch.Tensor:
-        """``base(x · M)``: x (..., d_in) → (..., d_out) in x's dtype; on a plain frozen nn.Linear one fused op
-        that rotates W0 and, with ``low_rank``, adds the hybrid's LoRA term sharing x and the backward."""
+        """``base(x · M)``: x (..., d_in) → (..., d_out) in x's dtype; on a plain frozen nn.Linear one fused
+        op that rotates W0 and, with ``low_rank``, adds the hybrid's LoRA term sharing x and the backward."""
         if self.rotates_weight(base):
             return rotated_frozen_linear(x, self.blocks, base.weight, base.bias, low_rank)
         if low_rank is not None:

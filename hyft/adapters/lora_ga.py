@@ -29,7 +29,8 @@ from hyft.footprint import FootprintMeter
 
 @dataclass
 class LoraGaInitReport:
-    """What the gradient pass cost: wall time and peak memory (CUDA max allocated, else peak RSS of the pass)."""
+    """What the gradient pass cost: wall time and peak memory
+    (CUDA max allocated, else peak RSS of the pass)."""
 
     n_batches: int
     gradient_seconds: float

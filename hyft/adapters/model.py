@@ -65,7 +65,8 @@ FULL_INDEX_NAME = "model.safetensors.index.json"
 FULL_CONFIG_NAME = "hyft_config.json"
 PEFT_PREFIX = "base_model.model."
 FORMAT_VERSION = 1
-# PEFT's name for the first adapter; save_pretrained writes it at the top of the folder, others in sub-folders.
+# PEFT's name for the first adapter; save_pretrained writes it at the top of the folder,
+# others in sub-folders.
 DEFAULT_ADAPTER = "default"
 # An adapter's name is also the name of its sub-folder: no separators, no leading dot (staging folders).
 _ADAPTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -427,7 +428,8 @@ class HyftModel(nn.Module):
         init_batches: Iterable[Mapping[str, torch.Tensor]] | None = None,
         seed: int = 0,
     ) -> None:
-        """Add a new adapter ``adapter_name`` with ``config`` on the same frozen base (PEFT's ``add_adapter``).
+        """Add a new adapter ``adapter_name`` with ``config`` on the same frozen base
+        (PEFT's ``add_adapter``).
 
         It is built as :func:`wrap` would build it on the plain base (``init_batches`` and ``seed`` as there:
         LoRA-GA and the hybrid take their gradient on the base without adapters), with heads copied from
@@ -443,10 +445,10 @@ class HyftModel(nn.Module):
         self._register(adapter_name, config, layers, heads, train_heads=True, report=report)
 
     def load_adapter(self, directory: str | Path, adapter_name: str, is_trainable: bool = False) -> None:
-        """Load an adapter saved by :meth:`save_pretrained` (the folder that holds its ``adapter_config.json``)
-        as a new adapter ``adapter_name`` beside the existing ones (PEFT's ``load_adapter``); not made
-        active. ``is_trainable`` as in :func:`load`. The checks of :func:`load` (same base weights) and of
-        :meth:`add_adapter` apply."""
+        """Load an adapter saved by :meth:`save_pretrained` (the folder that holds its
+        ``adapter_config.json``) as a new adapter ``adapter_name`` beside the existing ones (PEFT's
+        ``load_adapter``); not made active. ``is_trainable`` as in :func:`load`. The checks of :func:`load`
+        (same base weights) and of :meth:`add_adapter` apply."""
         saved = _read_saved(Path(directory))
         self._check_new_adapter(adapter_name, saved.config, "load_adapter")
         state = saved.tensors()
@@ -472,8 +474,8 @@ class HyftModel(nn.Module):
             self._parked[adapter_name] = [False] * len(self._parked[adapter_name])
 
     def delete_adapter(self, adapter_name: str) -> None:
-        """Remove an adapter and its tensors (PEFT's ``delete_adapter``). Deleting the active adapter makes the
-        first remaining one active, with a warning. Refused for the only adapter, for the active one while
+        """Remove an adapter and its tensors (PEFT's ``delete_adapter``). Deleting the active adapter makes
+        the first remaining one active, with a warning. Refused for the only adapter, for the active one while
         merged, and inside :meth:`disable_adapter`."""
         self._known(adapter_name)
         if len(self._configs) == 1:
@@ -556,7 +558,8 @@ class HyftModel(nn.Module):
             del self._base_heads[head]  # the tree holds it already (the adapter was not active)
 
     def _own_parameters(self, adapter_name: str) -> list[nn.Parameter]:
-        """The adapter's own parameters (its layers without the shared base layers, its heads), fixed order."""
+        """The adapter's own parameters (its layers without the shared base layers, its heads),
+        fixed order."""
         params = [
             p
             for layer in self._layers[adapter_name].values()
@@ -666,7 +669,8 @@ class HyftModel(nn.Module):
 
     # -- save / load / merge -------------------------------------------------------------------------
     def head_module(self, adapter_name: str, head: str) -> nn.Module:
-        """Adapter ``adapter_name``'s own copy of head ``head`` (the module itself, or inside one of its outer heads)."""
+        """Adapter ``adapter_name``'s own copy of head ``head``
+        (the module itself, or inside one of its outer heads)."""
         for outer, module in self._heads[adapter_name].items():
             if head == outer:
                 return module
@@ -691,8 +695,8 @@ class HyftModel(nn.Module):
 
     def save_pretrained(self, directory: str | Path, selected_adapters: Iterable[str] | None = None) -> Path:
         """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (no pickle) of every adapter (or of
-        ``selected_adapters``) in PEFT's layout: the ``"default"`` adapter in ``directory`` itself, every other
-        one in ``directory/<its name>``. Sub-folders of adapters not saved this time, and the top-level
+        ``selected_adapters``) in PEFT's layout: the ``"default"`` adapter in ``directory`` itself, every
+        other one in ``directory/<its name>``. Sub-folders of adapters not saved this time, and the top-level
         adapter when ``"default"`` is not saved, are kept.
 
         Full fine-tuning of a transformers model writes a plain transformers folder instead (the model's own
@@ -784,7 +788,8 @@ class HyftModel(nn.Module):
                 init_lora_weights=True,
             )
         elif (peft_type := peft_type_for(cfg)) is not None:
-            # OFT/BOFT as PEFT's OFTConfig/BOFTConfig (peft_format.py); the targets exactly the adapted layers.
+            # OFT/BOFT as PEFT's OFTConfig/BOFTConfig (peft_format.py);
+            # the targets exactly the adapted layers.
             saved.update(
                 peft_config_fields(cfg, peft_type),
                 target_modules=self._peft_targets(targets, adapter_name),
@@ -1106,9 +1111,9 @@ def _load_saved_state(
     trained_on, loaded_on = block.get("base_quantization"), base_quantization(model, adapter_name)
     if mismatched and "base_quantization" in block and trained_on != loaded_on:
         raise ValueError(
-            f"{saved.config_path}: the adapter was trained on a {trained_on or 'full-precision'} base, and this "
-            f"base is {loaded_on or 'full-precision'} (layers {mismatched[:3]}... differ); load the base the same "
-            "way (models[].quantization), or merge on the base it was trained on"
+            f"{saved.config_path}: the adapter was trained on a {trained_on or 'full-precision'} base, and "
+            f"this base is {loaded_on or 'full-precision'} (layers {mismatched[:3]}... differ); load the "
+            "base the same way (models[].quantization), or merge on the base it was trained on"
         )
     if mismatched:
         raise ValueError(

@@ -102,7 +102,8 @@ def _exact_sign(layer: Any) -> float:
 
 
 def peft_state(layer: Any, peft_type: str) -> dict[str, torch.Tensor]:
-    """A hyft :class:`~hyft.adapters.boft.BoftLinear`'s tensors as PEFT stores them (keys relative to the layer)."""
+    """A hyft :class:`~hyft.adapters.boft.BoftLinear`'s tensors as PEFT stores them
+    (keys relative to the layer)."""
     generators = layer.boft_R.detach()
     if peft_type == "OFT":
         return {"oft_R.weight": (_exact_sign(layer) * generators[0]).contiguous()}

@@ -38,7 +38,8 @@ def _bnb_classes() -> tuple[type, ...]:
 
 
 def is_quantized_linear(layer: nn.Module) -> bool:
-    """True for a bitsandbytes ``Linear4bit`` / ``Linear8bitLt`` (an nn.Linear subclass with packed weights)."""
+    """True for a bitsandbytes ``Linear4bit`` / ``Linear8bitLt``
+    (an nn.Linear subclass with packed weights)."""
     classes = _bnb_classes()
     return bool(classes) and isinstance(layer, classes)
 

@@ -46,8 +46,9 @@ def find_targets(
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         if model_type not in DEFAULT_TARGETS:
             raise TargetError(
-                f"no default target_modules for model_type {model_type!r}; set target_modules "
-                f"(e.g. 'all-linear' or a list of names such as {sorted({n.split('.')[-1] for n in linear_names})[:8]})"
+                f"no default target_modules for model_type {model_type!r}; set target_modules (e.g. "
+                "'all-linear' or a list of names such as "
+                f"{sorted({n.split('.')[-1] for n in linear_names})[:8]})"
             )
         target_modules = DEFAULT_TARGETS[model_type]
     if target_modules == "all-linear":

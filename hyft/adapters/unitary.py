@@ -288,7 +288,8 @@ class UnitaryLinear(AdaptedLinear):
             return out.view(*t.shape[:-1], t.shape[-1])
 
     def transform_input(self, x: torch.Tensor) -> torch.Tensor:
-        """x (..., d_in) any dtype → ``x @ Ũ`` (..., d_in) in the adapter dtype (fp32): per token ``real(Uᴴ)x``.
+        """x (..., d_in) any dtype → ``x @ Ũ`` (..., d_in) in the adapter dtype (fp32):
+        per token ``real(Uᴴ)x``.
 
         ``base(transform_input(x))`` realises ``W_eff = W0 Ũᵀ``. Autocast is off (FFTs in half precision
         are unreliable); exactly norm-preserving per token up to rounding; differentiable in x, θ, v.
@@ -343,7 +344,10 @@ class UnitaryLinear(AdaptedLinear):
 
     def extra_repr(self) -> str:
         permutation = "random" if self.unitary_perm is not None else "identity"
-        return f"{super().extra_repr()}, complex_features={self.n}, pairing={self.pairing}, permutation={permutation}"
+        return (
+            f"{super().extra_repr()}, complex_features={self.n}, pairing={self.pairing}, "
+            f"permutation={permutation}"
+        )
 
 
 register_method("unitary", lambda base, cfg, name, init: UnitaryLinear(base, cfg, name))

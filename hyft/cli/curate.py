@@ -72,7 +72,8 @@ def build_job(config_path: Path | None, overrides: dict[str, Any], sets: list[st
         elif key == "decontaminate":
             files = [name for name in value if not is_task_split(name)]
             tasks = [name for name in value if is_task_split(name)]
-            # Keep the file's n-gram settings (and its rows); the flag's files and task splits replace its own.
+            # Keep the file's n-gram settings (and its rows);
+            # the flag's files and task splits replace its own.
             base = curation.get(key) if isinstance(curation.get(key), dict) else {}
             curation[key] = {**base, "files": files, "tasks": tasks}
             path = ("curation", key)
@@ -169,9 +170,10 @@ def register(app: typer.Typer) -> None:
         decontaminate: str | None = typer.Option(
             None,
             "--decontaminate",
-            help="Comma-separated JSONL evaluation files (same text fields) and/or task splits such as xnli:test "
-            "(every language of the task, or of --languages): records copying a row, exactly or by a shared "
-            "13-word span (50 characters for Chinese/Japanese/Thai), are dropped as eval_contamination.",
+            help="Comma-separated JSONL evaluation files (same text fields) and/or task splits such as "
+            "xnli:test (every language of the task, or of --languages): records copying a row, exactly or by "
+            "a shared 13-word span (50 characters for Chinese/Japanese/Thai), are "
+            "dropped as eval_contamination.",
         ),
         data_dir: str | None = typer.Option(
             None,

@@ -1,4 +1,5 @@
-"""``hyft run | train | validate | estimate config.yaml [key.sub=value ...]``: the experiment runner's verbs."""
+"""``hyft run | train | validate | estimate config.yaml [key.sub=value ...]``:
+the experiment runner's verbs."""
 
 from __future__ import annotations
 

@@ -113,7 +113,8 @@ def hierarchical_bootstrap_replicates(scores: Any, n_resamples: int = 1000, seed
 
 
 def mean_over_drawn_seeds(per_seed: np.ndarray, seed_draws: np.ndarray) -> np.ndarray:
-    """(B,) replicate statistics θ*_b = (1/S) Σ_k per_seed[j_bk, b] from per_seed (S, B) and seed_draws (B, S)."""
+    """(B,) replicate statistics θ*_b = (1/S) Σ_k per_seed[j_bk, b] from per_seed (S, B)
+    and seed_draws (B, S)."""
     return np.take_along_axis(per_seed.T, seed_draws, axis=1).mean(axis=1)
 
 

@@ -12,7 +12,8 @@ import numpy as np
 
 
 def _as_array(values: Any, dtype: Any = None) -> np.ndarray:
-    """numpy copy/view of a list, array or torch tensor (detached, on CPU; half/bfloat16 widened to float32)."""
+    """numpy copy/view of a list, array or torch tensor
+    (detached, on CPU; half/bfloat16 widened to float32)."""
     if hasattr(values, "detach"):
         values = values.detach().cpu()
         if values.dtype.is_floating_point and values.element_size() < 4:

@@ -127,8 +127,8 @@ class EvalConfig(BaseModel):
     chat_template: ChatTemplateMode = Field(
         "auto",
         description="Decoders: auto puts each prompt in the tokenizer's chat template when it has one "
-        "(tokenizer.chat_template), as one user message; never: plain-text prompts. Evaluate an adapter with the "
-        "setting it was trained with (hyft run's eval.chat_template).",
+        "(tokenizer.chat_template), as one user message; never: plain-text prompts. Evaluate an adapter with "
+        "the setting it was trained with (hyft run's eval.chat_template).",
     )
     sandbox_timeout_s: float = Field(10.0, gt=0, description="HumanEval: seconds per problem in the sandbox.")
     allow_unsafe_code: bool = Field(

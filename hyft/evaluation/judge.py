@@ -55,8 +55,9 @@ def grading_prompt(
     reference = reference_turns[turn] if reference_turns and turn < len(reference_turns) else None
     if turn == 0:
         instruction = (
-            "[Instruction]\nAct as an impartial judge and rate the quality of the answer an AI assistant gave "
-            f"to the user question shown below. {_CRITERIA} "
+            "[Instruction]\n"
+            "Act as an impartial judge and rate the quality of the answer an AI assistant gave to the user "
+            f"question shown below. {_CRITERIA} "
             + (f"{_WITH_REFERENCE} " if reference is not None else "")
             + _FORMAT
         )

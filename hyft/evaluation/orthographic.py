@@ -53,7 +53,10 @@ for _chars, _ascii in [
 
 _HORIZONTAL_SPACE = re.compile("[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _LINE_BREAKS = re.compile("[\n\r\v\f\u0085\u2028\u2029]+")
-_TRIM = " \t\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000\n\r\v\f\u0085\u2028\u2029"
+_TRIM = (
+    " \t\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+    "\n\r\v\f\u0085\u2028\u2029"
+)
 
 _CYRILLIC_STRESS = {"\u0300", "\u0301"}
 _ARABIC_OPTIONAL_VOWELS = {chr(cp) for cp in range(0x064B, 0x0653)} | {"\u0670"}

@@ -246,7 +246,8 @@ def run(
     """
     if not timeout_s > 0 or memory_mb < 64 or max_output_bytes < 1 or work_mb < 1:
         raise ValueError(
-            f"sandbox.run: need timeout_s > 0, memory_mb ≥ 64 and work_mb ≥ 1, got {timeout_s}, {memory_mb}, {work_mb}"
+            "sandbox.run: need timeout_s > 0, memory_mb ≥ 64 and work_mb ≥ 1, got "
+            f"{timeout_s}, {memory_mb}, {work_mb}"
         )
     unsafe = _unsafe_code_allowed if allow_unsafe is None else allow_unsafe
     start = time.monotonic()
@@ -303,7 +304,8 @@ def run_many(
     max_workers: int | None = None,
     progress: bool = True,
 ) -> list[SandboxResult]:
-    """Run several programs in parallel sandboxes (threads wait on child processes); results in input order."""
+    """Run several programs in parallel sandboxes (threads wait on child processes);
+    results in input order."""
     from tqdm.auto import tqdm
 
     workers = max_workers or min(8, 2 * (os.cpu_count() or 1))
@@ -313,7 +315,8 @@ def run_many(
 
 
 def humaneval_program(problem: Mapping[str, str], completion: str) -> str:
-    """HumanEval test program: prompt + completion, then the problem's ``test`` code and ``check(entry_point)``."""
+    """HumanEval test program: prompt + completion, then the problem's ``test`` code and
+    ``check(entry_point)``."""
     return (
         problem["prompt"]
         + completion

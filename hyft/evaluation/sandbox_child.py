@@ -164,7 +164,8 @@ def _inside(path: str, roots: list[str]) -> bool:
 
 
 def _install_guard(workdir: str, read_roots: list[str]) -> None:
-    """The audit hook. Python code in the same process can switch it off; the kernel layers are the boundary."""
+    """The audit hook. Python code in the same process can switch it off;
+    the kernel layers are the boundary."""
     own_pid = os.getpid()
     write_roots = [workdir]
     read_roots = [workdir, *read_roots]
@@ -262,7 +263,8 @@ def _bind_plan() -> list[tuple[str, str, bool]]:
 
 def _usr_links() -> list[tuple[str, str]]:
     """Merged-/usr symlinks (/lib -> usr/lib, ...) to recreate; real directories there are bound instead."""
-    return [(f"/{name}", os.readlink(f"/{name}")) for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+    return [(f"/{name}", os.readlink(f"/{name}"))
+            for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
             if os.path.islink(f"/{name}")]  # fmt: skip
 
 
@@ -278,7 +280,8 @@ def _mountinfo_under(target: str) -> list[str]:
 def _remount_readonly(target: str) -> None:
     """Make every mount at or under target read-only, keeping the flags the kernel locked (nosuid, ...)."""
     kept = {os.ST_NOSUID: MS_NOSUID, os.ST_NODEV: MS_NODEV, os.ST_NOEXEC: MS_NOEXEC,
-            os.ST_NOATIME: MS_NOATIME, os.ST_NODIRATIME: MS_NODIRATIME, os.ST_RELATIME: MS_RELATIME}  # fmt: skip
+            os.ST_NOATIME: MS_NOATIME, os.ST_NODIRATIME: MS_NODIRATIME,
+            os.ST_RELATIME: MS_RELATIME}  # fmt: skip
     for point in _mountinfo_under(target):
         current = os.statvfs(point).f_flag
         flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID

@@ -230,7 +230,8 @@ def _sample_score(sample: Mapping[str, Any], where: str) -> float:
 
 
 def example_scores(samples_path: Path) -> dict[str, tuple[str | None, float]]:
-    """``{example id: (lang or None, 1.0 or 0.0)}`` from a samples JSONL, scored as :func:`example_correctness`."""
+    """``{example id: (lang or None, 1.0 or 0.0)}`` from a samples JSONL, scored as
+    :func:`example_correctness`."""
     scores: dict[str, tuple[str | None, float]] = {}
     with samples_path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):

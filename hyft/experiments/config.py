@@ -138,7 +138,8 @@ UNSEARCHABLE_FIELDS = frozenset(
 
 
 class SearchSection(BaseModel):
-    """A grid of train settings tried per (model, task, method) on validation rows; the best one trains the cells.
+    """A grid of train settings tried per (model, task, method) on validation rows;
+    the best one trains the cells.
 
     See :mod:`hyft.experiments.search` for which LR fields matter to which method.
     """
@@ -229,7 +230,8 @@ class EvalSection(BaseModel):
     chat_template: ChatTemplateMode = Field(
         "auto",
         description="Decoders: auto puts prompts (training examples and evaluation alike) in the tokenizer's "
-        "chat template when it has one (tokenizer.chat_template), as one user message; never: plain-text prompts.",
+        "chat template when it has one (tokenizer.chat_template), as one user "
+        "message; never: plain-text prompts.",
     )
     judge: str | None = Field(
         None,
@@ -282,7 +284,8 @@ class RunConfig(BaseModel):
         from hyft.tasks.registry import available_tasks, expand_task_names, get_task, unknown_task_message
 
         if data.custom is not None:
-            try:  # reads the files: a wrong column fails here, at the config's data.custom, naming the columns
+            # reads the files: a wrong column fails here, at the config's data.custom, naming the columns
+            try:
                 register_custom_task(data.custom)
             except DataError as exc:
                 raise ValueError(str(exc)) from None

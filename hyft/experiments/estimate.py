@@ -202,7 +202,8 @@ def count_adapter_parameters(model, adapter_config) -> tuple[int, int]:
 
 
 def _wrap_on_meta(model, adapter_config):
-    """The adapters on a meta model; LoRA-GA's layers get their default init (shapes do not need the gradient)."""
+    """The adapters on a meta model; LoRA-GA's layers get their default init
+    (shapes do not need the gradient)."""
     from hyft.adapters.model import HyftModel, install_layers, wrap
     from hyft.adapters.registry import NEEDS_GRADIENT_INIT
     from hyft.adapters.targeting import find_heads, find_targets

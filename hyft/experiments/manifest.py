@@ -1,4 +1,5 @@
-"""``manifest.json``: the lineage of a run (config, data and weight hashes, versions, commit, seeds, hardware)."""
+"""``manifest.json``: the lineage of a run
+(config, data and weight hashes, versions, commit, seeds, hardware)."""
 
 from __future__ import annotations
 

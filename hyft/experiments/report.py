@@ -3,8 +3,8 @@
 Reads top to bottom: load and check results.json, group cells over seeds, run the hierarchical paired
 bootstrap (seeds, then test examples) of the hybrid against every other method and the per-language
 intervals of Table II, say in plain words which differences are significant, render Tables I–VI, draw
-the figures, then write one Markdown file. Nothing is trained or evaluated, and nothing depends on the clock, so the same input gives the
-same bytes.
+the figures, then write one Markdown file. Nothing is trained or evaluated, and nothing depends on the clock,
+so the same input gives the same bytes.
 """
 
 from __future__ import annotations
@@ -184,9 +184,9 @@ def _notes(
         )
         if n_seeds[0] < 5:
             notes.append(
-                f"With {_count(n_seeds[0], 'seed')} the seed part of a CI rests on that many training runs (a "
-                "bootstrap over so few values understates their spread); a 'significant' difference "
-                "near the CI edge may not hold with more seeds."
+                f"With {_count(n_seeds[0], 'seed')} the seed part of a CI rests on that many training runs "
+                "(a bootstrap over so few values understates their spread); a 'significant' difference near "
+                "the CI edge may not hold with more seeds."
             )
     collapsed = [cell for cell in cells if (cell.get("dynamics") or {}).get("collapsed_epochs")]
     recovered = []
@@ -194,16 +194,16 @@ def _notes(
         epochs = cell["dynamics"]["collapsed_epochs"]
         if len(cell["dynamics"].get("epochs") or []) - 1 in epochs:
             notes.append(
-                f"Collapse: `{cell.get('cell_id', '?')}` had its mean training loss at the uniform-prediction "
-                f"loss (ln C) in epoch(s) {epochs}, the last included: it never learned, its scores are "
-                "chance-level."
+                f"Collapse: `{cell.get('cell_id', '?')}` had its mean training loss at the "
+                f"uniform-prediction loss (ln C) in epoch(s) {epochs}, the last included: it never learned, "
+                "its scores are chance-level."
             )
         else:
             recovered.append(f"`{cell.get('cell_id', '?')}` {epochs}")
     if recovered:
         notes.append(
-            f"Slow start: {_count(len(recovered), 'cell')} had the mean training loss at the uniform-prediction "
-            f"loss (ln C) in early epochs and learned afterwards: {', '.join(recovered)}."
+            f"Slow start: {_count(len(recovered), 'cell')} had the mean training loss at the "
+            f"uniform-prediction loss (ln C) in early epochs and learned afterwards: {', '.join(recovered)}."
         )
     for cell in cells:
         if cell["status"] != "done":
@@ -302,7 +302,10 @@ def _headline(groups: Mapping[Any, CellGroup], setting: MainSetting) -> list[str
             f"{100 * best.mean['macro']:.1f} % ({seeds})"
         )
         if untrained is not None and _is_score(untrained.mean.get("macro")):
-            text += f", {_points(100 * (best.mean['macro'] - untrained.mean['macro']))} points over the untrained model"
+            text += (
+                f", {_points(100 * (best.mean['macro'] - untrained.mean['macro']))} "
+                "points over the untrained model"
+            )
             english = (
                 (best.mean.get("accuracy") or {}).get("en"),
                 (untrained.mean.get("accuracy") or {}).get("en"),

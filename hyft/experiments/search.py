@@ -209,7 +209,8 @@ def search_row_ids(
 
 
 def score_trial(trial: TrialInputs) -> float:
-    """Validation score of a trained trial model: macro accuracy over languages, or the mean validation loss."""
+    """Validation score of a trained trial model: macro accuracy over languages,
+    or the mean validation loss."""
     if trial.metric == "accuracy":
         from hyft.evaluation.evaluate import classification_scores
         from hyft.tasks.templates import template_for

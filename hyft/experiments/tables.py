@@ -95,7 +95,10 @@ def _by_task_and_model(selected: Sequence[CellGroup], run: Mapping[str, Any]) ->
 
 
 def _setting_line(setting: MainSetting) -> str:
-    return f"k = {setting.k_shot} shots per language, curation {setting.curation or 'none'}; mean ± std over seeds."
+    return (
+        f"k = {setting.k_shot} shots per language, curation {setting.curation or 'none'}; "
+        "mean ± std over seeds."
+    )
 
 
 def _task_label(task: str) -> str:
@@ -383,7 +386,8 @@ def table_footprint(groups: Groups, run: Mapping[str, Any], setting: MainSetting
 
 def curation_counts(curation: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """``{lang: {"input", "C0", "C1", "C2", "dropped"}}`` from either the schema-doc shape
-    (``per_language`` with ``kept``, or ``stages``) or the governance report (``languages`` with ``n_c0``…)."""
+    (``per_language`` with ``kept``, or ``stages``) or the governance report
+    (``languages`` with ``n_c0``…)."""
     if not curation:
         return {}
     counts: dict[str, dict[str, Any]] = {}

@@ -62,8 +62,8 @@ class LidSettings(BaseModel):
     adaptive_min_records: int = Field(
         50,
         ge=1,
-        description="adaptive: a language with fewer scored records keeps the fixed `threshold` (a median and "
-        "sd of a handful of scores say little); the report says which rule set each tau.",
+        description="adaptive: a language with fewer scored records keeps the fixed `threshold` (a median "
+        "and sd of a handful of scores say little); the report says which rule set each tau.",
     )
     romanised_policy: Literal["keep", "drop", "relabel"] = Field(
         "keep",
@@ -92,7 +92,8 @@ class LidSettings(BaseModel):
         return self
 
     def fixed_threshold(self, lang: str) -> float:
-        """tau for ``lang`` (a lid.176 code or a group such as hi-Latn) under the fixed rule or an override."""
+        """tau for ``lang`` (a lid.176 code or a group such as hi-Latn) under the fixed rule
+        or an override."""
         return self.threshold_per_language.get(base_language(lang), self.threshold)
 
     def is_adaptive(self, lang: str) -> bool:
@@ -197,8 +198,8 @@ class QualitySettings(BaseModel):
         2,
         ge=1,
         le=6,
-        description="Order for Han/Kana-dominant languages (large alphabet: on 800 XNLI rows order 2 separates "
-        "shuffled from clean Chinese better than 3; docs/governance-thresholds.md).",
+        description="Order for Han/Kana-dominant languages (large alphabet: on 800 XNLI rows order 2 "
+        "separates shuffled from clean Chinese better than 3; docs/governance-thresholds.md).",
     )
     ppl_folds: int = Field(
         5, ge=2, description="Cross-fitting folds: no text is scored by a model that saw it."
@@ -274,9 +275,9 @@ class DecontaminationSettings(BaseModel):
     )
     tasks: list[str] = Field(
         default_factory=list,
-        description="Evaluation splits by task name, `task:split` (e.g. xnli:test), in every language the task "
-        "has. The governance layer cannot load tasks: `hyft curate` and `hyft run` turn these into `rows` "
-        "before curating (curate() refuses unresolved names).",
+        description="Evaluation splits by task name, `task:split` (e.g. xnli:test), in every language the "
+        "task has. The governance layer cannot load tasks: `hyft curate` and `hyft run` turn these into "
+        "`rows` before curating (curate() refuses unresolved names).",
     )
     resolved_tasks: list[str] = Field(
         default_factory=list,

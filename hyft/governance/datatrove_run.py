@@ -3,8 +3,8 @@
 ``executor``: datatrove_local (LocalPipelineExecutor, processes on this machine), datatrove_slurm
 (SlurmPipelineExecutor: one sbatch array job per stage, chained with afterok dependencies; the
 output folder must be on a filesystem the nodes share) or datatrove_ray (RayPipelineExecutor on a
-local or existing Ray cluster, extra ``hyft[ray]``). The steps are the same for all three. Work files live under
-``out_dir/datatrove`` and are rebuilt on every run (completion markers from an older run with
+local or existing Ray cluster, extra ``hyft[ray]``). The steps are the same for all three. Work files live
+under ``out_dir/datatrove`` and are rebuilt on every run (completion markers from an older run with
 another config must never be trusted, so resume is off).
 """
 
@@ -53,7 +53,8 @@ def require_ray() -> None:
 def make_executor(
     config: CurationConfig, pipeline: list[Any], name: str, work: Path, depends: Any = None
 ) -> Any:
-    """datatrove's executor for ``config.executor``, with ``config.workers`` tasks, logging in work/logs_<name>.
+    """datatrove's executor for ``config.executor``, with ``config.workers`` tasks,
+    logging in work/logs_<name>.
 
     Resume is off (``skip_completed=False``): the work folder is rebuilt on every run.
     """
@@ -176,8 +177,8 @@ def wait_for_slurm(executors: list[Any], poll_seconds: float) -> None:
         if not queued and _completed(last) < last.world_size:
             failed = [e.job_name for e in executors if _completed(e) < e.world_size]
             raise RuntimeError(
-                f"Slurm jobs {', '.join(job_ids)} left the queue but stages {', '.join(failed)} did not complete: "
-                f"see the logs under {Path(last.logging_dir.path).parent}/logs_*/"
+                f"Slurm jobs {', '.join(job_ids)} left the queue but stages {', '.join(failed)} did not "
+                f"complete: see the logs under {Path(last.logging_dir.path).parent}/logs_*/"
             )
         time.sleep(poll_seconds)
 
@@ -200,7 +201,8 @@ def _init_ray(config: CurationConfig) -> bool:
 def run_datatrove(
     source: str | Path | Iterable[Any], config: CurationConfig, out_dir: Path, ppl_scorer: PplScorer | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Run the stages through ``config.executor`` with ``config.workers`` tasks each; read the results back."""
+    """Run the stages through ``config.executor`` with ``config.workers`` tasks each;
+    read the results back."""
     require_datatrove()
     if config.executor == "datatrove_ray":
         require_ray()

@@ -5,8 +5,9 @@ Stage split (governance.md §9): A is a map over shards of the input (validate +
 language per task (dedup + quality, which need the whole language at once); assembly then runs
 in the calling process. With near-dedup on disk (``near_dedup.mode``), B is preceded by
 PrepareNear and the NearDiskStage stages (signatures, bands, candidates, confirm), which spread one
-language's near step over all tasks (near_dedup_disk.py). Intermediate files are plain JSONL/JSON under the work folder, so the same
-steps run under SlurmPipelineExecutor or RayPipelineExecutor with a shared filesystem.
+language's near step over all tasks (near_dedup_disk.py). Intermediate files are plain JSONL/JSON under the
+work folder, so the same steps run under SlurmPipelineExecutor or RayPipelineExecutor with a
+shared filesystem.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Two exact keys per record, both BLAKE2b-128 over the text fields joined with U+001F in config
 order (governance.md §4): ``raw`` (the NFC text) gives `exact_duplicate`, ``canonical`` (NFKC,
 casefold, punctuation map, spaces) gives `normalized_duplicate`. Then near duplicates
-(near_dedup.py, or near_dedup_disk.py for pools that do not fit in memory) among the survivors. The kept member of every group is the record with the
-smallest sort key, and every ``dup_of`` points at a record that survives all three steps.
+(near_dedup.py, or near_dedup_disk.py for pools that do not fit in memory) among the survivors. The kept
+member of every group is the record with the smallest sort key, and every ``dup_of`` points at a record that
+survives all three steps.
 """
 
 from __future__ import annotations

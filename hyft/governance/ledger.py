@@ -1,11 +1,12 @@
 """The ledger: one row per input record, and the invariants a run must satisfy to count as done.
 
 Row fields: ``id`` (id field, else the line number), ``source``, ``line``, ``lang`` ("und" when it
-could not be read; a language-script group such as ``hi-Latn`` for romanised records kept apart), ``kept``, ``reason`` (None when kept, else one closed-set reason), ``stage``
-(the stage that dropped it, or "done"), ``view`` (last of c0/c1/c2 counting it; every input line is
-in C0, the raw input), ``dup_of`` (the representative of its duplicate cluster: in C2, or with
-``evidence.representative_dropped`` naming why it is not), ``flags``, ``detail`` (file:line and what was wrong, for validate drops), ``evidence``
-(LID scores, Hamming/Jaccard, tokens, perplexity).
+could not be read; a language-script group such as ``hi-Latn`` for romanised records kept apart), ``kept``,
+``reason`` (None when kept, else one closed-set reason), ``stage`` (the stage that dropped it, or "done"),
+``view`` (last of c0/c1/c2 counting it; every input line is in C0, the raw input), ``dup_of`` (the
+representative of its duplicate cluster: in C2, or with ``evidence.representative_dropped`` naming why it is
+not), ``flags``, ``detail`` (file:line and what was wrong, for validate drops), ``evidence`` (LID scores,
+Hamming/Jaccard, tokens, perplexity).
 
 Counts in the report are rebuilt from the ledger as written to disk, never summed from worker
 counters (datatrove#360: merged stats after a relaunch left out ranks of the earlier run).

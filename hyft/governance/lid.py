@@ -79,7 +79,8 @@ class Detectors:
         return self.fasttext.f.predict
 
     def fasttext_top(self, text: str) -> list[tuple[str, float]]:
-        """Top-5 (label, probability ≥ 0.01) for one line, probabilities rounded to 4 decimals (clipped at 1)."""
+        """Top-5 (label, probability ≥ 0.01) for one line, probabilities rounded to 4 decimals
+        (clipped at 1)."""
         if "\n" in text:
             raise ValueError("fastText reads one line at a time: remove the newline (lid_text does)")
         predictions = self._fasttext_predict(text + "\n", TOP_K, FASTTEXT_MIN_PROBABILITY, "strict")
@@ -87,7 +88,8 @@ class Detectors:
 
     @cached_property
     def _py3langid_labels(self) -> tuple[Any, list[str]]:
-        """Index of each label's first column in py3langid's scores (``rank`` keeps that one), and the labels."""
+        """Index of each label's first column in py3langid's scores (``rank`` keeps that one),
+        and the labels."""
         first: dict[str, int] = {}
         for index, label in enumerate(self.py3langid.nb_classes):
             first.setdefault(label, index)

@@ -201,7 +201,8 @@ def _search_arrays(the_plan: Plan) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bucket_pairs(work: Path, bucket: int, the_plan: Plan, settings: DedupSettings) -> None:
-    """Stage 4: candidate pairs of one bucket, written to ``pairs/<partition>/<bucket>.i64`` as (i, j) rows."""
+    """Stage 4: candidate pairs of one bucket, written to ``pairs/<partition>/<bucket>.i64`` as
+    (i, j) rows."""
     if the_plan.engine == "simhash":
         order, fps, ss = size_order(*_search_arrays(the_plan))
         lo, hi = bucket * EXHAUSTIVE_ROWS, min((bucket + 1) * EXHAUSTIVE_ROWS, the_plan.n)
@@ -297,7 +298,8 @@ class RecordReader:
 def confirm_partition(
     work: Path, partition: int, the_plan: Plan, settings: DedupSettings, batch: int
 ) -> None:
-    """Stage 5: the unique candidates of one partition through ``confirm_pairs``, ``batch`` pairs at a time."""
+    """Stage 5: the unique candidates of one partition through ``confirm_pairs``,
+    ``batch`` pairs at a time."""
     files = sorted((work / "pairs" / f"{partition:05d}").glob("*.i64"))
     pairs = (
         np.concatenate([_read(p, np.int64).reshape(-1, 2) for p in files])

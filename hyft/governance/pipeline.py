@@ -152,7 +152,8 @@ def curate(
             "curation.decontaminate",
             [
                 f"{', '.join(unresolved)}: task splits must be loaded into decontaminate.rows by the caller "
-                "(hyft curate and hyft run do it; in Python: hyft.experiments.decontamination.resolve_eval_tasks)"
+                "(hyft curate and hyft run do it; in Python: "
+                "hyft.experiments.decontamination.resolve_eval_tasks)"
             ],
         )
     missing = [str(path) for path in config.decontaminate.files if not Path(path).is_file()]

@@ -1,4 +1,5 @@
-"""Quality stage for one language (C2): length bounds, repetition, then perplexity far above the language's typical value.
+"""Quality stage for one language (C2): length bounds, repetition,
+then perplexity far above the language's typical value.
 
 Length (governance.md §5): fewer than `min_tokens` tokens -> `too_short`; more than `max_chars`
 characters -> `too_long`; more tokens than the language's own 99th percentile -> `too_long`. No

@@ -115,5 +115,6 @@ def stage_of(reason: str | None) -> Stage:
 
 
 def view_of(reason: str | None) -> str | None:
-    """The last view ("c0", "c1", "c2") that counts a record with this drop reason (every input line is in C0)."""
+    """The last view ("c0", "c1", "c2") that counts a record with this drop reason
+    (every input line is in C0)."""
     return VIEW_OF_STAGE[stage_of(reason)]

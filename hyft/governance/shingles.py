@@ -142,16 +142,18 @@ def simhash(offsets: np.ndarray, hashes: np.ndarray, chunk_ids: int = 1 << 18) -
 
 
 # Bit counting without BLAS: a matmul here left OpenBLAS worker threads spinning after each call, which
-# billed a second core to whatever ran next (its CPU time up to 2x, measured on the script gate). Word k of an id holds its bits k, 16+k, 32+k, 48+k in
-# four 16-bit lanes, so one uint64 prefix sum counts four bits at once. A range sum of the prefix is
-# exact modulo 2**64, so the lanes are exact while a set has fewer than 2**16 ids.
+# billed a second core to whatever ran next (its CPU time up to 2x, measured on the script gate). Word k of an
+# id holds its bits k, 16+k, 32+k, 48+k in four 16-bit lanes, so one uint64 prefix sum counts four bits at
+# once. A range sum of the prefix is exact modulo 2**64,
+# so the lanes are exact while a set has fewer than 2**16 ids.
 _LANE_CAPACITY = 1 << 16
 _LANE_LOW_BITS = np.uint64(0x0001_0001_0001_0001)
 _LANE_SHIFTS = np.arange(16, dtype=np.uint64)[:, None]
 
 
 def _lane_bit_counts(mixed: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Per set ``[bounds[r], bounds[r+1])`` of ``mixed`` (uint64), how many ids set each bit: (r, 64) int64."""
+    """Per set ``[bounds[r], bounds[r+1])`` of ``mixed`` (uint64), how many ids set each bit:
+    (r, 64) int64."""
     first, last = int(bounds[0]), int(bounds[-1])
     words = (mixed[None, first:last] >> _LANE_SHIFTS) & _LANE_LOW_BITS  # (16, m)
     prefix = np.zeros((16, last - first + 1), dtype=np.uint64)

@@ -1,9 +1,9 @@
 """The two plain functions every executor runs, in this order:
 
 1. ``validate_and_identify`` (map, any shard): validate + decontaminate + LID for each input item -> entries.
-2. ``dedup_and_filter_language`` (one language or language-script group, e.g. hi-Latn, at a time): the deferred
-   LID decisions of an adaptive tau, exact/near dedup, then length and perplexity, on that group's LID
-   survivors sorted by record key -> one decision per record.
+2. ``dedup_and_filter_language`` (one language or language-script group, e.g. hi-Latn, at a time): the
+   deferred LID decisions of an adaptive tau, exact/near dedup, then length and perplexity, on that group's
+   LID survivors sorted by record key -> one decision per record.
 
 ``assemble`` (assembly.py) then merges entries and decisions into the ledger, views and report. The
 in-process runner and the datatrove steps call exactly these functions, which is why their outputs
@@ -82,7 +82,8 @@ def validate_and_identify(
 
 
 def eval_index(config: CurationConfig) -> EvalIndex | None:
-    """The evaluation rows of ``config.decontaminate`` (files, then rows) indexed; None when there are none."""
+    """The evaluation rows of ``config.decontaminate`` (files, then rows) indexed;
+    None when there are none."""
     settings = config.decontaminate
     if not settings.active:
         return None
@@ -180,7 +181,8 @@ def _adaptive_lid(
 def near_input(
     lang: str, entries: list[dict[str, Any]], config: CurationConfig
 ) -> tuple[list[list[str]], list[int]] | None:
-    """What the near step of ``lang`` examines (feature texts per field, label codes); None when it does not run.
+    """What the near step of ``lang`` examines (feature texts per field, label codes);
+    None when it does not run.
 
     The datatrove disk stages write this out, compute the near pairs across tasks, and hand them
     back to ``dedup_and_filter_language(near=...)``, which recomputes the cheap steps before it.

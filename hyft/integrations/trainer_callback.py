@@ -59,7 +59,8 @@ def _hyft_model(model: nn.Module | None) -> nn.Module:
 @torch.no_grad()
 def clip_global_grad_norm_(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     """Scale the gradients so that their global norm is at most ``max_norm`` (the rule of
-    ``torch.nn.utils.clip_grad_norm_``: factor ``min(1, max_norm / (norm + 1e-6))``); returns the norm before."""
+    ``torch.nn.utils.clip_grad_norm_``: factor ``min(1, max_norm / (norm + 1e-6))``);
+    returns the norm before."""
     from hyft.distributed import global_squared_norms, local_gradient
 
     total = global_squared_norms([parameters])[0].sqrt()

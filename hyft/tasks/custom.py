@@ -288,5 +288,6 @@ def build_custom_task(spec: CustomTaskSpec) -> Task:
 
 
 def register_custom_task(spec: CustomTaskSpec) -> Task:
-    """Build the task and make it ``get_task("custom")`` (replacing an earlier custom task of this process)."""
+    """Build the task and make it ``get_task("custom")``
+    (replacing an earlier custom task of this process)."""
     return register_task(build_custom_task(spec), replace=True)

@@ -104,7 +104,8 @@ MTBENCH = register_task(
         family="mtbench",
         kind="generation",
         metric="judge_score",
-        description="MT-Bench two-turn questions (BLEU against GPT-4 references; judge score with eval.judge)",
+        description="MT-Bench two-turn questions (BLEU against GPT-4 "
+        "references; judge score with eval.judge)",
         languages=("en",),
         loader=load_mtbench,
         eval_split="test",

@@ -228,8 +228,8 @@ def render_chat(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
 
 
 def chat_prompt(tokenizer: Any, prompt: str, mode: ChatTemplateMode) -> str:
-    """``prompt`` as the model reads it: one user message in the chat template (see :func:`uses_chat_template`),
-    else unchanged."""
+    """``prompt`` as the model reads it: one user message in the chat template (see
+    :func:`uses_chat_template`), else unchanged."""
     return (
         render_chat(tokenizer, [{"role": "user", "content": prompt}])
         if uses_chat_template(tokenizer, mode)
@@ -238,7 +238,8 @@ def chat_prompt(tokenizer: Any, prompt: str, mode: ChatTemplateMode) -> str:
 
 
 def chat_target(tokenizer: Any, target: str, mode: ChatTemplateMode) -> str:
-    """A verbaliser or gold output after :func:`chat_prompt`: the reply without leading whitespace in chat mode."""
+    """A verbaliser or gold output after :func:`chat_prompt`:
+    the reply without leading whitespace in chat mode."""
     return target.lstrip() if uses_chat_template(tokenizer, mode) else target
 
 

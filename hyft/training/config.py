@@ -61,9 +61,9 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1, description="Write a progress.jsonl row every N optimizer steps.")
     report_to: list[Tracker] = Field(
         default_factory=list,
-        description="Experiment trackers fed through accelerate at every logged step (loss, lr, grad_norm, λ mean): "
-        "tensorboard (event files under <train dir>/trackers/), wandb, mlflow; pip install 'hyft[trackers]' for "
-        "tensorboard. Off by default.",
+        description="Experiment trackers fed through accelerate at every logged step (loss, lr, grad_norm, λ "
+        "mean): tensorboard (event files under <train dir>/trackers/), wandb, mlflow; pip install "
+        "'hyft[trackers]' for tensorboard. Off by default.",
     )
     tracker_project: str = Field(
         "hyft",
@@ -83,7 +83,8 @@ class TrainConfig(BaseModel):
     )
     gradient_checkpointing: bool = Field(
         False,
-        description="Recompute activations in the backward (transformers' switch): less memory, ~30 % more time.",
+        description="Recompute activations in the backward (transformers' "
+        "switch): less memory, ~30 % more time.",
     )
     gradient_checkpointing_reentrant: bool = Field(
         False, description="Use torch's reentrant checkpoint (older models); default: non-reentrant."
@@ -97,8 +98,9 @@ class TrainConfig(BaseModel):
     early_stopping_patience: int | None = Field(
         None,
         ge=1,
-        description="Stop when the per-epoch validation loss has not improved on its best for this many epochs "
-        "(needs validation rows, data.val_examples > 0); the last weights are kept. None: never stop early.",
+        description="Stop when the per-epoch validation loss has not improved on its best for this many "
+        "epochs (needs validation rows, data.val_examples > 0); the last weights "
+        "are kept. None: never stop early.",
     )
 
     @field_validator("report_to")

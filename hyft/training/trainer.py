@@ -448,9 +448,9 @@ def summarise_epoch(
         summary["collapsed"] = is_collapsed(summary["train_loss"], uniform_loss, config.collapse_tolerance)
         if summary["collapsed"] and announce:
             tqdm.write(
-                f"hyft: epoch {epoch}: mean train loss {summary['train_loss']:.4f} is at the uniform-prediction "
-                f"loss {uniform_loss:.4f}: nothing learned yet (if it stays there to the last epoch, check "
-                "the learning rates: train.lr, lr_lora_ga, lr_full)"
+                f"hyft: epoch {epoch}: mean train loss {summary['train_loss']:.4f} is at the "
+                f"uniform-prediction loss {uniform_loss:.4f}: nothing learned yet (if it stays there to the "
+                "last epoch, check the learning rates: train.lr, lr_lora_ga, lr_full)"
             )
     return summary
 

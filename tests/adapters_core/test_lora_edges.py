@@ -1,4 +1,5 @@
-"""Properties of LoRA and the LoRA-GA init that the mutation run (bench/results/mutation.md) found untested."""
+"""Properties of LoRA and the LoRA-GA init that the mutation run
+(bench/results/mutation.md) found untested."""
 
 from __future__ import annotations
 

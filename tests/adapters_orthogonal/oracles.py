@@ -70,7 +70,8 @@ def unitary_oracle(theta: torch.Tensor, v: torch.Tensor, perm: torch.Tensor | No
 
 
 def realify(u: torch.Tensor, pairing: str, dim: int) -> torch.Tensor:
-    """Real dim×dim matrix M with (M x) = pairing⁻¹(U · pairing(x)) for column vectors x; odd dim keeps the last."""
+    """Real dim×dim matrix M with (M x) = pairing⁻¹(U · pairing(x)) for column vectors x;
+    odd dim keeps the last."""
     n = u.shape[0]
     block = torch.zeros(dim, dim, dtype=torch.float64)
     if pairing == "halves":

@@ -189,7 +189,8 @@ def test_unitary_forward_and_gradients_cover_every_row_chunk():
     weights = torch.randn(1100, 1024, dtype=torch.float64)
     assert torch.allclose(layer.transform_input(x).norm(dim=-1), x.norm(dim=-1), atol=1e-10)
     (grad,) = torch.autograd.grad((layer.transform_input(x) * weights).sum(), x)
-    # every stage is unitary and the map is linear in x: the input gradient is the adjoint applied to the weights
+    # every stage is unitary and the map is linear in x:
+    # the input gradient is the adjoint applied to the weights
     assert torch.allclose(grad, layer.apply_unitary_rows(weights), atol=1e-12)
 
 

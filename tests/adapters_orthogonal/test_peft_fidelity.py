@@ -5,7 +5,8 @@ the transpose of the paper's ``(I + Q)(I − Q)^{-1}`` that hyft uses everywhere
 hyft's ``Q = −S``. PEFT's Cayley–Neumann path already has the paper's sign: same parameter, same R.
 
 PEFT BOFT needs its CUDA extension for m > 1 and silently drops to m = 1 on a CPU torch; for m = 3 a
-small pure-torch block-diagonal stands in for it (``PeftBlockDiagShim``, installed by ``bench/harness.py: install_peft_boft_shim`` as the benchmarks do).
+small pure-torch block-diagonal stands in for it (``PeftBlockDiagShim``, installed by
+``bench/harness.py: install_peft_boft_shim`` as the benchmarks do).
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ CASES = {
 
 
 def perturb(model: hyft.HyftModel, seed: int = 0) -> None:
-    """Random generators (‖Q‖ ~ 0.3–1, inside the Neumann series' range only for the Neumann case) and scales."""
+    """Random generators (‖Q‖ ~ 0.3–1, inside the Neumann series' range only for the Neumann case)
+    and scales."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in model.adapted_layers().values():

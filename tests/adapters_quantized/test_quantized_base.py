@@ -1,4 +1,5 @@
-"""Quantized bases: what hyft reads of a bitsandbytes layer, against formats re-implemented from the papers."""
+"""Quantized bases: what hyft reads of a bitsandbytes layer,
+against formats re-implemented from the papers."""
 
 from __future__ import annotations
 

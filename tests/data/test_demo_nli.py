@@ -26,7 +26,8 @@ def load(split: str, lang: str) -> list[dict]:
 
 
 def letters_by_script(text: str) -> collections.Counter:
-    """Count letters per script, using the first word of the Unicode character name (LATIN, DEVANAGARI, CJK)."""
+    """Count letters per script, using the first word of the Unicode character name
+    (LATIN, DEVANAGARI, CJK)."""
     counts: collections.Counter = collections.Counter()
     for char in text:
         if unicodedata.category(char).startswith("L"):

@@ -1,4 +1,5 @@
-"""Edge properties of hyft.evaluation.metrics that the mutation run (bench/results/mutation.md) found untested."""
+"""Edge properties of hyft.evaluation.metrics that the mutation run
+(bench/results/mutation.md) found untested."""
 
 from __future__ import annotations
 

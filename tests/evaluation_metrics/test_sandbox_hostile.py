@@ -114,7 +114,8 @@ attempt("open", lambda: open(target, "w").write("x"))
 attempt("posix.open", lambda: posix.write(posix.open(target, posix.O_WRONLY | posix.O_CREAT, 0o644), b"x"))
 attempt("mkdir", lambda: posix.mkdir(target + ".d"))
 attempt("rename into", lambda: (open("mine", "w").write("x"), posix.rename("mine", target)))
-attempt("symlink out", lambda: (posix.symlink({str(tmp / "outside")!r}, "link"), open("link/evil.txt", "w").write("x")))
+attempt("symlink out", lambda: (posix.symlink({str(tmp / "outside")!r}, "link"), \
+open("link/evil.txt", "w").write("x")))
 attempt("usr", lambda: open("/usr/evil.txt", "w").write("x"))
 attempt("root", lambda: open("/evil.txt", "w").write("x"))
 class Flip:  # __fspath__ answers the work dir to the check, the target to the open

@@ -1,5 +1,5 @@
-"""Units of the report: seed aggregation, Pareto front, paired matching, hierarchical bootstrap on samples files,
-Tables I and III, curation counts."""
+"""Units of the report: seed aggregation, Pareto front, paired matching, hierarchical bootstrap on samples
+files, Tables I and III, curation counts."""
 
 from __future__ import annotations
 

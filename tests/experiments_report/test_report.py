@@ -375,7 +375,7 @@ def test_collapsed_cells_are_named_with_whether_they_recovered(run, tmp_path):
         "[0, 1, 2], the last included: it never learned" in report
     )
     assert (
-        f"Slow start: 1 cell had the mean training loss at the uniform-prediction loss (ln C) in early epochs "
+        "Slow start: 1 cell had the mean training loss at the uniform-prediction loss (ln C) in early epochs "
         f"and learned afterwards: `{recovered['cell_id']}` [0]." in report
     )
     assert report.count("Collapse:") == 1

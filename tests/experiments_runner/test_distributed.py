@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo, via torchrun) follow the same loss curve as one process with the same global batch."""
+"""Two CPU processes (gloo, via torchrun) follow the same loss curve as one process
+with the same global batch."""
 
 from __future__ import annotations
 

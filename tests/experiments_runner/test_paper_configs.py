@@ -1,6 +1,7 @@
 """The paper's own configs run end to end: configs/xnli-32shot.yaml with its 7B/30B models swapped for tiny
 random Llama and BLOOM decoders, keeping what breaks at scale (bf16 autocast, gradient accumulation, eight
-LoRA-GA init batches, every method including the hybrid with unitary sub-layers). One optimizer step per cell."""
+LoRA-GA init batches, every method including the hybrid with unitary sub-layers).
+One optimizer step per cell."""
 
 from __future__ import annotations
 

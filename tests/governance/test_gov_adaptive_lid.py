@@ -44,7 +44,8 @@ class FakeDetectors:
 TEXTS = [
     f"this is english sentence number {word} today" for word in ("one", "two", "three", "four", "five", "six")
 ]
-# (fastText top, py3langid top) per text: en supports 0.9, 0.8, 0.7, 0.6, 0.5 and a py3langid rescue (0.4 / 0.7)
+# (fastText top, py3langid top) per text: en supports 0.9, 0.8, 0.7, 0.6, 0.5 and a py3langid
+# rescue (0.4 / 0.7)
 TOPS = [
     ([("en", 0.9)], [("en", 0.1)]),
     ([("en", 0.8)], [("en", 0.1)]),

@@ -162,7 +162,8 @@ for task in range(int(array.group(1)) + 1 if array else 1):
     env = dict(os.environ, SLURM_JOB_ID=str(job), RUN_OFFSET=offset, SLURM_NODELIST="localhost")
     if array:
         env["SLURM_ARRAY_TASK_ID"] = str(task)
-    subprocess.run(["bash", script], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["bash", script], env=env, check=True, stdout=subprocess.DEVNULL, \
+stderr=subprocess.DEVNULL)
 print(f"Submitted batch job {{job}}")
 '''
 _FAKE_SRUN = """#!/bin/bash

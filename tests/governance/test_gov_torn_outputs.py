@@ -70,7 +70,8 @@ def _layout(out: Path) -> set[str]:
 
 
 def _assert_consistent(out: Path, pools: dict[str, Path]) -> None:
-    """A folder with a marker: every listed file matches, nothing unlisted is left, the ledger fits the input."""
+    """A folder with a marker: every listed file matches, nothing unlisted is left,
+    the ledger fits the input."""
     marker = require_marker(out, "curation folder")  # raises if any file differs from its recorded hash
     assert _layout(out) == set(marker["files"]), "files beside the marker that it does not list"
     pool = pools[marker["input"]]

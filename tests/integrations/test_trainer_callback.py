@@ -92,7 +92,8 @@ def test_trainer_with_callback_moves_lambda_and_adapter_exactly_as_hyft_train(tm
         seed=config.seed,
         disable_tqdm=True,
     )
-    # hyft's per-branch learning rates (LoRA-GA at lr_lora_ga, the rotation at lr); Trainer makes the schedule.
+    # hyft's per-branch learning rates (LoRA-GA at lr_lora_ga, the rotation at lr);
+    # Trainer makes the schedule.
     optimizer = torch.optim.AdamW(parameter_groups(theirs, config), lr=config.lr, weight_decay=0.0)
     callback = HyftCallback()
     trainer = Trainer(

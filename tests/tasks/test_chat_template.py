@@ -1,4 +1,5 @@
-"""``eval.chat_template``: decoder prompts in the tokenizer's chat template, the same in training and evaluation."""
+"""``eval.chat_template``: decoder prompts in the tokenizer's chat template,
+the same in training and evaluation."""
 
 from __future__ import annotations
 
