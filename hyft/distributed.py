@@ -1,4 +1,5 @@
-"""torch.distributed helpers for DDP, FSDP1 (``use_orig_params=True``) and FSDP2 (``fully_shard``).
+"""torch.distributed helpers for DDP, FSDP1 (``use_orig_params=True``), FSDP2 (``fully_shard``) and
+DeepSpeed ZeRO-1/2/3.
 
 Every function is a no-op in a single process (torch.distributed not initialised, or one rank), so the
 single-process numbers are the reference the distributed ones are tested against
@@ -6,10 +7,12 @@ single-process numbers are the reference the distributed ones are tested against
 
 - :func:`global_squared_norms`: per group of parameters, the squared L2 norm of the *full* gradient,
   the same on every rank, from one all-reduce. A gradient is either **sharded** (an FSDP2 DTensor with
-  a ``Shard`` placement, or an FSDP1 ``use_orig_params`` view of the local flat shard, possibly absent
-  on a rank that holds none of it): its local squares are summed over ranks; or **replicated** (DDP's
+  a ``Shard`` placement, an FSDP1 ``use_orig_params`` view of the local flat shard, possibly absent
+  on a rank that holds none of it, or this rank's fragment of a DeepSpeed ZeRO partition): its local
+  squares are summed over ranks; or **replicated** (DDP's
   already-averaged full gradient, a ``Replicate`` DTensor): its squares are averaged over ranks, never
   summed, which leaves the value unchanged and makes it bitwise equal on every rank.
+- :func:`gathered_parameters`: ZeRO-3 partitioned weights gathered for reading (saving an adapter).
 - :func:`all_reduce_sum_`: in-place sum over ranks of a tensor on any device (moved to the GPU for NCCL).
 - :func:`sharded_evaluation` / :func:`map_batches`: evaluation batches split over ranks and gathered
   back in order; every rank ends with the one-process result (see :func:`map_batches`).
@@ -66,9 +69,11 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def local_gradient(param: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
-    """(this rank's part of ``param.grad`` as a plain tensor or None,
-    whether it is a shard of the gradient)."""
+    """(this rank's part of ``param.grad`` as a plain tensor or None, whether it is a shard of the
+    gradient)."""
     grad = param.grad
+    if grad is None and _is_deepspeed_partitioned(param):
+        return _deepspeed_local_gradient(param), True
     sharded = bool(
         getattr(param, "_fsdp_flattened", False)
     )  # FSDP1 use_orig_params: a view of the flat shard
@@ -81,6 +86,50 @@ def local_gradient(param: torch.Tensor) -> tuple[torch.Tensor | None, bool]:
             sharded = any(placement.is_shard() for placement in grad.placements)
             grad = grad.to_local()
     return grad, sharded
+
+
+def _is_deepspeed_partitioned(param: torch.Tensor) -> bool:
+    """A parameter whose gradient DeepSpeed ZeRO keeps partitioned over the ranks, not in ``param.grad``:
+    ZeRO-3 (``ds_id``) or ZeRO-1/2 (``_hp_mapping`` links it to this rank's flat fp32 partition, or is None
+    where this rank owns none of it)."""
+    return hasattr(param, "ds_id") or hasattr(param, "_hp_mapping")
+
+
+def _deepspeed_local_gradient(param: torch.Tensor) -> torch.Tensor | None:
+    """This rank's fragment of a ZeRO-partitioned gradient (fp32, flat), None where it owns none.
+
+    Valid between ``engine.backward`` and ``engine.step`` (DeepSpeed frees the partitions in the step).
+    ZeRO-3 through DeepSpeed's public ``safe_get_local_grad``; ZeRO-1/2 read the fragment the way
+    DeepSpeed's own ``get_full_hp_grad`` does, without its all-reduce per parameter: the fragments of all
+    ranks tile the averaged gradient, so their squares sum to its squared norm.
+    """
+    if hasattr(param, "ds_id"):
+        from deepspeed.utils import safe_get_local_grad
+
+        return safe_get_local_grad(param)
+    mapping = param._hp_mapping
+    if mapping is None:
+        return None
+    fragment = mapping.get_lp_grad_fragment(param._index_in_param_group).flatten()
+    if fragment.numel() == param.numel():  # a full accumulation buffer (bf16 optimizer): take the owned part
+        address = mapping.lp_fragment_address
+        fragment = fragment.narrow(0, address.start, address.numel)
+    return fragment
+
+
+@contextlib.contextmanager
+def gathered_parameters(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Inside, DeepSpeed ZeRO-3 partitioned ``params`` hold their full values on every rank (read-only:
+    changes are not written back); a no-op for every other parameter. For reading weights outside a
+    forward, e.g. saving an adapter after ZeRO-3 training."""
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    if not partitioned:
+        yield
+        return
+    from deepspeed.runtime.zero import GatheredParameters
+
+    with GatheredParameters(partitioned, modifier_rank=None):
+        yield
 
 
 def _is_dtensor(tensor: Any) -> bool:

@@ -681,16 +681,22 @@ class HyftModel(nn.Module):
     def adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
         """Every tensor that defines the active adapter (or ``adapter_name``) and its trained heads, with
         PEFT-style keys (no adapter name in them), on CPU."""
+        from hyft.distributed import gathered_parameters  # ZeRO-3 partitions: gathered a module at a time
+
         adapter_name = self._known(adapter_name)
         if self._configs[adapter_name].method == "full":
-            return _untied_state(self.base_model)
+            with gathered_parameters(list(self.base_model.parameters())):
+                return _untied_state(self.base_model)
         state: dict[str, torch.Tensor] = {}
         for name, layer in self._layers[adapter_name].items():
-            for key, tensor in layer.adapter_state().items():
-                state[f"{PEFT_PREFIX}{name}.{key}"] = tensor.detach().cpu().contiguous()
+            with gathered_parameters(list(layer.parameters())):
+                for key, tensor in layer.adapter_state().items():
+                    state[f"{PEFT_PREFIX}{name}.{key}"] = tensor.detach().cpu().contiguous()
         for head in self._head_names[adapter_name]:
-            for key, tensor in self.head_module(adapter_name, head).state_dict().items():
-                state[f"{PEFT_PREFIX}{head}.{key}"] = tensor.detach().cpu().contiguous()
+            module = self.head_module(adapter_name, head)
+            with gathered_parameters(list(module.parameters())):
+                for key, tensor in module.state_dict().items():
+                    state[f"{PEFT_PREFIX}{head}.{key}"] = tensor.detach().cpu().contiguous()
         return state
 
     def save_pretrained(self, directory: str | Path, selected_adapters: Iterable[str] | None = None) -> Path:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType, parse_flag_from_env
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -84,7 +85,12 @@ def make_accelerator(
     accelerate keeps one process-wide state and refuses a second precision; in one process (a grid of cells,
     a test session) the state is reset so each run gets its own. Under a distributed launch every rank runs
     the same cells, and a clash is a real error: it is raised."""
-    cpu = not torch.cuda.is_available()
+    # ``cpu=True`` would silently turn off a DeepSpeed launch (``accelerate launch --use_deepspeed``), which
+    # runs on CPU too (DeepSpeed's CPU accelerator, gloo): leave the device to accelerate then.
+    deepspeed = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
+    cpu = not torch.cuda.is_available() and not deepspeed
+    if deepspeed and not torch.cuda.is_available():
+        PartialState(backend="gloo")  # else accelerate finds no backend on CPU and counts one process
     options: dict[str, Any] = {"cpu": cpu, "mixed_precision": mixed_precision}
     if log_with:
         options |= {"log_with": list(log_with), "project_dir": str(project_dir)}
@@ -95,6 +101,33 @@ def make_accelerator(
             raise
         AcceleratorState._reset_state()
         return Accelerator(**options)
+
+
+def uses_deepspeed(accelerator: Accelerator) -> bool:
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
+
+def configure_deepspeed(accelerator: Accelerator, config: TrainConfig) -> None:
+    """Fill the DeepSpeed config's micro-batch, accumulation and clipping from ``config`` where it says
+    ``auto`` or nothing (hyft forms its own micro-batches, so accelerate cannot read them from a dataloader);
+    a DeepSpeed config file that sets a different value is an error that names both."""
+    settings = accelerator.state.deepspeed_plugin.deepspeed_config
+    wanted = {
+        "train_micro_batch_size_per_gpu": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "train_batch_size": config.batch_size * config.grad_accum * accelerator.num_processes,
+        "gradient_clipping": float(config.max_grad_norm or 0.0),
+    }
+    for key, value in wanted.items():
+        current = settings.get(key, "auto")
+        if current == "auto":
+            settings[key] = value
+        elif current != value:
+            raise ValueError(
+                f"the DeepSpeed config sets {key}: {current!r} but the train config asks for {value!r} "
+                f"(train.batch_size, train.grad_accum, train.max_grad_norm): set it to 'auto' there"
+            )
+    accelerator.gradient_accumulation_steps = config.grad_accum
 
 
 def tracker_values(row: dict[str, Any]) -> dict[str, float]:
@@ -249,6 +282,8 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay(total_steps, config))
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model, reentrant=config.gradient_checkpointing_reentrant)
+    if uses_deepspeed(accelerator):
+        configure_deepspeed(accelerator, config)
     model, optimizer = accelerator.prepare(model, optimizer)
     step = OptimizerStep(
         model,
@@ -265,6 +300,19 @@ def train(
     position = {"step": 0, "epoch": 0, "batch": 0}
     history: dict[str, list[dict[str, Any]]] = {"steps": [], "epochs": []}
     checkpoint_dir = out / "checkpoints" if out else None
+    if uses_deepspeed(accelerator) and checkpoint_dir is not None:
+        # ZeRO keeps each rank's part of the optimizer state (and under ZeRO-3 of the weights): a checkpoint
+        # of the main process alone would resume the other ranks wrongly. Finished cells still resume.
+        if resume and latest_checkpoint(checkpoint_dir) is not None:
+            raise ValueError(
+                f"{checkpoint_dir} holds a checkpoint, but a DeepSpeed run cannot resume from one: "
+                "remove it or resume without DeepSpeed"
+            )
+        if accelerator.is_main_process:
+            tqdm.write(
+                "hyft: under DeepSpeed no mid-run checkpoints are written (resume is per finished cell)"
+            )
+        checkpoint_dir = None
     if out and resume and (found := latest_checkpoint(checkpoint_dir)) is not None:
         position, history = load_checkpoint(found, unwrapped, optimizer, scheduler)
     if out and accelerator.is_main_process:
@@ -375,7 +423,7 @@ class OptimizerStep:
     forward/backward over each → per-branch gradient norms (before clipping: the hybrid's λ reads the raw
     norms) → ``after_backward`` (λ) → clip → AdamW step → schedule step. Returns the step's log row."""
 
-    model: nn.Module  # as accelerate prepared it (DDP/FSDP wrapper)
+    model: nn.Module  # as accelerate prepared it (DDP/FSDP wrapper, or the DeepSpeed engine)
     unwrapped: nn.Module  # the hyft model: λ, mixing weights
     accelerator: Accelerator
     optimizer: torch.optim.Optimizer
@@ -388,6 +436,7 @@ class OptimizerStep:
     def __call__(self, group: Sequence[Sequence[int]]) -> dict[str, Any]:
         device = self.accelerator.device
         step_loss = torch.zeros((), device=device)
+        deepspeed = uses_deepspeed(self.accelerator)
         for index, ids in enumerate(group):
             batch = {
                 k: v.to(device)
@@ -395,17 +444,28 @@ class OptimizerStep:
             }
             # Gradients are all-reduced only on the last micro-batch of the step.
             last = index == len(group) - 1
-            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+            if deepspeed:
+                # The engine itself, not accelerator.backward: that one steps before λ reads the gradients.
+                self.model.set_gradient_accumulation_boundary(last)
                 loss = self.model(**batch).loss / len(group)
-                self.accelerator.backward(loss)
+                self.model.backward(loss, scale_wrt_gas=False)
+            else:
+                with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                    loss = self.model(**batch).loss / len(group)
+                    self.accelerator.backward(loss)
             step_loss += loss.detach()
         branch_norms = self.norms.compute()  # global norms: one all-reduce per step under torch.distributed
         self._after_backward(branch_norms)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = self.accelerator.clip_grad_norm_(trainable, self.max_grad_norm or float("inf"))
-        self.optimizer.step()
+        if deepspeed:
+            # Clips at gradient_clipping (= max_grad_norm), steps AdamW, frees the gradient partitions.
+            self.model.step()
+            grad_norm = self.model.get_global_grad_norm() or 0.0
+        else:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            grad_norm = self.accelerator.clip_grad_norm_(trainable, self.max_grad_norm or float("inf"))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         row = {
             "loss": float(self.accelerator.reduce(step_loss, "mean")),
             "lr": self.scheduler.get_last_lr()[0],

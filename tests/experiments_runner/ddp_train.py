@@ -1,8 +1,9 @@
 """Launched by test_distributed.py under torchrun (2 CPU processes, gloo) or as a single process.
 
 Trains LoRA (or argv[3], e.g. ``hybrid``) on a tiny Llama with a fixed global batch through the trainer and
-writes the loss curve (rank 0) to argv[1]; with a method, {"loss": [...], "lambda": [...]} from every rank
-to argv[1].rank<r>.
+writes the loss curve (rank 0) to argv[1]; with a method, {"loss": [...], "lambda": [...], "distributed_type":
+accelerate's, "adapter": the saved adapter's tensors} from every rank to argv[1].rank<r>. argv[4]: gradient
+accumulation steps (default 1). Under ``ACCELERATE_USE_DEEPSPEED=true`` the trainer runs DeepSpeed ZeRO.
 """
 
 import json
@@ -10,6 +11,7 @@ import os
 import sys
 
 import torch
+from accelerate.state import AcceleratorState
 
 import hyft
 from hyft.training import TrainConfig, train
@@ -28,9 +30,9 @@ if method is None:
 else:  # LoRA-GA init on every rank alone (the process group starts in train), on the same batch
     config = hyft.AdapterConfig(method=method, r=4, alpha=8, boft_block_size=8, lambda_warmup_steps=0)
     model = hyft.wrap(tiny_llama(), config, init_batches=[collate(examples[:8])])
-result = train(
-    model, examples, TrainConfig(epochs=2, batch_size=per_device_batch, lr=1e-2, seed=0), show_progress=False
-)
+grad_accum = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+settings = TrainConfig(epochs=2, batch_size=per_device_batch, grad_accum=grad_accum, lr=1e-2, seed=0)
+result = train(model, examples, settings, show_progress=False)
 rank = int(os.environ.get("RANK", "0"))
 if method is not None:
     with open(f"{out}.rank{rank}", "w") as handle:
@@ -38,6 +40,8 @@ if method is not None:
             {
                 "loss": [row["loss"] for row in result.history["steps"]],
                 "lambda": [row["lambda"] for row in result.history["steps"]],
+                "distributed_type": str(AcceleratorState().distributed_type),
+                "adapter": {key: t.tolist() for key, t in model.adapter_state_dict().items()},
             },
             handle,
         )

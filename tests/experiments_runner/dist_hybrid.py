@@ -8,6 +8,9 @@ to ``OUT.json.rank<r>``:
 - ``ddp`` / ``fsdp2`` / ``fsdp1``: 4 optimizer steps of the hybrid on a tiny Llama; each step's global
   batch of 4 sequences is split over the ranks (2 each); λ of every layer after each step. One process
   (any of the three names) trains on the whole batch.
+- ``zero2`` / ``zero3``: the same 4 steps under DeepSpeed ZeRO-2 / ZeRO-3 (``deepspeed.initialize`` on
+  gloo; ZeRO-3 with ``stage3_param_persistence_threshold: 0`` so that every weight, the adapter's
+  included, is partitioned): λ after each step, and the adapter's saved tensors after the last.
 - ``eval``: demo-nli classification (decoder, verbaliser scores) of a tiny Llama, sharded over the
   ranks inside ``sharded_evaluation``.
 """
@@ -95,6 +98,53 @@ def check_lambda(mode: str) -> dict:
     return {"lambda": lambdas, "loss": losses}
 
 
+def check_zero(stage: int) -> dict:
+    """``check_lambda`` under DeepSpeed ZeRO-``stage``: the engine's backward, λ, then the engine's step."""
+    import deepspeed
+
+    rank, world = rank_and_world()
+    init, steps = _data()
+    model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(**CONFIG), init_batches=init)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    settings = {
+        "train_micro_batch_size_per_gpu": GLOBAL_BATCH // world,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
+        "zero_allow_untested_optimizer": True,
+    }
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=settings)
+    share = GLOBAL_BATCH // world
+    lambdas, losses = [], []
+    for ids in steps:
+        mine = ids[rank * share : (rank + 1) * share]
+        loss = engine(input_ids=mine, labels=mine).loss
+        engine.backward(loss)
+        model.after_backward()  # between backward and step: DeepSpeed frees the gradient partitions in step
+        engine.step()
+        lambdas.append(model.mixing_weights())
+        losses.append(float(loss.detach()))
+    partitioned = sum(hasattr(p, "ds_id") and p.numel() == 0 for p in model.parameters())
+    state = {key: tensor.tolist() for key, tensor in model.adapter_state_dict().items()}
+    return {"lambda": lambdas, "loss": losses, "state": state, "partitioned_parameters": partitioned}
+
+
+def check_trained_state() -> dict:
+    """One process: ``check_lambda("ddp")`` plus the adapter's saved tensors (the reference for ZeRO)."""
+    init, steps = _data()
+    model = hyft.wrap(tiny_llama(), hyft.AdapterConfig(**CONFIG), init_batches=init)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    lambdas = []
+    for ids in steps:
+        model(input_ids=ids, labels=ids).loss.backward()
+        model.after_backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        lambdas.append(model.mixing_weights())
+    return {"lambda": lambdas, "state": {key: t.tolist() for key, t in model.adapter_state_dict().items()}}
+
+
 def check_eval() -> dict:
     from hyft.distributed import sharded_evaluation
     from hyft.evaluation.evaluate import evaluate_task
@@ -124,7 +174,11 @@ def check_eval() -> dict:
 def main() -> None:
     out, checks = sys.argv[1], sys.argv[2:]
     torch.set_num_threads(1)
-    if "RANK" in os.environ:
+    if "RANK" in os.environ and any(check.startswith("zero") for check in checks):
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")  # DeepSpeed's comm layer on torch.distributed's gloo
+    elif "RANK" in os.environ:
         torch.distributed.init_process_group("gloo")
     rank, _ = rank_and_world()
     results = {}
@@ -133,6 +187,10 @@ def main() -> None:
             results[check] = check_lora_ga()
         elif check == "eval":
             results[check] = check_eval()
+        elif check.startswith("zero"):
+            results[check] = check_zero(int(check.removeprefix("zero")))
+        elif check == "trained_state":
+            results[check] = check_trained_state()
         else:
             results[check] = check_lambda(check)
     with open(f"{out}.rank{rank}", "w") as handle:

@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_train.py")
 
 
-def _run(args: list[str], tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+def _run(args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(extra_env or {})}
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -150,3 +150,116 @@ def test_trainer_hybrid_lambda_under_ddp_matches_one_process(tmp_path):
             assert step0[name] == step1[name]
             assert abs(step0[name] - value) <= 1e-4
     assert any(abs(v - 0.5) > 0.05 for v in reference[-1].values())
+
+
+# -- DeepSpeed ZeRO-2 / ZeRO-3 (2 gloo CPU processes; DeepSpeed's CPU accelerator) -----------------------
+@pytest.fixture(scope="module")
+def zero_runs(tmp_path_factory) -> dict[str, list[dict]]:
+    """dist_hybrid.py's ``zero2`` and ``zero3`` checks on 2 ranks, and one process's ``trained_state``."""
+    tmp_path = tmp_path_factory.mktemp("zero")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29534",
+            str(HYBRID_SCRIPT),
+            str(tmp_path / "two"),
+            "zero2",
+            "zero3",
+        ],
+        tmp_path,
+    )
+    _run([sys.executable, str(HYBRID_SCRIPT), str(tmp_path / "one"), "trained_state"], tmp_path)
+    read = lambda name: json.loads((tmp_path / name).read_text())  # noqa: E731
+    return {"two": [read("two.rank0"), read("two.rank1")], "one": [read("one.rank0")]}
+
+
+def _assert_same_adapter(state: dict[str, list], reference: dict[str, list]) -> None:
+    """Every saved tensor present with its full shape (a ZeRO-3 partition saved as is would be empty), and
+    equal to the one-process adapter: the median element to 1e-5, the worst to 0.05 (AdamW's first steps move
+    an element with a near-zero gradient by ±lr whatever its size, so summation-order noise flips a few)."""
+    import torch
+
+    assert state.keys() == reference.keys()
+    differences = []
+    for key, expected in reference.items():
+        got, want = torch.tensor(state[key]), torch.tensor(expected)
+        assert got.shape == want.shape, key
+        differences.append((got - want).abs().flatten())
+    every = torch.cat(differences)
+    assert float(every.median()) <= 1e-5 and float(every.max()) <= 0.05
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_hybrid_lambda_under_deepspeed_zero_equals_one_process(zero_runs, stage):
+    """ZeRO keeps gradients out of ``p.grad`` (this rank's fragment of a flat fp32 partition, ZeRO-3 also
+    the weights): λ must read the fragments between ``engine.backward`` and ``engine.step`` and sum their
+    squares over ranks. Before that, every λ sat at its 0.05 clamp on every rank."""
+    rank0, rank1 = (run[stage] for run in zero_runs["two"])
+    reference = zero_runs["one"][0]["trained_state"]
+    assert len(rank0["lambda"]) == len(reference["lambda"]) == 4
+    for step0, step1, expected in zip(rank0["lambda"], rank1["lambda"], reference["lambda"], strict=True):
+        for name, value in expected.items():
+            assert step0[name] == step1[name]
+            assert abs(step0[name] - value) <= 1e-4
+    assert all(abs(v - 0.05) > 0.1 for v in rank0["lambda"][-1].values())
+    if stage == "zero3":
+        assert rank0["partitioned_parameters"] > 0  # the adapter's own weights were partitioned too
+    assert rank0["state"] == rank1["state"]
+    _assert_same_adapter(rank0["state"], reference["state"])
+
+
+@pytest.mark.parametrize(("stage", "batch", "grad_accum"), [(2, "2", "2"), (3, "4", "1")])
+def test_trainer_under_accelerate_deepspeed_matches_one_process(tmp_path, stage, batch, grad_accum):
+    """``accelerate launch --use_deepspeed`` through the trainer (its environment, set by hand): the run is
+    DeepSpeed (not silently DDP), the loss curve and λ equal one process on the same global batch of 8, and
+    the saved adapter is whole. ZeRO-2 with 2 accumulation steps; ZeRO-3 with every weight partitioned."""
+    settings = tmp_path / "ds.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
+                "train_micro_batch_size_per_gpu": "auto",
+                "train_batch_size": "auto",
+                "gradient_accumulation_steps": "auto",
+                "gradient_clipping": "auto",
+            }
+        )
+    )
+    env = {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(settings)}
+    two, one = tmp_path / "two.json", tmp_path / "one.json"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            f"2954{stage}",
+            str(SCRIPT),
+            str(two),
+            batch,
+            "hybrid",
+            grad_accum,
+        ],
+        tmp_path,
+        env,
+    )
+    _run([sys.executable, str(SCRIPT), str(one), "8", "hybrid"], tmp_path)
+    rank0, rank1 = (json.loads(Path(f"{two}.rank{r}").read_text()) for r in (0, 1))
+    reference = json.loads(Path(f"{one}.rank0").read_text())
+    assert rank0["distributed_type"] == "DistributedType.DEEPSPEED"
+    assert reference["distributed_type"] == "DistributedType.NO"
+    assert len(rank0["loss"]) == len(reference["loss"]) == 8
+    for a, b in zip(rank0["loss"], reference["loss"], strict=True):
+        assert abs(a - b) <= 1e-5 * abs(b)
+    for step0, step1, expected in zip(rank0["lambda"], rank1["lambda"], reference["lambda"], strict=True):
+        for name, value in expected.items():
+            assert step0[name] == step1[name]
+            assert abs(step0[name] - value) <= 1e-4
+    _assert_same_adapter(rank0["adapter"], reference["adapter"])
