@@ -101,16 +101,23 @@ def _log_probs(encoded: _Encoded, train: np.ndarray, score: np.ndarray) -> np.nd
 
 
 def cross_fitted_nll(
-    texts: list[str], order: int, folds: int, train: np.ndarray | None = None
+    texts: list[str],
+    order: int,
+    folds: int,
+    train: np.ndarray | None = None,
+    fold_keys: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score unique texts with k-fold cross-fitting: fold f is scored by a model fit on the others.
 
     Returns (total negative log-likelihood (n,), number of predicted symbols (n,), len + 1 each).
     A string is never scored by a model that saw it, since equal strings share a fold. ``train``
     (boolean, one per text) restricts the texts the models are fit on; every text is still scored.
+    ``fold_keys`` (one per text; default the text) decides the fold: a variant of a text (e.g. its
+    characters shuffled) keyed by the text is scored by the same model as the text.
     """
     encoded = _Encoded(texts, order)
-    fold = np.array([fold_of(t, folds) for t in texts], dtype=np.int64)
+    keys = texts if fold_keys is None else fold_keys
+    fold = np.array([fold_of(t, folds) for t in keys], dtype=np.int64)
     target_fold = fold[encoded.owner] if len(texts) else np.zeros(0, dtype=np.int64)
     fit = (
         np.ones(len(encoded.targets), dtype=bool) if train is None else np.asarray(train, bool)[encoded.owner]

@@ -52,6 +52,7 @@ class Reason(StrEnum):
     TOO_LONG = "too_long"
     REPETITIVE = "repetitive"  # one field is a few tokens repeated (quality.repetition)
     PPL_TOO_HIGH = "ppl_too_high"
+    NO_WORD_ORDER = "no_word_order"  # Han/Kana: its order earns the char LM no more than shuffles of it
 
 
 STAGE_OF_REASON: dict[Reason, Stage] = {
@@ -77,6 +78,7 @@ STAGE_OF_REASON: dict[Reason, Stage] = {
     Reason.TOO_LONG: Stage.LENGTH,
     Reason.REPETITIVE: Stage.LENGTH,
     Reason.PPL_TOO_HIGH: Stage.PERPLEXITY,
+    Reason.NO_WORD_ORDER: Stage.PERPLEXITY,
 }
 
 # The curated view a record last belongs to, by the stage that dropped it. C0 is the raw input
