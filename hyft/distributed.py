@@ -117,19 +117,27 @@ def _deepspeed_local_gradient(param: torch.Tensor) -> torch.Tensor | None:
     return fragment
 
 
+_GATHERED: set[int] = set()  # ids of the ZeRO-3 parameters gathered by an enclosing gathered_parameters
+
+
 @contextlib.contextmanager
 def gathered_parameters(params: Sequence[torch.Tensor]) -> Iterator[None]:
     """Inside, DeepSpeed ZeRO-3 partitioned ``params`` hold their full values on every rank (read-only:
     changes are not written back); a no-op for every other parameter. For reading weights outside a
     forward, e.g. saving an adapter after ZeRO-3 training."""
-    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    # DeepSpeed refuses nested gathers of one parameter: an outer call (saving) already holds them.
+    partitioned = [p for p in params if hasattr(p, "ds_id") and id(p) not in _GATHERED]
     if not partitioned:
         yield
         return
     from deepspeed.runtime.zero import GatheredParameters
 
     with GatheredParameters(partitioned, modifier_rank=None):
-        yield
+        _GATHERED.update(id(p) for p in partitioned)
+        try:
+            yield
+        finally:
+            _GATHERED.difference_update(id(p) for p in partitioned)
 
 
 def _is_dtensor(tensor: Any) -> bool:

@@ -699,7 +699,12 @@ class HyftModel(nn.Module):
                     state[f"{PEFT_PREFIX}{head}.{key}"] = tensor.detach().cpu().contiguous()
         return state
 
-    def save_pretrained(self, directory: str | Path, selected_adapters: Iterable[str] | None = None) -> Path:
+    def save_pretrained(
+        self,
+        directory: str | Path,
+        selected_adapters: Iterable[str] | None = None,
+        is_main_process: bool = True,
+    ) -> Path:
         """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (no pickle) of every adapter (or of
         ``selected_adapters``) in PEFT's layout: the ``"default"`` adapter in ``directory`` itself, every
         other one in ``directory/<its name>``. Sub-folders of adapters not saved this time, and the top-level
@@ -708,7 +713,19 @@ class HyftModel(nn.Module):
         Full fine-tuning of a transformers model writes a plain transformers folder instead (the model's own
         ``save_pretrained``: ``config.json`` and safetensors, sharded when large) plus ``hyft_config.json``;
         ``AutoModel*.from_pretrained(directory)`` loads it, and so does :func:`load`.
+
+        Under DeepSpeed ZeRO-3 every rank must call this (the partitioned weights are gathered, a
+        collective) with ``is_main_process`` true on one of them, which alone writes (transformers'
+        convention); elsewhere the other ranks may skip the call.
         """
+        from hyft.distributed import gathered_parameters
+
+        with gathered_parameters(list(self.parameters())):
+            if not is_main_process:
+                return Path(directory)
+            return self._save_pretrained(Path(directory), selected_adapters)
+
+    def _save_pretrained(self, directory: Path, selected_adapters: Iterable[str] | None) -> Path:
         if isinstance(selected_adapters, str):
             selected_adapters = [selected_adapters]
         names = (
@@ -718,7 +735,6 @@ class HyftModel(nn.Module):
             raise ValueError(
                 f"save_pretrained: selected_adapters is empty; this model has {list(self._configs)}"
             )
-        directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         # Written whole into a temp folder beside the target, then renamed into place: a reader (or a
         # process killed mid-save) sees the previous complete folder or the new one, never a safetensors

@@ -288,8 +288,9 @@ def run_cell(
         )
         model = fitted.model
         footprint, dynamics = training_footprint(fitted), training_dynamics(fitted.result)
+        if is_main or is_distributed():  # ZeRO-3: every rank joins the gather, the main one writes
+            model.save_pretrained(cell_dir / "adapter", is_main_process=is_main)
         if is_main:
-            model.save_pretrained(cell_dir / "adapter")
             record["adapter_dir"] = f"cells/{cell.cell_id}/adapter"
     model.eval()
     if not is_main and not is_distributed():

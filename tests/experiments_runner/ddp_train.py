@@ -2,8 +2,9 @@
 
 Trains LoRA (or argv[3], e.g. ``hybrid``) on a tiny Llama with a fixed global batch through the trainer and
 writes the loss curve (rank 0) to argv[1]; with a method, {"loss": [...], "lambda": [...], "distributed_type":
-accelerate's, "adapter": the saved adapter's tensors} from every rank to argv[1].rank<r>. argv[4]: gradient
-accumulation steps (default 1). Under ``ACCELERATE_USE_DEEPSPEED=true`` the trainer runs DeepSpeed ZeRO.
+accelerate's, "adapter": the tensors save_pretrained wrote (rank 0)} from every rank to argv[1].rank<r>.
+argv[4]: gradient accumulation steps (default 1). Under ``ACCELERATE_USE_DEEPSPEED=true`` the trainer runs
+DeepSpeed ZeRO.
 """
 
 import json
@@ -34,14 +35,20 @@ grad_accum = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 settings = TrainConfig(epochs=2, batch_size=per_device_batch, grad_accum=grad_accum, lr=1e-2, seed=0)
 result = train(model, examples, settings, show_progress=False)
 rank = int(os.environ.get("RANK", "0"))
-if method is not None:
+if method is not None:  # every rank joins save_pretrained (ZeRO-3 gathers), rank 0 writes and reads it back
+    folder = model.save_pretrained(f"{out}.adapter", is_main_process=rank == 0)
+    saved_adapter = None
+    if rank == 0:
+        from safetensors.torch import load_file
+
+        saved_adapter = {k: t.tolist() for k, t in load_file(folder / "adapter_model.safetensors").items()}
     with open(f"{out}.rank{rank}", "w") as handle:
         json.dump(
             {
                 "loss": [row["loss"] for row in result.history["steps"]],
                 "lambda": [row["lambda"] for row in result.history["steps"]],
                 "distributed_type": str(AcceleratorState().distributed_type),
-                "adapter": {key: t.tolist() for key, t in model.adapter_state_dict().items()},
+                "adapter": saved_adapter,
             },
             handle,
         )
