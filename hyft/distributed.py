@@ -12,6 +12,7 @@ single-process numbers are the reference the distributed ones are tested against
   squares are summed over ranks; or **replicated** (DDP's
   already-averaged full gradient, a ``Replicate`` DTensor): its squares are averaged over ranks, never
   summed, which leaves the value unchanged and makes it bitwise equal on every rank.
+- :func:`process_state`: accelerate's process state, gloo for a DeepSpeed launch on CPU.
 - :func:`gathered_parameters`: ZeRO-3 partitioned weights gathered for reading (saving an adapter).
 - :func:`all_reduce_sum_`: in-place sum over ranks of a tensor on any device (moved to the GPU for NCCL).
 - :func:`sharded_evaluation` / :func:`map_batches`: evaluation batches split over ranks and gathered
@@ -32,6 +33,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _SHARDED_EVALUATION: ContextVar[bool] = ContextVar("hyft_sharded_evaluation", default=False)
+
+
+def process_state() -> Any:
+    """accelerate's ``PartialState`` for this process, the one every hyft entry point starts.
+
+    On a machine without CUDA, left to itself accelerate finds no backend and counts one process under
+    torchrun, so every rank thought itself the main one (and raced writing the same checkpoint): there
+    the state is CPU (gloo, as the trainer's ``Accelerator(cpu=True)``), and a DeepSpeed launch
+    (``accelerate launch --use_deepspeed``) gets gloo explicitly, since ``cpu=True`` turns DeepSpeed off.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    if torch.cuda.is_available():
+        return PartialState()
+    if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
+        return PartialState(backend="gloo")
+    return PartialState(cpu=True)
 
 
 def is_distributed() -> bool:

@@ -135,9 +135,9 @@ def run(
     config: RunConfig, *, max_cells: int | None = None, show_progress: bool = True, write_report: bool = True
 ) -> Path:
     """Run every stage; ``max_cells`` stops after that many newly computed cells (for tests/time boxes)."""
-    from accelerate import PartialState
+    from hyft.distributed import process_state
 
-    state = PartialState()
+    state = process_state()
     check_code_sandbox(config)  # a HumanEval task without a kernel sandbox: refuse before any work
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

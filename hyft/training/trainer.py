@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from hyft.adapters.layer import adapted_layers
 from hyft.adapters.targeting import find_heads
-from hyft.distributed import global_squared_norms
+from hyft.distributed import global_squared_norms, process_state
 from hyft.footprint import FootprintMeter
 from hyft.io import atomic_write_text
 from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -89,8 +89,8 @@ def make_accelerator(
     # runs on CPU too (DeepSpeed's CPU accelerator, gloo): leave the device to accelerate then.
     deepspeed = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
     cpu = not torch.cuda.is_available() and not deepspeed
-    if deepspeed and not torch.cuda.is_available():
-        PartialState(backend="gloo")  # else accelerate finds no backend on CPU and counts one process
+    if deepspeed:
+        process_state()  # on CPU it needs gloo, chosen before the Accelerator starts the process state
     options: dict[str, Any] = {"cpu": cpu, "mixed_precision": mixed_precision}
     if log_with:
         options |= {"log_with": list(log_with), "project_dir": str(project_dir)}
@@ -313,7 +313,7 @@ def train(
                 "hyft: under DeepSpeed no mid-run checkpoints are written (resume is per finished cell)"
             )
         checkpoint_dir = None
-    if out and resume and (found := latest_checkpoint(checkpoint_dir)) is not None:
+    if checkpoint_dir is not None and resume and (found := latest_checkpoint(checkpoint_dir)) is not None:
         position, history = load_checkpoint(found, unwrapped, optimizer, scheduler)
     if out and accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

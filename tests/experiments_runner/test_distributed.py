@@ -263,3 +263,100 @@ def test_trainer_under_accelerate_deepspeed_matches_one_process(tmp_path, stage,
             assert step0[name] == step1[name]
             assert abs(step0[name] - value) <= 1e-4
     _assert_same_adapter(rank0["adapter"], reference["adapter"])
+
+
+def test_hyft_run_on_two_cpu_processes_under_ddp_and_deepspeed_zero3_gives_the_same_results(
+    tmp_path, shared_data
+):
+    """``hyft run`` under torchrun on CPU: one main process writes (before, accelerate's default state
+    counted one process on CPU, every rank thought itself the main one and they raced writing the same
+    checkpoint), and DeepSpeed ZeRO-3 (training, the gathered save, the sharded evaluation) gives the
+    results of DDP on the same global batch."""
+    import yaml
+
+    from tests.tasks.conftest import make_llama, make_tokenizer
+
+    model_dir = tmp_path / "tiny"
+    tokenizer = make_tokenizer()
+    make_llama(len(tokenizer), seed=5).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    runs = {}
+    for mode in ("ddp", "zero3"):
+        config = {
+            "run": {"name": mode, "output_dir": str(tmp_path / "runs"), "seeds": [0]},
+            "data": {
+                "task": "xnli",
+                "languages": ["en", "de"],
+                "k_shots": [8],
+                "data_dir": str(shared_data),
+                "max_eval_examples": 6,
+                "val_examples": 10,
+                "max_length": 96,
+            },
+            "models": [{"name": "tiny", "name_or_path": str(model_dir), "kind": "decoder"}],
+            "methods": {
+                "hybrid": {
+                    "r": 2,
+                    "alpha": 4,
+                    "boft_block_size": 4,
+                    "boft_n_butterfly_factor": 2,
+                    "lambda_warmup_steps": 0,
+                }
+            },
+            # checkpoint_every: 1 made the ranks race on one checkpoint before (DeepSpeed writes none)
+            "train": {"max_steps": 2, "batch_size": 4, "init_batches": 1, "checkpoint_every": 1},
+            "eval": {"batch_size": 4, "calibration_examples": 10, "orthographic": False},
+        }
+        path = tmp_path / f"{mode}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        env = {}
+        if mode == "zero3":
+            settings = tmp_path / "ds.json"
+            settings.write_text(
+                json.dumps(
+                    {
+                        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+                        "train_micro_batch_size_per_gpu": "auto",
+                        "train_batch_size": "auto",
+                        "gradient_accumulation_steps": "auto",
+                        "gradient_clipping": "auto",
+                    }
+                )
+            )
+            env = {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(settings)}
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node",
+                "2",
+                "--master_port",
+                "29546" if mode == "ddp" else "29547",
+                "-m",
+                "hyft.cli.main",
+                "run",
+                str(path),
+            ],
+            tmp_path,
+            env,
+        )
+        cell = tmp_path / "runs" / mode / "cells" / "tiny__hybrid__xnli__k8__none__seed0"
+        runs[mode] = {
+            "result": json.loads((cell / "result.json").read_text()),
+            "history": json.loads((cell / "train" / "history.json").read_text()),
+            "adapter": cell / "adapter" / "adapter_model.safetensors",
+        }
+    ddp, zero3 = runs["ddp"], runs["zero3"]
+    assert [s["loss"] for s in zero3["history"]["steps"]] == pytest.approx(
+        [s["loss"] for s in ddp["history"]["steps"]], rel=1e-5
+    )
+    for a, b in zip(zero3["history"]["steps"], ddp["history"]["steps"], strict=True):
+        assert a["lambda"] == pytest.approx(b["lambda"], abs=1e-4)
+    assert zero3["result"]["eval"]["macro"] == ddp["result"]["eval"]["macro"]
+    assert zero3["result"]["eval"]["avg_ece"] == pytest.approx(ddp["result"]["eval"]["avg_ece"], abs=1e-4)
+    from safetensors.torch import load_file
+
+    saved_zero3, saved_ddp = load_file(zero3["adapter"]), load_file(ddp["adapter"])
+    assert saved_zero3.keys() == saved_ddp.keys()
+    assert all(saved_zero3[k].shape == saved_ddp[k].shape for k in saved_ddp)
