@@ -15,6 +15,36 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_train.py")
 
 
+def _torchrun(port: int | str, *args: str) -> list[str]:
+    """The command that launches ``args`` on 2 CPU processes (gloo) through torchrun."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        *args,
+    ]
+
+
+def _deepspeed_env(tmp_path: Path, stage: int) -> dict[str, str]:
+    """accelerate's DeepSpeed environment (as ``accelerate launch --use_deepspeed`` sets it) with a
+    ZeRO-``stage`` config file that partitions every weight under ZeRO-3 and leaves batch, accumulation
+    and clipping to hyft."""
+    settings = tmp_path / f"ds{stage}.json"
+    zero = {"stage": stage, "stage3_param_persistence_threshold": 0}
+    auto = [
+        "train_micro_batch_size_per_gpu",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+    ]
+    settings.write_text(json.dumps({"zero_optimization": zero, **dict.fromkeys(auto, "auto")}))
+    return {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(settings)}
+
+
 def _run(args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(extra_env or {})}
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -24,18 +54,7 @@ def _run(args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = Non
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     two, one = tmp_path / "two.json", tmp_path / "one.json"
     _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29531",
-            str(SCRIPT),
-            str(two),
-            "4",
-        ],
+        _torchrun(29531, str(SCRIPT), str(two), "4"),
         tmp_path,
     )
     _run([sys.executable, str(SCRIPT), str(one), "8"], tmp_path)
@@ -61,18 +80,7 @@ def hybrid_runs(tmp_path_factory) -> dict[str, list[dict]]:
     """
     tmp_path = tmp_path_factory.mktemp("hybrid")
     _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29532",
-            str(HYBRID_SCRIPT),
-            str(tmp_path / "two"),
-            *CHECKS,
-        ],
+        _torchrun(29532, str(HYBRID_SCRIPT), str(tmp_path / "two"), *CHECKS),
         tmp_path,
     )
     _run([sys.executable, str(HYBRID_SCRIPT), str(tmp_path / "one"), "lora_ga", "ddp", "eval"], tmp_path)
@@ -126,19 +134,7 @@ def test_trainer_hybrid_lambda_under_ddp_matches_one_process(tmp_path):
     """Through the trainer (accelerate DDP): the logged branch norms, all-reduced once per step, set λ."""
     two, one = tmp_path / "two.json", tmp_path / "one.json"
     _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29533",
-            str(SCRIPT),
-            str(two),
-            "4",
-            "hybrid",
-        ],
+        _torchrun(29533, str(SCRIPT), str(two), "4", "hybrid"),
         tmp_path,
     )
     _run([sys.executable, str(SCRIPT), str(one), "8", "hybrid"], tmp_path)
@@ -158,19 +154,7 @@ def zero_runs(tmp_path_factory) -> dict[str, list[dict]]:
     """dist_hybrid.py's ``zero2`` and ``zero3`` checks on 2 ranks, and one process's ``trained_state``."""
     tmp_path = tmp_path_factory.mktemp("zero")
     _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29534",
-            str(HYBRID_SCRIPT),
-            str(tmp_path / "two"),
-            "zero2",
-            "zero3",
-        ],
+        _torchrun(29534, str(HYBRID_SCRIPT), str(tmp_path / "two"), "zero2", "zero3"),
         tmp_path,
     )
     _run([sys.executable, str(HYBRID_SCRIPT), str(tmp_path / "one"), "trained_state"], tmp_path)
@@ -218,35 +202,10 @@ def test_trainer_under_accelerate_deepspeed_matches_one_process(tmp_path, stage,
     """``accelerate launch --use_deepspeed`` through the trainer (its environment, set by hand): the run is
     DeepSpeed (not silently DDP), the loss curve and λ equal one process on the same global batch of 8, and
     the saved adapter is whole. ZeRO-2 with 2 accumulation steps; ZeRO-3 with every weight partitioned."""
-    settings = tmp_path / "ds.json"
-    settings.write_text(
-        json.dumps(
-            {
-                "zero_optimization": {"stage": stage, "stage3_param_persistence_threshold": 0},
-                "train_micro_batch_size_per_gpu": "auto",
-                "train_batch_size": "auto",
-                "gradient_accumulation_steps": "auto",
-                "gradient_clipping": "auto",
-            }
-        )
-    )
-    env = {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(settings)}
+    env = _deepspeed_env(tmp_path, stage)
     two, one = tmp_path / "two.json", tmp_path / "one.json"
     _run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            f"2954{stage}",
-            str(SCRIPT),
-            str(two),
-            batch,
-            "hybrid",
-            grad_accum,
-        ],
+        _torchrun(f"2954{stage}", str(SCRIPT), str(two), batch, "hybrid", grad_accum),
         tmp_path,
         env,
     )
@@ -309,35 +268,9 @@ def test_hyft_run_on_two_cpu_processes_under_ddp_and_deepspeed_zero3_gives_the_s
         }
         path = tmp_path / f"{mode}.yaml"
         path.write_text(yaml.safe_dump(config))
-        env = {}
-        if mode == "zero3":
-            settings = tmp_path / "ds.json"
-            settings.write_text(
-                json.dumps(
-                    {
-                        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
-                        "train_micro_batch_size_per_gpu": "auto",
-                        "train_batch_size": "auto",
-                        "gradient_accumulation_steps": "auto",
-                        "gradient_clipping": "auto",
-                    }
-                )
-            )
-            env = {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(settings)}
+        env = _deepspeed_env(tmp_path, 3) if mode == "zero3" else {}
         _run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nproc_per_node",
-                "2",
-                "--master_port",
-                "29546" if mode == "ddp" else "29547",
-                "-m",
-                "hyft.cli.main",
-                "run",
-                str(path),
-            ],
+            _torchrun("29546" if mode == "ddp" else "29547", "-m", "hyft.cli.main", "run", str(path)),
             tmp_path,
             env,
         )
