@@ -1,63 +1,26 @@
 """Two CPU processes (gloo, via torchrun) follow the same loss curve as one process
-with the same global batch."""
+with the same global batch; the hybrid's λ, LoRA-GA init and evaluation under DDP / FSDP2 / FSDP1.
+DeepSpeed ZeRO: test_distributed_deepspeed.py (its own file, so pytest-xdist runs the two on both
+workers)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = Path(__file__).with_name("ddp_train.py")
-
-
-def _torchrun(port: int | str, *args: str) -> list[str]:
-    """The command that launches ``args`` on 2 CPU processes (gloo) through torchrun."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(port),
-        *args,
-    ]
-
-
-def _deepspeed_env(tmp_path: Path, stage: int) -> dict[str, str]:
-    """accelerate's DeepSpeed environment (as ``accelerate launch --use_deepspeed`` sets it) with a
-    ZeRO-``stage`` config file that partitions every weight under ZeRO-3 and leaves batch, accumulation
-    and clipping to hyft."""
-    settings = tmp_path / f"ds{stage}.json"
-    zero = {"stage": stage, "stage3_param_persistence_threshold": 0}
-    auto = [
-        "train_micro_batch_size_per_gpu",
-        "train_batch_size",
-        "gradient_accumulation_steps",
-        "gradient_clipping",
-    ]
-    settings.write_text(json.dumps({"zero_optimization": zero, **dict.fromkeys(auto, "auto")}))
-    return {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(settings)}
-
-
-def _run(args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(extra_env or {})}
-    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+from tests.experiments_runner.launch import HYBRID_SCRIPT, TRAIN_SCRIPT, run, torchrun
 
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     two, one = tmp_path / "two.json", tmp_path / "one.json"
-    _run(
-        _torchrun(29531, str(SCRIPT), str(two), "4"),
+    run(
+        torchrun(29531, str(TRAIN_SCRIPT), str(two), "4"),
         tmp_path,
     )
-    _run([sys.executable, str(SCRIPT), str(one), "8"], tmp_path)
+    run([sys.executable, str(TRAIN_SCRIPT), str(one), "8"], tmp_path)
     curve_two, curve_one = json.loads(two.read_text()), json.loads(one.read_text())
     assert len(curve_two) == len(curve_one) == 8
     # Same examples per step, gradients all-reduced (mean of equal-size means): only float summation order
@@ -68,7 +31,6 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
 
 
 # -- the hybrid's λ, LoRA-GA init and evaluation under DDP / FSDP2 / FSDP1 (dist_hybrid.py) ---------------
-HYBRID_SCRIPT = Path(__file__).with_name("dist_hybrid.py")
 CHECKS = ["lora_ga", "ddp", "fsdp2", "fsdp1", "eval"]
 
 
@@ -79,11 +41,11 @@ def hybrid_runs(tmp_path_factory) -> dict[str, list[dict]]:
     One torchrun launch (2 gloo CPU processes) runs every check in turn, one plain process the reference.
     """
     tmp_path = tmp_path_factory.mktemp("hybrid")
-    _run(
-        _torchrun(29532, str(HYBRID_SCRIPT), str(tmp_path / "two"), *CHECKS),
+    run(
+        torchrun(29532, str(HYBRID_SCRIPT), str(tmp_path / "two"), *CHECKS),
         tmp_path,
     )
-    _run([sys.executable, str(HYBRID_SCRIPT), str(tmp_path / "one"), "lora_ga", "ddp", "eval"], tmp_path)
+    run([sys.executable, str(HYBRID_SCRIPT), str(tmp_path / "one"), "lora_ga", "ddp", "eval"], tmp_path)
     read = lambda name: json.loads((tmp_path / name).read_text())  # noqa: E731
     return {"two": [read("two.rank0"), read("two.rank1")], "one": [read("one.rank0")]}
 
@@ -133,11 +95,11 @@ def test_distributed_classification_evaluation_equals_one_process(hybrid_runs):
 def test_trainer_hybrid_lambda_under_ddp_matches_one_process(tmp_path):
     """Through the trainer (accelerate DDP): the logged branch norms, all-reduced once per step, set λ."""
     two, one = tmp_path / "two.json", tmp_path / "one.json"
-    _run(
-        _torchrun(29533, str(SCRIPT), str(two), "4", "hybrid"),
+    run(
+        torchrun(29533, str(TRAIN_SCRIPT), str(two), "4", "hybrid"),
         tmp_path,
     )
-    _run([sys.executable, str(SCRIPT), str(one), "8", "hybrid"], tmp_path)
+    run([sys.executable, str(TRAIN_SCRIPT), str(one), "8", "hybrid"], tmp_path)
     rank0, rank1 = (json.loads(Path(f"{two}.rank{r}").read_text())["lambda"] for r in (0, 1))
     reference = json.loads(Path(f"{one}.rank0").read_text())["lambda"]
     assert len(rank0) == len(reference) == 8
@@ -146,150 +108,3 @@ def test_trainer_hybrid_lambda_under_ddp_matches_one_process(tmp_path):
             assert step0[name] == step1[name]
             assert abs(step0[name] - value) <= 1e-4
     assert any(abs(v - 0.5) > 0.05 for v in reference[-1].values())
-
-
-# -- DeepSpeed ZeRO-2 / ZeRO-3 (2 gloo CPU processes; DeepSpeed's CPU accelerator) -----------------------
-@pytest.fixture(scope="module")
-def zero_runs(tmp_path_factory) -> dict[str, list[dict]]:
-    """dist_hybrid.py's ``zero2`` and ``zero3`` checks on 2 ranks, and one process's ``trained_state``."""
-    tmp_path = tmp_path_factory.mktemp("zero")
-    _run(
-        _torchrun(29534, str(HYBRID_SCRIPT), str(tmp_path / "two"), "zero2", "zero3"),
-        tmp_path,
-    )
-    _run([sys.executable, str(HYBRID_SCRIPT), str(tmp_path / "one"), "trained_state"], tmp_path)
-    read = lambda name: json.loads((tmp_path / name).read_text())  # noqa: E731
-    return {"two": [read("two.rank0"), read("two.rank1")], "one": [read("one.rank0")]}
-
-
-def _assert_same_adapter(state: dict[str, list], reference: dict[str, list]) -> None:
-    """Every saved tensor present with its full shape (a ZeRO-3 partition saved as is would be empty), and
-    equal to the one-process adapter: the median element to 1e-5, the worst to 0.05 (AdamW's first steps move
-    an element with a near-zero gradient by ±lr whatever its size, so summation-order noise flips a few)."""
-    import torch
-
-    assert state.keys() == reference.keys()
-    differences = []
-    for key, expected in reference.items():
-        got, want = torch.tensor(state[key]), torch.tensor(expected)
-        assert got.shape == want.shape, key
-        differences.append((got - want).abs().flatten())
-    every = torch.cat(differences)
-    assert float(every.median()) <= 1e-5 and float(every.max()) <= 0.05
-
-
-@pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_hybrid_lambda_under_deepspeed_zero_equals_one_process(zero_runs, stage):
-    """ZeRO keeps gradients out of ``p.grad`` (this rank's fragment of a flat fp32 partition, ZeRO-3 also
-    the weights): λ must read the fragments between ``engine.backward`` and ``engine.step`` and sum their
-    squares over ranks. Before that, every λ sat at its 0.05 clamp on every rank."""
-    rank0, rank1 = (run[stage] for run in zero_runs["two"])
-    reference = zero_runs["one"][0]["trained_state"]
-    assert len(rank0["lambda"]) == len(reference["lambda"]) == 4
-    for step0, step1, expected in zip(rank0["lambda"], rank1["lambda"], reference["lambda"], strict=True):
-        for name, value in expected.items():
-            assert step0[name] == step1[name]
-            assert abs(step0[name] - value) <= 1e-4
-    assert all(abs(v - 0.05) > 0.1 for v in rank0["lambda"][-1].values())
-    if stage == "zero3":
-        assert rank0["partitioned_parameters"] > 0  # the adapter's own weights were partitioned too
-    assert rank0["state"] == rank1["state"]
-    _assert_same_adapter(rank0["state"], reference["state"])
-
-
-@pytest.mark.parametrize(("stage", "batch", "grad_accum"), [(2, "2", "2"), (3, "4", "1")])
-def test_trainer_under_accelerate_deepspeed_matches_one_process(tmp_path, stage, batch, grad_accum):
-    """``accelerate launch --use_deepspeed`` through the trainer (its environment, set by hand): the run is
-    DeepSpeed (not silently DDP), the loss curve and λ equal one process on the same global batch of 8, and
-    the saved adapter is whole. ZeRO-2 with 2 accumulation steps; ZeRO-3 with every weight partitioned."""
-    env = _deepspeed_env(tmp_path, stage)
-    two, one = tmp_path / "two.json", tmp_path / "one.json"
-    _run(
-        _torchrun(f"2954{stage}", str(SCRIPT), str(two), batch, "hybrid", grad_accum),
-        tmp_path,
-        env,
-    )
-    _run([sys.executable, str(SCRIPT), str(one), "8", "hybrid"], tmp_path)
-    rank0, rank1 = (json.loads(Path(f"{two}.rank{r}").read_text()) for r in (0, 1))
-    reference = json.loads(Path(f"{one}.rank0").read_text())
-    assert rank0["distributed_type"] == "DistributedType.DEEPSPEED"
-    assert reference["distributed_type"] == "DistributedType.NO"
-    assert len(rank0["loss"]) == len(reference["loss"]) == 8
-    for a, b in zip(rank0["loss"], reference["loss"], strict=True):
-        assert abs(a - b) <= 1e-5 * abs(b)
-    for step0, step1, expected in zip(rank0["lambda"], rank1["lambda"], reference["lambda"], strict=True):
-        for name, value in expected.items():
-            assert step0[name] == step1[name]
-            assert abs(step0[name] - value) <= 1e-4
-    _assert_same_adapter(rank0["adapter"], reference["adapter"])
-
-
-def test_hyft_run_on_two_cpu_processes_under_ddp_and_deepspeed_zero3_gives_the_same_results(
-    tmp_path, shared_data
-):
-    """``hyft run`` under torchrun on CPU: one main process writes (before, accelerate's default state
-    counted one process on CPU, every rank thought itself the main one and they raced writing the same
-    checkpoint), and DeepSpeed ZeRO-3 (training, the gathered save, the sharded evaluation) gives the
-    results of DDP on the same global batch."""
-    import yaml
-
-    from tests.tasks.conftest import make_llama, make_tokenizer
-
-    model_dir = tmp_path / "tiny"
-    tokenizer = make_tokenizer()
-    make_llama(len(tokenizer), seed=5).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    runs = {}
-    for mode in ("ddp", "zero3"):
-        config = {
-            "run": {"name": mode, "output_dir": str(tmp_path / "runs"), "seeds": [0]},
-            "data": {
-                "task": "xnli",
-                "languages": ["en", "de"],
-                "k_shots": [8],
-                "data_dir": str(shared_data),
-                "max_eval_examples": 6,
-                "val_examples": 10,
-                "max_length": 96,
-            },
-            "models": [{"name": "tiny", "name_or_path": str(model_dir), "kind": "decoder"}],
-            "methods": {
-                "hybrid": {
-                    "r": 2,
-                    "alpha": 4,
-                    "boft_block_size": 4,
-                    "boft_n_butterfly_factor": 2,
-                    "lambda_warmup_steps": 0,
-                }
-            },
-            # checkpoint_every: 1 made the ranks race on one checkpoint before (DeepSpeed writes none)
-            "train": {"max_steps": 2, "batch_size": 4, "init_batches": 1, "checkpoint_every": 1},
-            "eval": {"batch_size": 4, "calibration_examples": 10, "orthographic": False},
-        }
-        path = tmp_path / f"{mode}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        env = _deepspeed_env(tmp_path, 3) if mode == "zero3" else {}
-        _run(
-            _torchrun("29546" if mode == "ddp" else "29547", "-m", "hyft.cli.main", "run", str(path)),
-            tmp_path,
-            env,
-        )
-        cell = tmp_path / "runs" / mode / "cells" / "tiny__hybrid__xnli__k8__none__seed0"
-        runs[mode] = {
-            "result": json.loads((cell / "result.json").read_text()),
-            "history": json.loads((cell / "train" / "history.json").read_text()),
-            "adapter": cell / "adapter" / "adapter_model.safetensors",
-        }
-    ddp, zero3 = runs["ddp"], runs["zero3"]
-    assert [s["loss"] for s in zero3["history"]["steps"]] == pytest.approx(
-        [s["loss"] for s in ddp["history"]["steps"]], rel=1e-5
-    )
-    for a, b in zip(zero3["history"]["steps"], ddp["history"]["steps"], strict=True):
-        assert a["lambda"] == pytest.approx(b["lambda"], abs=1e-4)
-    assert zero3["result"]["eval"]["macro"] == ddp["result"]["eval"]["macro"]
-    assert zero3["result"]["eval"]["avg_ece"] == pytest.approx(ddp["result"]["eval"]["avg_ece"], abs=1e-4)
-    from safetensors.torch import load_file
-
-    saved_zero3, saved_ddp = load_file(zero3["adapter"]), load_file(ddp["adapter"])
-    assert saved_zero3.keys() == saved_ddp.keys()
-    assert all(saved_zero3[k].shape == saved_ddp[k].shape for k in saved_ddp)
