@@ -80,7 +80,12 @@ def test_killed_run_is_refused_or_consistent_and_a_rerun_finishes(tmp_path):
         process = subprocess.Popen(
             [*CLI, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )
-        time.sleep(rng.uniform(0.5, 6.0))
+        # Kill at a random moment after the run has started writing: a fixed delay from launch missed it
+        # on a loaded machine, where the interpreter and imports alone can take longer than the delay.
+        started = time.monotonic()
+        while not run_dir.exists() and process.poll() is None and time.monotonic() - started < 60:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 5.0))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         if not run_dir.exists():
