@@ -35,6 +35,13 @@ R = TypeVar("R")
 _SHARDED_EVALUATION: ContextVar[bool] = ContextVar("hyft_sharded_evaluation", default=False)
 
 
+def deepspeed_requested() -> bool:
+    """Whether this process was launched for DeepSpeed (``accelerate launch --use_deepspeed``)."""
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
+
+
 def process_state() -> Any:
     """accelerate's ``PartialState`` for this process, the one every hyft entry point starts.
 
@@ -44,11 +51,10 @@ def process_state() -> Any:
     (``accelerate launch --use_deepspeed``) gets gloo explicitly, since ``cpu=True`` turns DeepSpeed off.
     """
     from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
 
     if torch.cuda.is_available():
         return PartialState()
-    if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
+    if deepspeed_requested():
         return PartialState(backend="gloo")
     return PartialState(cpu=True)
 

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType, parse_flag_from_env
+from accelerate.utils import DistributedType
 from torch import nn
 from tqdm.auto import tqdm
 
 from hyft.adapters.layer import adapted_layers
 from hyft.adapters.targeting import find_heads
-from hyft.distributed import global_squared_norms, process_state
+from hyft.distributed import deepspeed_requested, global_squared_norms, process_state
 from hyft.footprint import FootprintMeter
 from hyft.io import atomic_write_text
 from hyft.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -87,7 +87,7 @@ def make_accelerator(
     the same cells, and a clash is a real error: it is raised."""
     # ``cpu=True`` would silently turn off a DeepSpeed launch (``accelerate launch --use_deepspeed``), which
     # runs on CPU too (DeepSpeed's CPU accelerator, gloo): leave the device to accelerate then.
-    deepspeed = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")
+    deepspeed = deepspeed_requested()
     cpu = not torch.cuda.is_available() and not deepspeed
     if deepspeed:
         process_state()  # on CPU it needs gloo, chosen before the Accelerator starts the process state
