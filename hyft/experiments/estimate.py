@@ -121,6 +121,11 @@ STEP_EFFICIENCY = {"cpu": 0.75, "cuda": 0.45}
 # (bench/results/adapters.md), so their FLOPs count three times; on CPU they are probed themselves.
 BLOCK_MATMUL_COST = 3.0
 PROBE_SECONDS = 0.2
+# CPU: where the attention materialises its probabilities (eager, or SDPA's math path under dropout), the
+# scores' elementwise work (mask add, softmax, dropout; forward and backward) is paid per score, B·n·L² per
+# layer, and is probed (:func:`measure_score_rate`) rather than folded into STEP_EFFICIENCY: on MiniLM
+# (16 × 128, dropout 0.1) it is ~0.2 s of a 1.4 s step, on the Llama-like config (SDPA, no dropout) 0.
+SCORE_PROBE_ELEMENTS = 1 << 21
 PROBE_FLOPS_PER_REPEAT = 4e9  # sets the probe's tokens: a few repeats fit in PROBE_SECONDS on 2 cores
 
 
@@ -407,6 +412,24 @@ def measure_block_rate(tokens: int, width: int, group: int, seconds: float = PRO
     return _median_rate(("block", t, d, group), run, 4 * t * d * group, "cpu", seconds)
 
 
+def measure_score_rate(length: int, dropout: float, seconds: float = PROBE_SECONDS / 2) -> float:
+    """Attention scores per second this CPU handles now where the attention materialises them: scores +
+    mask → softmax → dropout (when ``dropout`` > 0), forward and backward, over rows of ``length`` keys;
+    one unit per score."""
+    rows = max(64, SCORE_PROBE_ELEMENTS // max(length, 1))
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(rows, length, generator=generator).requires_grad_(True)
+    mask = torch.zeros(length)
+    grad = torch.ones(rows, length)
+
+    def run() -> None:
+        scores.grad = None
+        probabilities = torch.softmax(scores + mask, dim=-1)
+        torch.nn.functional.dropout(probabilities, dropout, training=dropout > 0).backward(grad)
+
+    return _median_rate(("scores", rows, length, dropout), run, rows * length, "cpu", seconds)
+
+
 # -- The estimate -----------------------------------------------------------------------------------------
 def estimate_training(
     model_config: Any,
@@ -556,6 +579,11 @@ def estimate_training(
         if block_flops:
             block_rate = measure_block_rate(tokens, arch.hidden, max(g for g in groups if g))
             step_seconds += block_flops / (block_rate * efficiency)
+        if eager_scores:
+            # One pass forward and one backward per score; a checkpointed layer runs its forward twice.
+            score_passes = 1.5 if gradient_checkpointing else 1.0
+            scores = batch_size * arch.heads * length * length * arch.layers * score_passes
+            step_seconds += scores / measure_score_rate(length, arch.attention_dropout)
     flops += block_flops
     return TrainingEstimate(
         trainable=trainable,

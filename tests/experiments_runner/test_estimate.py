@@ -215,6 +215,48 @@ def test_step_time_is_flops_over_the_rate_and_grows_with_tokens():
     assert hybrid.flops_per_step > small.flops_per_step  # the adapters' own products count
 
 
+def test_probed_cpu_step_adds_the_materialised_scores_at_their_own_rate(monkeypatch):
+    """On CPU the step is GEMM FLOPs over the probed block rate × E, plus — where the attention
+    materialises its probabilities (BERT with attention dropout; BLOOM always) — B·heads·L²·layers
+    scores at the probed score rate; Llama-like (SDPA, no dropout) has no score term."""
+    from hyft.experiments import estimate as module
+
+    layer_rate, score_rate, probed = 2e10, 5e7, []
+    monkeypatch.setattr(module, "measure_layer_rate", lambda *args, **kwargs: layer_rate)
+
+    def fake_score_rate(length, dropout, **kwargs):
+        probed.append((length, dropout))
+        return score_rate
+
+    monkeypatch.setattr(module, "measure_score_rate", fake_score_rate)
+    efficiency = STEP_EFFICIENCY["cpu"]
+    for family, dropout in (("bert", 0.1), ("bloom", 0.0), ("llama", None)):
+        probed.clear()
+        result = estimate(family, batch=2, length=32, matmul_rate=None)
+        gemm = result.flops_per_step / (layer_rate * efficiency)
+        if dropout is None:
+            assert result.step_seconds == pytest.approx(gemm) and not probed
+            continue
+        scores = 2 * 4 * 32**2 * 2  # batch · heads · L² · layers
+        assert result.step_seconds == pytest.approx(gemm + scores / score_rate)
+        assert probed == [(32, dropout)]
+    checkpointed = estimate("bert", batch=2, length=32, matmul_rate=None, gradient_checkpointing=True)
+    gemm = checkpointed.flops_per_step / (layer_rate * efficiency)
+    assert checkpointed.step_seconds == pytest.approx(gemm + 1.5 * 2 * 4 * 32**2 * 2 / score_rate)
+
+
+def test_score_probe_is_a_rate_per_score_cached_per_shape():
+    """The probe runs the real softmax (+ dropout) forward and backward and reports scores per second;
+    a second call with the same shape returns the cached value (one probe per estimate)."""
+    from hyft.experiments.estimate import _PROBES, clear_probe_cache, measure_score_rate
+
+    clear_probe_cache()
+    rate = measure_score_rate(128, 0.1)
+    assert 0 < rate < float("inf")
+    assert measure_score_rate(128, 0.1) == rate
+    assert [key for key in _PROBES if key[0] == "scores"] == [("scores", (1 << 21) // 128, 128, 0.1)]
+
+
 def test_estimate_does_not_touch_the_config():
     config = llama_config()
     before = copy.deepcopy(config.to_dict())
