@@ -108,12 +108,12 @@ BOFT_SAVED_BLOCK_COPIES = 5.4
 # CPU: the probe (:func:`measure_layer_rate`) runs a frozen MLP block's forward and input backward at the
 # model's widths, so its rate already pays the elementwise work, autograd's bookkeeping and, on a shared
 # machine, the cost of every thread barrier when another job holds a core (a plain GEMM probe read 100+
-# GFLOP/s there while training steps reached 10–40). What the block lacks: attention softmax/dropout,
-# the vocabulary-wide loss, AdamW, the adapters' small ops. STEP_EFFICIENCY is the share of the probed
-# rate a whole step reaches, calibrated once on the three CPU configs under load (a calibration pass
-# before bench/results/estimate-accuracy.md: MiniLM reached 0.59 of the probe, with its materialised
-# attention and three dropouts per layer; BLOOM- and Llama-like 0.90 and 0.95): 0.75 is their geometric
-# middle, so each is within 1.3×.
+# GFLOP/s there while training steps reached 10–40). What the block lacks: the vocabulary-wide loss,
+# AdamW, the adapters' small ops (materialised attention scores are probed apart, see
+# SCORE_PROBE_ELEMENTS). STEP_EFFICIENCY is the share of the probed rate a whole step reaches, calibrated
+# once on the three CPU configs under load, before the score term existed (MiniLM reached 0.59 of the
+# probe, with its materialised attention and three dropouts per layer; BLOOM- and Llama-like 0.90 and
+# 0.95): 0.75 is their geometric middle, kept unchanged (not refit) when the score term came.
 # CUDA: the probe is a plain bf16/fp32 GEMM (a small block would measure launch latency, not the GPU);
 # 0.45 is an assumption until measured (small kernels and unfused elementwise work of a training step).
 STEP_EFFICIENCY = {"cpu": 0.75, "cuda": 0.45}
