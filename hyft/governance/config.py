@@ -211,7 +211,12 @@ class QualitySettings(BaseModel):
         "`ppl_refits` times), which assumes no noise rate (docs/governance-thresholds.md). quantile: drop "
         "above `ppl_quantile` (always drops that share, even of a clean pool).",
     )
-    ppl_k: float = Field(5.0, gt=0.0, description="robust: robust standard deviations above the location.")
+    ppl_k: float = Field(
+        6.0,
+        gt=0.0,
+        description="robust: robust standard deviations above the location (shuffled and random text is "
+        "caught by `ppl_order_gain` whatever its z; docs/governance-thresholds.md).",
+    )
     ppl_k_dense: float = Field(
         4.0, gt=0.0, description="robust: the same for Han/Kana languages (refit within 2 sd, not 3)."
     )
@@ -222,10 +227,10 @@ class QualitySettings(BaseModel):
         1 / 3,
         ge=0.0,
         lt=1.0,
-        description="robust, Han/Kana languages: drop a record whose *order gain* (log ppl of its characters "
+        description="robust: drop a record whose *order gain* (log ppl of its characters "
         "shuffled minus log ppl as written, under the final char LM) is below this share of the language's "
         "typical gain (`no_word_order`). Shuffled text earns 0 by construction, clean text ~2.2 nats per "
-        "character on XNLI zh, so the rule does not depend on the noise share; null disables.",
+        "character on XNLI zh, 3.8 on en), so the rule does not depend on the noise share; null disables.",
     )
     ppl_order_shuffles: int = Field(4, ge=1, description="robust: shuffles per record for the order gain.")
     ppl_quantile: float = Field(0.95, gt=0.0, le=1.0, description="quantile: drop above this quantile.")

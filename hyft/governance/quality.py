@@ -8,9 +8,11 @@ would drop almost every few-shot example, so they are not used.
 
 Perplexity: per-character perplexity of the record's fields under a char LM cross-fitted on the
 language's own pool (charlm.py), or under a caller-supplied scorer (the base model). Drop above
-robust z-score k (default: more than 5 robust standard deviations of log-perplexity above the shorth
-location, model refit on the inliers; docs/governance-thresholds.md measures it at 0-30 % planted
-garbage) or, with ``ppl_threshold="quantile"``, above a per-language quantile (drops a fixed share).
+robust z-score k (default: more than 6 robust standard deviations of log-perplexity above the shorth
+location, 4 for Han/Kana, model refit on the inliers; docs/governance-thresholds.md measures it at 0-30 %
+planted garbage), or when the record's character order earns less than a third of the language's typical
+*order gain* (shuffled text earns 0, whatever share of the pool is shuffled); or, with
+``ppl_threshold="quantile"``, above a per-language quantile (drops a fixed share).
 Thresholds are per language because scales differ several-fold (XNLI dev medians: en ~5, zh ~60).
 Pools under `min_pool` records are scored but never dropped.
 
@@ -119,8 +121,10 @@ def robust_scores(
     spread wide, z is the larger of the log-ppl z and the z of the *context gain* (log ppl under the
     n-gram model minus under a unigram model): shuffled characters keep the unigram distribution and lose
     only the context, which the gain isolates. On short Han rows that gain still overlaps clean text once
-    shuffled rows are many (16 % caught at 30 %), so Han/Kana records also get their *order gain*
-    (:func:`order_gains`), judged against the language's typical gain (``ppl_order_gain``).
+    shuffled rows are many (16 % caught at 30 %), so every record also gets its *order gain*
+    (:func:`order_gains`), judged against the language's typical gain (``ppl_order_gain``). It catches
+    shuffled and random text in any script whatever their share, which lets the z threshold sit high
+    enough (k = 6) to keep code-switched rows (Swahili with English names: z 5-8).
     """
     dense = lang in DENSE_ALPHABET_LANGS
     k = settings.ppl_k_dense if dense else settings.ppl_k
@@ -159,7 +163,7 @@ def robust_scores(
     else:
         description["rule"] = "log ppl > location + k * scale"
     gains: list[float | None] = [None] * len(records)
-    if dense and settings.ppl_order_gain is not None:
+    if settings.ppl_order_gain is not None:
         measured = order_gains(records, lang, settings, train)
         typical, _ = shorth(measured)
         gains = [four_significant(float(v)) for v in measured]

@@ -2,8 +2,7 @@
 
 The robust rule must not depend on the noise share: a quantile drops ~5 % of a clean pool and keeps
 garbage beyond 5 %. Targets (issue 16): <= 1 % of clean rows dropped by quality, >= 95 % of garbage
-caught, at every share. Where the measured rule falls short (sw clean rows) the test pins the measured
-bound so a regression still fails, and the doc says so.
+caught, at every share, in every language measured (en, es, sw, zh, hi).
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from hyft.governance.reasons import Reason
 
 SHARES = (0.0, 0.05, 0.15, 0.30)
 QUALITY = {Reason.PPL_TOO_HIGH, Reason.REPETITIVE, Reason.NO_WORD_ORDER}
-# Known shortfall, measured (docs/governance-thresholds.md): the target is 1 %.
-CLEAN_BOUND = {"sw": 0.02}
 
 
 @pytest.mark.parametrize("lang", ["en", "es", "sw", "zh", "hi"])
@@ -30,12 +27,24 @@ def test_robust_threshold_holds_at_every_noise_share(lang):
         outcome = quality_language(pool, lang, QualitySettings())
         assert outcome.stats["ppl_threshold"]["method"] == "robust"
         dropped_clean = sum(outcome.reasons[i] in QUALITY for i, k in enumerate(kinds) if k == "clean")
-        assert dropped_clean / len(clean) <= CLEAN_BOUND.get(lang, 0.01), (lang, share, dropped_clean)
+        assert dropped_clean / len(clean) <= 0.01, (lang, share, dropped_clean)
         for kind in GARBAGE_KINDS:
             caught = [outcome.reasons[i] is not None for i, k in enumerate(kinds) if k == kind]
             if not caught:
                 continue
             assert sum(caught) / len(caught) >= 0.95, (lang, share, kind, sum(caught), len(caught))
+
+
+def test_order_gain_catches_shuffled_latin_text_that_the_z_rule_lets_through():
+    """With the z threshold out of reach (k = 50) shuffled English rows are still dropped, as
+    `no_word_order`, at 30 % of the pool; clean rows are not (the rule runs for every script)."""
+    clean = clean_pairs("en", 400)
+    pool, kinds = plant_garbage(clean, 0.30, "en")
+    outcome = quality_language(pool, "en", QualitySettings(ppl_k=50.0, ppl_k_dense=50.0))
+    shuffled = [outcome.reasons[i] for i, k in enumerate(kinds) if k == "shuffled"]
+    assert shuffled and all(reason is Reason.NO_WORD_ORDER for reason in shuffled)
+    assert sum(outcome.reasons[i] is not None for i, k in enumerate(kinds) if k == "clean") <= 4
+    assert outcome.stats["ppl_threshold"]["order_gain"]["typical"] > 2.0
 
 
 def test_the_quantile_rule_is_still_available_and_drops_a_fixed_share():
