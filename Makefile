@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Every Python file of the repository is linted, scripts included (examples/, tools/, evidence/).
+PY_PATHS := hyft tests bench examples tools evidence
 STAMP := $(VENV)/.hyft-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -26,10 +28,10 @@ demo: $(STAMP)
 	$(VENV)/bin/hyft run configs/demo.yaml
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check hyft tests bench && $(VENV)/bin/ruff format --check hyft tests bench && $(VENV)/bin/lint-imports && $(PY) -m pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/ruff check $(PY_PATHS) && $(VENV)/bin/ruff format --check $(PY_PATHS) && $(VENV)/bin/lint-imports && $(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hyft tests bench && $(VENV)/bin/ruff format --check hyft tests bench
+	$(VENV)/bin/ruff check $(PY_PATHS) && $(VENV)/bin/ruff format --check $(PY_PATHS)
 
 bench: $(STAMP)
 	$(PY) bench/adapters.py

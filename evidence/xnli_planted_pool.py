@@ -85,7 +85,10 @@ def build(data_dir: Path, seed: int = 0) -> tuple[list[dict], dict[str, str]]:
             add(row, lang, "duplicate")
         for index in rng.sample(range(CLEAN), GARBAGE):
             row = dict(clean[index])
-            row["premise"], row["hypothesis"] = _shuffled(row["premise"], rng), _shuffled(row["hypothesis"], rng)
+            row["premise"], row["hypothesis"] = (
+                _shuffled(row["premise"], rng),
+                _shuffled(row["hypothesis"], rng),
+            )
             add(row, lang, "garbage")
     order = list(range(len(records)))
     rng.shuffle(order)
