@@ -89,8 +89,14 @@ def main() -> None:
     if args.reference not in arms:
         raise SystemExit(f"--reference {args.reference!r} is none of the arms {list(arms)}")
 
-    print(f"{args.task}, k = {args.k}: macro accuracy (%), 95 % CI over seeds then test rows\n")
-    print("| arm | seeds | macro [95 % CI] | per seed | Δ | ECE → T-scaled |\n|---|---|---|---|---:|---|")
+    languages = next(iter(next(iter(arms.values()))[1].values()))["eval"]["languages"]
+    print(f"{args.task}, k = {args.k}: accuracy (%, mean over seeds); macro with its 95 % CI over seeds then")
+    print(
+        "test rows; Δ, ECE and the orthographic drop (clean − variant, macro) are means of the cells' own\n"
+    )
+    columns = ["arm", "seeds", *languages, "macro [95 % CI]", "per seed", "Δ", "ECE → T-scaled", "ortho drop"]
+    print(f"| {' | '.join(columns)} |")
+    print(f"|---|---|{'---:|' * len(languages)}---|---|---:|---|---:|")
     for label, (run_dir, cells) in arms.items():
         rows = [_scores(run_dir, cells[seed]) for seed in sorted(cells)]
         matrix, _, _ = paired_matrices(rows, rows)
@@ -101,9 +107,16 @@ def main() -> None:
             100 * statistics.fmean(cell["eval"][key] for cell in cells.values())
             for key in ("delta", "avg_ece", "avg_ece_temperature_scaled")
         )
+        per_language = " | ".join(
+            f"{100 * statistics.fmean(cell['eval']['accuracy'][lang] for cell in cells.values()):.1f}"
+            for lang in languages
+        )
+        ortho_drop = 100 * statistics.fmean(
+            cell["eval"]["orthographic"]["macro"]["drop"] for cell in cells.values()
+        )
         print(
-            f"| {label} | {seeds} | {100 * mean:.1f} {_interval(low, high)} | {per_seed} | {delta:.1f} "
-            f"| {ece:.1f} → {ece_scaled:.1f} |"
+            f"| {label} | {seeds} | {per_language} | {100 * mean:.1f} {_interval(low, high)} | {per_seed} "
+            f"| {delta:.1f} | {ece:.1f} → {ece_scaled:.1f} | {ortho_drop:.1f} |"
         )
 
     reference_dir, reference_cells = arms[args.reference]
