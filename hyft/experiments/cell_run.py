@@ -28,7 +28,7 @@ from hyft.experiments.config import ModelEntry, RunConfig
 from hyft.io import atomic_write_jsonl, atomic_write_text
 from hyft.models import load_base_model
 from hyft.tasks.base import Example, Task
-from hyft.tasks.kshot import sample_k_shot
+from hyft.tasks.kshot import sample_k_shot, without_groups_of
 from hyft.tasks.loading import DataSource
 from hyft.tasks.templates import ChatTemplateMode
 from hyft.training import train
@@ -83,13 +83,16 @@ def shot_pools(
 
 def draw_training_set(pools: dict[str, list[Example]], k: int, seed: int, val_per_language: int, task: Task):
     """(shots, validation rows) per language: k shots (stratified by label for classification), then up
-    to n other rows for the validation loss and the temperature fit."""
+    to n other rows for the validation loss, the search score and the temperature fit — none sharing a
+    premise (:func:`hyft.tasks.kshot.pair_group`) with a shot."""
     shots, validation = {}, {}
     label_key = "label" if task.kind == "classification" else None
     for lang, pool in pools.items():
         shots[lang] = sample_k_shot(pool, k, seed, label_key=label_key)
         chosen = {id(example) for example in shots[lang]}
-        rest = [example for example in pool if id(example) not in chosen]
+        rest = without_groups_of(
+            task, [example for example in pool if id(example) not in chosen], shots[lang]
+        )
         random.Random(f"hyft-val/{seed}/{lang}").shuffle(rest)
         validation[lang] = rest[:val_per_language]
     return shots, validation

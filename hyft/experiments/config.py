@@ -74,7 +74,10 @@ class DataSection(BaseModel):
         None, ge=1, description="First n test rows per language (None: all)."
     )
     val_examples: int = Field(
-        32, ge=0, description="Dev rows per language (not shots) for the per-epoch val loss."
+        32,
+        ge=0,
+        description="Dev rows per language (not shots, sharing no premise with them) for the per-epoch val "
+        "loss, the search score and the temperature fit.",
     )
     custom: CustomTaskSpec | None = Field(
         None,

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from hyft.tasks import get_task
-from hyft.tasks.kshot import draw_shots, k_shot_label_counts, sample_k_shot
+from hyft.tasks.kshot import draw_shots, evaluation_rows, k_shot_label_counts, pair_group, sample_k_shot
 from hyft.tasks.loading import DataError, DataSource
 
 LANGUAGES = ("en", "zh", "sw")
@@ -85,3 +85,48 @@ def test_zero_shot_only_tasks_refuse_shots_before_reading_any_file(tmp_path):
     with pytest.raises(DataError, match="zero-shot only"):
         draw_shots(humaneval, "en", 8, 0, rows, DataSource(tmp_path / "no-data", "local"))
     assert draw_shots(humaneval, "en", 0, 0, rows) == ([], rows)
+
+
+def _premises(rows):
+    return {row["premise"] for row in rows}
+
+
+def test_validation_rows_share_no_premise_with_the_shots_and_the_shots_are_unchanged(data_dir):
+    """XNLI dev pairs each premise with one hypothesis per label: a validation row whose premise is among
+    the shots carries the one label the model never saw with it (the search read below chance)."""
+    from hyft.experiments.cell_run import draw_training_set
+
+    xnli, data = get_task("xnli"), DataSource(data_dir, "local")
+    pools = {lang: xnli.load("dev", lang, data) for lang in ("en", "sw")}
+    for seed in (0, 2):
+        shots, validation = draw_training_set(pools, 512, seed, 64, xnli)
+        for lang, pool in pools.items():
+            assert shots[lang] == sample_k_shot(pool, 512, seed, label_key="label")
+            assert len(validation[lang]) == 64
+            assert not _premises(validation[lang]) & _premises(shots[lang])
+            ids = {row["id"] for row in shots[lang]}
+            assert not ids & {row["id"] for row in validation[lang]}
+        # the pool does hold rows that share a premise with the shots: the filter had work to do
+        rest = [row for row in pools["en"] if row["id"] not in {s["id"] for s in shots["en"]}]
+        assert sum(row["premise"] in _premises(shots["en"]) for row in rest) > 100
+
+
+def test_scored_rows_of_a_dev_only_task_share_no_premise_with_shots_or_excluded_rows(data_dir):
+    """MNLI (GLUE ships dev only): shots, rows an adapter trained on and scored rows come from one split;
+    no scored row may share a premise with the first two."""
+    mnli, data = get_task("mnli"), DataSource(data_dir, "local")
+    split = mnli.load("dev", "en", data)
+    trained = split[1000:1100]
+    shots, rows = evaluation_rows(mnli, "en", 8, 0, data, {row["id"] for row in trained}, max_examples=400)
+    assert len(shots) == 8 and len(rows) == 400
+    assert not _premises(rows) & (_premises(trained) | _premises(shots))
+    # without the filter, the first 400 rows left would have shared premises with what was excluded
+    excluded = {row["id"] for row in trained} | {row["id"] for row in shots}
+    naive = [row for row in split if row["id"] not in excluded][:400]
+    assert _premises(naive) & (_premises(trained) | _premises(shots))
+
+
+def test_single_text_tasks_have_no_groups():
+    sst2 = get_task("sst2")
+    assert pair_group(sst2, {"id": "a", "sentence": "fine", "label": "positive"}) is None
+    assert pair_group(get_task("qnli"), {"question": "q?", "sentence": "s."}) == "q?"
