@@ -141,6 +141,56 @@ def _setup(results: Mapping[str, Any], groups: Mapping, setting: MainSetting, ma
     return lines
 
 
+def _format_value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _search(results: Mapping[str, Any]) -> list[str]:
+    """The hyper-parameter search (``results.json`` → ``search``): every trial's validation score and the
+    values the cells trained with. Empty when the run has no ``search:`` section."""
+    search = results.get("search")
+    if not isinstance(search, Mapping):
+        return []
+    metric = search.get("metric", "accuracy")
+    grid = "; ".join(
+        f"{field} ∈ {{{_join([_format_value(v) for v in values])}}}"
+        for field, values in search["grid"].items()
+    )
+    seeds = _join(search.get("seeds") or [])
+    lines = [
+        "### Hyper-parameter search",
+        "",
+        f"Grid: {grid}; each point trained at k = {search.get('k_shot')} on seed(s) {seeds} and scored by "
+        f"validation {metric} (validation rows are never shots and never test rows). "
+        "The chosen values train every cell of that model, task and method.",
+        "",
+    ]
+    searches = search.get("searches") or []
+    if not searches:
+        return [*lines, "_No search has finished yet._", ""]
+    lines += [
+        f"| Model · task · method | Trial | Validation {metric} | Chosen |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for summary in searches:
+        label = f"{summary['model']} · {summary['task']} · {summary['method']}"
+        chosen = summary.get("chosen") or {}
+        scale = 100.0 if metric == "accuracy" else 1.0
+        for trial in summary.get("trials", []):
+            point = trial.get("point", {})
+            is_chosen = bool(chosen) and all(point.get(k) == v for k, v in chosen.items())
+            score = trial.get("score")
+            shown = f"{scale * score:.1f}" if isinstance(score, (int, float)) else MISSING
+            lines.append(
+                f"| {label} | {trial.get('name', MISSING)} | {shown} | {'**yes**' if is_chosen else ''} |"
+            )
+        if summary.get("skipped_fields"):
+            lines.append(
+                f"| {label} | (fields that do not concern it: {_join(summary['skipped_fields'])}) | | |"
+            )
+    return [*lines, ""]
+
+
 def _notes(
     results: Mapping[str, Any],
     groups: Mapping[Any, CellGroup],
@@ -453,6 +503,7 @@ def write_report(
     lines += _headline(groups, setting)
     lines += _key_differences(comparisons, setting, reference_method, confidence)
     lines += _setup(results, groups, setting, manifest)
+    lines += _search(results)
     lines += _notes(results, groups, comparisons, list(dict.fromkeys([*skipped, *interval_notes])))
     lines += ["## Tables", ""]
     builders = [

@@ -428,3 +428,34 @@ def test_headline_names_the_best_method_and_its_gain_over_the_untrained_model(ru
     assert f"ECE {ece[0]:.1f} → {ece[1]:.1f} after temperature scaling" in line
     gains = next(line for line in report.splitlines() if line.strip().startswith("Gain over untrained"))
     assert all(f"{m} " in gains for m in syn.METHODS)
+
+
+def test_search_trials_and_the_chosen_values_are_in_the_report(run, tmp_path):
+    run_dir, results, report = run
+    assert "### Hyper-parameter search" not in report  # the synthetic run has no search
+    copy = tmp_path / "searched"
+    shutil.copytree(run_dir, copy)
+    searched = json.loads(json.dumps(results))
+    trials = [
+        {"point": {"lr": 2e-4}, "name": "lr=0.0002", "score": 0.375, "scores": {"0": 0.375}},
+        {"point": {"lr": 1e-3}, "name": "lr=0.001", "score": 0.46875, "scores": {"0": 0.46875}},
+    ]
+    searched["search"] = {
+        "grid": {"lr": [2e-4, 1e-3]},
+        "metric": "accuracy",
+        "k_shot": 32,
+        "seeds": [0],
+        "methods": ["lora"],
+        "searches": [
+            {"model": syn.MODEL, "task": syn.TASK, "method": "lora", "trials": trials, "chosen": {"lr": 1e-3}}
+        ],
+    }
+    (copy / "results.json").write_text(json.dumps(searched), encoding="utf-8")
+    text = section(
+        write_report(copy, progress=False).read_text(encoding="utf-8"), "### Hyper-parameter search"
+    )
+    assert "lr ∈ {0.0002, 0.001}" in text and "k = 32 on seed(s) 0" in text
+    rows = {r["Trial"]: r for r in parse_markdown_table(text[text.index("| Model") :])}
+    assert rows["lr=0.0002"]["Validation accuracy"] == "37.5" and rows["lr=0.0002"]["Chosen"] == ""
+    assert rows["lr=0.001"]["Validation accuracy"] == "46.9" and rows["lr=0.001"]["Chosen"] == "**yes**"
+    assert rows["lr=0.001"]["Model · task · method"] == f"{syn.MODEL} · {syn.TASK} · lora"
