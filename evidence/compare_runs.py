@@ -97,8 +97,13 @@ def main() -> None:
     columns = ["arm", "seeds", *languages, "macro [95 % CI]", "per seed", "Δ", "ECE → T-scaled", "ortho drop"]
     print(f"| {' | '.join(columns)} |")
     print(f"|---|---|{'---:|' * len(languages)}---|---|---:|---|---:|")
-    for label, (run_dir, cells) in arms.items():
-        rows = [_scores(run_dir, cells[seed]) for seed in sorted(cells)]
+    # each cell's samples file is read once; both tables below use these per-seed scores
+    scores = {
+        label: {seed: _scores(run_dir, cell) for seed, cell in cells.items()}
+        for label, (run_dir, cells) in arms.items()
+    }
+    for label, (_, cells) in arms.items():
+        rows = [scores[label][seed] for seed in sorted(cells)]
         matrix, _, _ = paired_matrices(rows, rows)
         mean, low, high = hierarchical_bootstrap_ci(matrix, n_resamples=args.resamples)
         per_seed = ", ".join(f"{100 * value:.1f}" for value in matrix.mean(axis=1))
@@ -119,10 +124,10 @@ def main() -> None:
             f"| {delta:.1f} | {ece:.1f} → {ece_scaled:.1f} | {ortho_drop:.1f} |"
         )
 
-    reference_dir, reference_cells = arms[args.reference]
+    reference_cells = arms[args.reference][1]
     print(f"\n| {args.reference} minus | paired seeds | difference [95 % CI] | significant |")
     print("|---|---|---|---|")
-    for label, (run_dir, cells) in arms.items():
+    for label, (_, cells) in arms.items():
         if label == args.reference:
             continue
         seeds = sorted(set(cells) & set(reference_cells))
@@ -132,8 +137,8 @@ def main() -> None:
         for seed in seeds:
             if not args.different_shots and cells[seed]["shots"] != reference_cells[seed]["shots"]:
                 raise SystemExit(f"seed {seed}: {label} and {args.reference} drew different shots")
-        reference_rows = [_scores(reference_dir, reference_cells[seed]) for seed in seeds]
-        other_rows = [_scores(run_dir, cells[seed]) for seed in seeds]
+        reference_rows = [scores[args.reference][seed] for seed in seeds]
+        other_rows = [scores[label][seed] for seed in seeds]
         a, b, left_out = paired_matrices(reference_rows, other_rows)
         if left_out:
             raise SystemExit(f"{label}: {left_out} test rows not scored by both arms in every seed")

@@ -18,13 +18,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from hyft.experiments.aggregate import example_correctness
 from hyft.tasks import get_task
 from hyft.tasks.kshot import pair_group
 from hyft.tasks.loading import DataSource
 
 
-def _accuracy(samples: list[dict]) -> float:
-    return 100 * statistics.fmean(s["prediction"] == s["gold"] for s in samples) if samples else float("nan")
+def _accuracy(scores: list[float]) -> float:
+    return 100 * statistics.fmean(scores) if scores else float("nan")
 
 
 def main() -> None:
@@ -42,14 +43,12 @@ def main() -> None:
             continue
         groups = group_of[cell["task"]]
         shot_groups = {groups[shot_id] for shot_id in cell["shots"]["en"]}
-        lines = (run_dir / cell["samples_path"]).read_text(encoding="utf-8").splitlines()
-        samples = [json.loads(line) for line in lines if line.strip()]
-        shared = [s for s in samples if groups[s["id"]] in shot_groups]
-        clean = [s for s in samples if groups[s["id"]] not in shot_groups]
+        correct = example_correctness(run_dir / cell["samples_path"])  # hyft's own per-row scoring
+        shared = [score for row_id, score in correct.items() if groups[row_id] in shot_groups]
+        clean = [score for row_id, score in correct.items() if groups[row_id] not in shot_groups]
+        every = list(correct.values())
         key = (cell["task"], cell["k_shot"], cell["method"])
-        per_arm[key].append(
-            (len(shared), len(samples), _accuracy(samples), _accuracy(clean), _accuracy(shared))
-        )
+        per_arm[key].append((len(shared), len(every), _accuracy(every), _accuracy(clean), _accuracy(shared)))
 
     print("| task | k | method | rows sharing a premise | all rows | rows sharing none | rows sharing one |")
     print("|---|---:|---|---:|---:|---:|---:|")

@@ -172,10 +172,10 @@ def _search(results: Mapping[str, Any]) -> list[str]:
         f"| Model · task · method | Trial | Validation {metric} | Chosen |",
         "| --- | --- | ---: | --- |",
     ]
+    scale = 100.0 if metric == "accuracy" else 1.0
     for summary in searches:
         label = f"{summary['model']} · {summary['task']} · {summary['method']}"
         chosen = summary.get("chosen") or {}
-        scale = 100.0 if metric == "accuracy" else 1.0
         for trial in summary.get("trials", []):
             point = trial.get("point", {})
             is_chosen = bool(chosen) and all(point.get(k) == v for k, v in chosen.items())
